@@ -1,0 +1,76 @@
+/**
+ * The socket and poll constants exported by name, with this platform's
+ * values (from `ffi/platform.ts`).
+ *
+ * @module
+ */
+
+import { C } from "./platform.ts";
+
+/** IPv4 address family. */
+export const AF_INET: number = C.AF_INET;
+/** IPv6 address family. */
+export const AF_INET6: number = C.AF_INET6;
+/** Unix-domain address family. */
+export const AF_UNIX: number = C.AF_UNIX;
+/** Stream socket type (TCP, Unix stream). */
+export const SOCK_STREAM: number = C.SOCK_STREAM;
+/** Datagram socket type (UDP, Unix datagram). */
+export const SOCK_DGRAM: number = C.SOCK_DGRAM;
+/** Creation flag: make the socket non-blocking (Linux). */
+export const SOCK_NONBLOCK: number = C.SOCK_NONBLOCK;
+/** Creation flag: close on exec (always set by this library). */
+export const SOCK_CLOEXEC: number = C.SOCK_CLOEXEC;
+/** Socket-level options. */
+export const SOL_SOCKET: number = C.SOL_SOCKET;
+/** Allow reuse of local addresses. */
+export const SO_REUSEADDR: number = C.SO_REUSEADDR;
+/** Allow several sockets on one port (Linux 3.9+). */
+export const SO_REUSEPORT: number = C.SO_REUSEPORT;
+/** Read and clear the pending socket error. */
+export const SO_ERROR: number = C.SO_ERROR;
+/** Send keepalive probes. */
+export const SO_KEEPALIVE: number = C.SO_KEEPALIVE;
+/** Receive buffer size. */
+export const SO_RCVBUF: number = C.SO_RCVBUF;
+/** Send buffer size. */
+export const SO_SNDBUF: number = C.SO_SNDBUF;
+/** Linger on close (`struct linger`, see `encodeLinger`). */
+export const SO_LINGER: number = C.SO_LINGER;
+/** The socket's type. */
+export const SO_TYPE: number = C.SO_TYPE;
+/** TCP protocol level. */
+export const IPPROTO_TCP: number = C.IPPROTO_TCP;
+/** IPv6 protocol level. */
+export const IPPROTO_IPV6: number = C.IPPROTO_IPV6;
+/** Restrict an IPv6 socket to IPv6. */
+export const IPV6_V6ONLY: number = C.IPV6_V6ONLY;
+/** Disable Nagle's algorithm. */
+export const TCP_NODELAY: number = C.TCP_NODELAY;
+/** Shut down reading. */
+export const SHUT_RD: number = C.SHUT_RD;
+/** Shut down writing. */
+export const SHUT_WR: number = C.SHUT_WR;
+/** Shut down both directions. */
+export const SHUT_RDWR: number = C.SHUT_RDWR;
+/** poll: data to read. */
+export const POLLIN: number = C.POLLIN;
+/** poll: urgent data to read. */
+export const POLLPRI: number = C.POLLPRI;
+/** poll: writing will not block. */
+export const POLLOUT: number = C.POLLOUT;
+/** poll: error condition. */
+export const POLLERR: number = C.POLLERR;
+/** poll: hang up. */
+export const POLLHUP: number = C.POLLHUP;
+/** poll: invalid fd. */
+export const POLLNVAL: number = C.POLLNVAL;
+/** recv flag: peek without consuming. */
+export const MSG_PEEK: number = C.MSG_PEEK;
+/** Flag: do not block for this one call. */
+export const MSG_DONTWAIT: number = C.MSG_DONTWAIT;
+
+/** Encodes a `struct linger` for `setsockopt(SOL_SOCKET, SO_LINGER, ...)`. */
+export function encodeLinger(onoff: boolean, seconds: number): Uint8Array {
+  return new Uint8Array(new Int32Array([onoff ? 1 : 0, seconds]).buffer);
+}

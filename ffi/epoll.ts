@@ -1,0 +1,117 @@
+/**
+ * `epoll(7)`: an interest list kept in the kernel and a reusable event
+ * buffer (`struct epoll_event` is packed, 12 bytes, on x86_64).
+ *
+ * @module
+ */
+
+import { errno as E, readErrno } from "./errno.ts";
+import { C, platform } from "./platform.ts";
+import { osError } from "./socket.ts";
+import { libc } from "./symbols.ts";
+
+const SIZE = platform.structs.epollEvent;
+
+/** One epoll instance. */
+export class Epoll {
+  #epfd: number;
+  #events: Uint8Array;
+  #view: DataView;
+  readonly #ctlBuf = new Uint8Array(SIZE);
+  readonly #ctlView = new DataView(this.#ctlBuf.buffer);
+
+  /** Creates the instance (close-on-exec) with room for `maxEvents` per wait. */
+  constructor(maxEvents = 1024) {
+    if (!platform.hasEpoll) throw new Error(`epoll is not available on ${platform.name}`);
+    const fd = libc().epoll_create1(C.EPOLL_CLOEXEC);
+    if (fd < 0) throw osError(readErrno(), "epoll_create1");
+    this.#epfd = fd;
+    this.#events = new Uint8Array(SIZE * maxEvents);
+    this.#view = new DataView(this.#events.buffer);
+  }
+
+  /** The epoll fd, or -1 once closed. */
+  fileno(): number {
+    return this.#epfd;
+  }
+
+  /** How many events one wait can return. */
+  get capacity(): number {
+    return this.#events.length / SIZE;
+  }
+
+  /** Grows the event buffer to `n` entries (never shrinks). */
+  reserve(n: number): void {
+    if (n <= this.capacity) return;
+    this.#events = new Uint8Array(SIZE * n);
+    this.#view = new DataView(this.#events.buffer);
+  }
+
+  /**
+   * `epoll_ctl(op, fd, events)` with `fd` as the event data. Returns 0 or the
+   * errno (`ENOENT`, `EEXIST`, `EPERM`, `EBADF`) for the caller to decide on.
+   */
+  ctl(op: number, fd: number, events: number): number {
+    this.#ctlView.setUint32(0, events, true);
+    this.#ctlView.setUint32(4, fd, true);
+    this.#ctlView.setUint32(8, 0, true);
+    const lib = libc();
+    for (;;) {
+      if (lib.epoll_ctl(this.#epfd, op, fd, this.#ctlBuf) === 0) return 0;
+      const err = readErrno();
+      if (err !== E.EINTR) return err;
+    }
+  }
+
+  /**
+   * Waits up to `timeout` ms (-1: forever); returns the number of events,
+   * read with {@linkcode fd} and {@linkcode events}. EINTR is retried with
+   * the time left.
+   */
+  wait(timeout: number): number {
+    const lib = libc();
+    const deadline = timeout < 0 ? Infinity : performance.now() + timeout;
+    for (;;) {
+      const left = deadline === Infinity
+        ? -1
+        : Math.max(0, Math.ceil(deadline - performance.now()));
+      const r = lib.epoll_wait(this.#epfd, this.#events, this.capacity, left);
+      if (r >= 0) return r;
+      const err = readErrno();
+      if (err !== E.EINTR) throw osError(err, "epoll_wait");
+    }
+  }
+
+  /**
+   * The same wait on a worker thread; the events land in a buffer of their
+   * own, so it may run while the synchronous side uses {@linkcode wait}.
+   * Failures (EINTR) resolve to 0.
+   */
+  async waitAsync(timeout: number, buffer: Uint8Array): Promise<number> {
+    const r = await libc().epollWaitAsync(
+      this.#epfd,
+      buffer,
+      Math.floor(buffer.length / SIZE),
+      timeout,
+    );
+    return r < 0 ? 0 : r;
+  }
+
+  /** The fd of event `i` of the last wait. */
+  fd(i: number): number {
+    return this.#view.getInt32(i * SIZE + 4, true);
+  }
+
+  /** The event mask of event `i` of the last wait. */
+  events(i: number): number {
+    return this.#view.getUint32(i * SIZE, true);
+  }
+
+  /** Closes the epoll fd (idempotent). */
+  close(): void {
+    const fd = this.#epfd;
+    if (fd < 0) return;
+    this.#epfd = -1;
+    libc().close(fd);
+  }
+}

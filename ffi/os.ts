@@ -1,0 +1,85 @@
+/**
+ * File-descriptor calls outside sockets, as Python's `os` module has them:
+ * `dup`, `pipe`, `read`, `write`, `close` and non-blocking mode.
+ *
+ * @module
+ */
+
+import { errno as E, readErrno } from "./errno.ts";
+import { C } from "./platform.ts";
+import { osError } from "./socket.ts";
+import { libc } from "./symbols.ts";
+
+const MAX_IO = 0x3fff_0000;
+
+function checkFd(fd: number): void {
+  if (!Number.isInteger(fd)) throw new TypeError(`fd must be an integer, not ${fd}`);
+}
+
+/**
+ * Calls `fn` until it does not fail with EINTR; a failure other than
+ * "would block" is confirmed by one repeat (errno can be overwritten between
+ * the call and its read). Returns the result, or -1 for "would block".
+ */
+function settle(syscall: string, fn: () => number, wouldBlockOk: boolean): number {
+  let repeated = false;
+  for (;;) {
+    const r = fn();
+    if (r >= 0) return r;
+    const err = readErrno();
+    if (err === E.EINTR) continue;
+    if (err === E.EAGAIN && wouldBlockOk) return -1;
+    if (repeated) throw osError(err, syscall);
+    repeated = true;
+  }
+}
+
+/** Duplicates `fd` (the copy is close-on-exec free, as `dup(2)` makes it). */
+export function dup(fd: number): number {
+  checkFd(fd);
+  return settle("dup", () => libc().dup(fd), false);
+}
+
+/** Creates a pipe: `[readFd, writeFd]`, close-on-exec, non-blocking unless asked. */
+export function pipe(nonblocking = true): [number, number] {
+  const fds = new Int32Array(2);
+  const flags = C.O_CLOEXEC | (nonblocking ? C.O_NONBLOCK : 0);
+  settle("pipe2", () => libc().pipe2(fds, flags), false);
+  return [fds[0], fds[1]];
+}
+
+/** Reads up to `n` bytes from `fd`; empty at end of file. `OSError(EAGAIN)` if it would block. */
+export function read(fd: number, n: number): Uint8Array {
+  checkFd(fd);
+  if (!Number.isInteger(n) || n < 0) throw new RangeError(`read size must be >= 0, not ${n}`);
+  const buf = new Uint8Array(Math.min(n, MAX_IO));
+  const got = settle("read", () => libc().read(fd, buf, BigInt(buf.length)), true);
+  if (got < 0) throw osError(E.EAGAIN, "read");
+  return buf.subarray(0, got);
+}
+
+/** Writes `data` to `fd`; returns the count. `OSError(EAGAIN)` if it would block. */
+export function write(fd: number, data: Uint8Array): number {
+  checkFd(fd);
+  const n = Math.min(data.length, MAX_IO);
+  const put = settle("write", () => libc().write(fd, data, BigInt(n)), true);
+  if (put < 0) throw osError(E.EAGAIN, "write");
+  return put;
+}
+
+/** Closes `fd`. Never repeated: the fd is released even when close reports an error. */
+export function close(fd: number): void {
+  checkFd(fd);
+  if (libc().close(fd) < 0) {
+    const err = readErrno();
+    if (err !== E.EINTR) throw osError(err, "close");
+  }
+}
+
+/** Sets or clears `O_NONBLOCK` on `fd`, as Python's `os.set_blocking(fd, blocking)`. */
+export function setBlocking(fd: number, blocking: boolean): void {
+  checkFd(fd);
+  const fl = settle("fcntl", () => libc().fcntl(fd, C.F_GETFL, 0), false);
+  const next = blocking ? fl & ~C.O_NONBLOCK : fl | C.O_NONBLOCK;
+  if (next !== fl) settle("fcntl", () => libc().fcntl(fd, C.F_SETFL, next), false);
+}

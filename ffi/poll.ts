@@ -1,0 +1,52 @@
+/**
+ * `poll(2)` over a reusable {@linkcode PollFdArray}, synchronous or on a
+ * worker thread.
+ *
+ * @module
+ */
+
+import { errno as E, readErrno } from "./errno.ts";
+import { osError } from "./socket.ts";
+import { PollFdArray } from "./structs.ts";
+import { libc } from "./symbols.ts";
+
+/** Milliseconds for a timeout in seconds: `null` or negative waits forever; rounds up. */
+export function timeoutMs(seconds: number | null): number {
+  if (seconds === null || seconds < 0) return -1;
+  return Math.min(0x7fffffff, Math.ceil(seconds * 1000));
+}
+
+/** A pollfd array and the calls that wait on it. */
+export class Poller {
+  /** The entries; fill with `fds.reserve(n)` and `fds.set(i, fd, events)`. */
+  readonly fds: PollFdArray = new PollFdArray();
+
+  /**
+   * Waits on the first `n` entries for up to `timeout` ms (-1: forever);
+   * returns how many have events. EINTR is retried with the time left.
+   */
+  poll(n: number, timeout: number): number {
+    const lib = libc();
+    const deadline = timeout < 0 ? Infinity : performance.now() + timeout;
+    for (;;) {
+      const left = deadline === Infinity
+        ? -1
+        : Math.max(0, Math.ceil(deadline - performance.now()));
+      const r = lib.poll(this.fds.bytes, BigInt(n), left);
+      if (r >= 0) return r;
+      const err = readErrno();
+      if (err !== E.EINTR) throw osError(err, "poll");
+    }
+  }
+
+  /**
+   * The same wait on a worker thread, so Deno's event loop runs meanwhile.
+   * Do not touch `fds` until the promise settles. EINTR resolves to 0.
+   */
+  async pollAsync(n: number, timeout: number): Promise<number> {
+    const r = await libc().pollAsync(this.fds.bytes, BigInt(n), timeout);
+    // errno lives on the worker thread: a failure here is reported as "nothing ready"
+    // and the caller's next synchronous pass sees the real state.
+    return r < 0 ? 0 : r;
+  }
+}

@@ -1,0 +1,435 @@
+/**
+ * `Socket`: a thin object over one file descriptor, like Python's
+ * `socket.socket`. Every failing call throws {@linkcode OSError}.
+ *
+ * errno is read right after a failed call, but the runtime can overwrite it
+ * in between (seen about once in 100,000 calls). So a failed call whose errno
+ * is not the expected "would block" answer is made once more and the second
+ * answer is believed; a failed call has no effect, so repeating it is safe
+ * (`close` is never repeated). A false "would block" heals by itself: the
+ * level-triggered loop reports the fd again on the next pass.
+ *
+ * @module
+ */
+
+import { errno as E, OSError, readErrno } from "./errno.ts";
+import { C, platform } from "./platform.ts";
+import { encodeAddress } from "./resolve.ts";
+import { type Address, decodeSockaddr } from "./structs.ts";
+import { holdSpareFd, releaseSpareFd } from "./spare_fd.ts";
+import { libc } from "./symbols.ts";
+
+const SOCK_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
+const MSG_NOSIGNAL = C.MSG_NOSIGNAL;
+const EAGAIN = E.EAGAIN;
+const EINTR = E.EINTR;
+/** Lengths handed to one call are capped so `ssize_t` results fit in an `i32`. */
+const MAX_IO = 0x3fff_0000;
+
+const encoder = new TextEncoder();
+// Scratch buffers shared by every socket: the loop is single-threaded.
+const addrBuf = new Uint8Array(platform.structs.sockaddrStorage);
+const lenBuf = new Uint32Array(1);
+const intBuf = new Int32Array(1);
+let scratch = new Uint8Array(65536);
+
+/** Bytes, or a string sent as UTF-8. */
+export type BytesLike = Uint8Array | string;
+
+function asBytes(data: BytesLike): Uint8Array {
+  if (typeof data === "string") return encoder.encode(data);
+  if (data instanceof Uint8Array) return data;
+  throw new TypeError(
+    `data must be a Uint8Array or a string, not ${data === null ? "null" : typeof data}`,
+  );
+}
+
+/**
+ * Builds the `OSError` for `err`. Out of fds, the spare fd is freed while the
+ * error and its stack are built, so Deno has the fd it needs to format them.
+ */
+export function osError(err: number, syscall: string, filename?: string): OSError {
+  if (err !== E.EMFILE && err !== E.ENFILE) return new OSError(err, { syscall, filename });
+  releaseSpareFd();
+  const error = new OSError(err, { syscall, filename });
+  void error.stack;
+  holdSpareFd();
+  return error;
+}
+
+function checkSize(n: number, what: string): void {
+  if (!Number.isInteger(n) || n < 0) {
+    throw new RangeError(`${what} must be a non-negative integer, not ${n}`);
+  }
+}
+
+/** Options for {@linkcode Socket.recvfrom}-style calls that take flags. */
+export type SocketFlags = number;
+
+/** A socket over one fd. Blocking by default, as in Python; see `setblocking`. */
+export class Socket {
+  #fd: number;
+  #blocking: boolean;
+  /** The address family: `AF_INET`, `AF_INET6` or `AF_UNIX`. */
+  readonly family: number;
+  /** The socket type (`SOCK_STREAM`, `SOCK_DGRAM`), without creation flags. */
+  readonly type: number;
+  /** The protocol number. */
+  readonly proto: number;
+
+  /**
+   * Creates a socket, or adopts `fileno` when given (as Python's
+   * `socket.socket(family, type, proto, fileno)`). `type` may carry
+   * `SOCK_NONBLOCK`; `SOCK_CLOEXEC` is always set.
+   */
+  constructor(
+    family: number = C.AF_INET,
+    type: number = C.SOCK_STREAM,
+    proto = 0,
+    fileno?: number,
+  ) {
+    for (const [name, v] of [["family", family], ["type", type], ["proto", proto]] as const) {
+      if (!Number.isInteger(v)) throw new TypeError(`${name} must be an integer, not ${v}`);
+    }
+    this.family = family;
+    this.type = type & ~SOCK_FLAGS;
+    this.proto = proto;
+    if (fileno !== undefined) {
+      if (!Number.isInteger(fileno) || fileno < 0) {
+        throw new RangeError(`fileno must be a non-negative integer, not ${fileno}`);
+      }
+      this.#fd = fileno;
+      this.#blocking = (this.#fcntlGetfl() & C.O_NONBLOCK) === 0;
+      return;
+    }
+    holdSpareFd();
+    const lib = libc();
+    const flags = this.type | C.SOCK_CLOEXEC | (type & C.SOCK_NONBLOCK);
+    this.#fd = -1;
+    this.#blocking = (type & C.SOCK_NONBLOCK) === 0;
+    this.#fd = this.#call("socket", () => lib.socket(family, flags, proto));
+  }
+
+  /** Adopts an existing fd, reading its family and type from the kernel. */
+  static fromFd(fd: number): Socket {
+    if (!Number.isInteger(fd) || fd < 0) {
+      throw new RangeError(`fd must be a non-negative integer, not ${fd}`);
+    }
+    const probe = new Socket(C.AF_UNIX, C.SOCK_STREAM, 0, fd);
+    const family = probe.getsockopt(C.SOL_SOCKET, C.SO_DOMAIN);
+    const type = probe.getsockopt(C.SOL_SOCKET, C.SO_TYPE);
+    probe.detach();
+    return new Socket(family, type, 0, fd);
+  }
+
+  /** The fd, or -1 once closed or detached. */
+  fileno(): number {
+    return this.#fd;
+  }
+
+  /** Whether the socket is in blocking mode. */
+  getblocking(): boolean {
+    return this.#blocking;
+  }
+
+  /** Sets blocking (`true`) or non-blocking (`false`) mode. */
+  setblocking(flag: boolean): void {
+    flag = Boolean(flag);
+    if (flag === this.#blocking) return;
+    const lib = libc();
+    const fd = this.#fd;
+    const fl = this.#fcntlGetfl();
+    const next = flag ? fl & ~C.O_NONBLOCK : fl | C.O_NONBLOCK;
+    this.#call("fcntl", () => lib.fcntl(fd, C.F_SETFL, next));
+    this.#blocking = flag;
+  }
+
+  #fcntlGetfl(): number {
+    const lib = libc();
+    const fd = this.#fd;
+    return this.#call("fcntl", () => lib.fcntl(fd, C.F_GETFL, 0));
+  }
+
+  /**
+   * Makes `fn` (a libc call returning -1 on failure) and settles its errno:
+   * EINTR is retried, "would block" on a non-blocking socket is believed,
+   * anything else is confirmed by one repeat (see the module note).
+   */
+  #call(syscall: string, fn: () => number, filename?: string, trusted = EAGAIN): number {
+    let repeated = false;
+    for (;;) {
+      const r = fn();
+      if (r !== -1) return r;
+      const err = readErrno();
+      if (err === EINTR) continue;
+      if (repeated || (err === trusted && !this.#blocking)) {
+        throw osError(err, syscall, filename);
+      }
+      repeated = true;
+    }
+  }
+
+  #encode(addr: Address): number {
+    return encodeAddress(this.family, this.type, addr, addrBuf);
+  }
+
+  #addrText(addr: Address): string {
+    return typeof addr === "string" ? addr : `${addr[0]}:${addr[1]}`;
+  }
+
+  /** Binds to `addr`. */
+  bind(addr: Address): void {
+    const len = this.#encode(addr);
+    const lib = libc();
+    const fd = this.#fd;
+    this.#call("bind", () => lib.bind(fd, addrBuf, len), this.#addrText(addr));
+  }
+
+  /** Starts listening with the given backlog. */
+  listen(backlog = 128): void {
+    if (!Number.isInteger(backlog)) throw new TypeError(`backlog must be an integer`);
+    const lib = libc();
+    const fd = this.#fd;
+    this.#call("listen", () => lib.listen(fd, Math.max(0, backlog)));
+  }
+
+  /**
+   * Accepts a connection: `[socket, address]`. On a non-blocking socket with
+   * nothing queued this throws `OSError(EAGAIN)`. The new socket inherits
+   * this socket's blocking mode (one `fcntl` less than Python).
+   */
+  accept(): [Socket, Address] {
+    const fd = this.tryAccept();
+    if (fd === -1) throw osError(EAGAIN, "accept");
+    return [new Socket(this.family, this.type, this.proto, fd), this.#peer];
+  }
+
+  #peer: Address = "";
+
+  /**
+   * Accepts one connection and returns the new fd, or -1 when none is queued
+   * (non-blocking); the peer's address is then read by `accept()`.
+   */
+  tryAccept(): number {
+    const lib = libc();
+    const fd = this.#fd;
+    const flags = C.SOCK_CLOEXEC | (this.#blocking ? 0 : C.SOCK_NONBLOCK);
+    lenBuf[0] = addrBuf.length;
+    let r = lib.accept4(fd, addrBuf, lenBuf, flags);
+    if (r < 0) {
+      try {
+        r = this.#call("accept", () => {
+          lenBuf[0] = addrBuf.length;
+          return lib.accept4(fd, addrBuf, lenBuf, flags);
+        });
+      } catch (error) {
+        if (error instanceof OSError && error.errno === EAGAIN) return -1;
+        throw error;
+      }
+    }
+    this.#peer = decodeSockaddr(addrBuf, lenBuf[0]);
+    return r;
+  }
+
+  /** Connects to `addr`; throws `OSError` on failure (`EINPROGRESS` when non-blocking). */
+  connect(addr: Address): void {
+    const err = this.connectEx(addr);
+    if (err !== 0) throw osError(err, "connect", this.#addrText(addr));
+  }
+
+  /** Connects to `addr` and returns 0 or the errno (`EINPROGRESS` when non-blocking). */
+  connectEx(addr: Address): number {
+    const len = this.#encode(addr);
+    const lib = libc();
+    const fd = this.#fd;
+    try {
+      this.#call("connect", () => lib.connect(fd, addrBuf, len), undefined, E.EINPROGRESS);
+      return 0;
+    } catch (error) {
+      if (error instanceof OSError && !(error.errno === E.EBADF && fd < 0)) return error.errno;
+      throw error;
+    }
+  }
+
+  /** Sends `data` (strings as UTF-8); returns the number of bytes sent. */
+  send(data: BytesLike, flags = 0): number {
+    const n = this.trySend(data, flags);
+    if (n === -1) throw osError(EAGAIN, "send");
+    return n;
+  }
+
+  /** Sends all of `data`, looping over partial sends (blocking sockets). */
+  sendall(data: BytesLike, flags = 0): void {
+    let bytes = asBytes(data);
+    while (bytes.length > 0) {
+      const n = this.send(bytes, flags);
+      bytes = bytes.subarray(n);
+    }
+  }
+
+  /** Like `send`, but returns -1 instead of throwing when it would block. */
+  trySend(data: BytesLike, flags = 0): number {
+    const bytes = asBytes(data);
+    const n = Math.min(bytes.length, MAX_IO);
+    const fl = flags | MSG_NOSIGNAL;
+    const r = libc().send(this.#fd, bytes, BigInt(n), fl);
+    if (r >= 0) return r;
+    return this.#settleIO("send", () => libc().send(this.#fd, bytes, BigInt(n), fl));
+  }
+
+  /** Receives up to `n` bytes; an empty result means the peer closed. */
+  recv(n: number, flags = 0): Uint8Array {
+    checkSize(n, "recv size");
+    if (n > scratch.length) scratch = new Uint8Array(Math.min(n, MAX_IO));
+    const got = this.tryRecvInto(scratch, Math.min(n, MAX_IO), flags);
+    if (got === -1) throw osError(EAGAIN, "recv");
+    return scratch.slice(0, got);
+  }
+
+  /** Receives into `buffer` (up to `n` bytes); returns the count. */
+  recvInto(buffer: Uint8Array, n: number = buffer.length, flags = 0): number {
+    const got = this.tryRecvInto(buffer, n, flags);
+    if (got === -1) throw osError(EAGAIN, "recv");
+    return got;
+  }
+
+  /** Like `recvInto`, but returns -1 instead of throwing when it would block. */
+  tryRecvInto(buffer: Uint8Array, n: number = buffer.length, flags = 0): number {
+    if (n > buffer.length) {
+      throw new RangeError(`recv size ${n} exceeds the buffer (${buffer.length} bytes)`);
+    }
+    const len = Math.min(n, MAX_IO);
+    const r = libc().recv(this.#fd, buffer, BigInt(len), flags);
+    if (r >= 0) return r;
+    return this.#settleIO("recv", () => libc().recv(this.#fd, buffer, BigInt(len), flags), true);
+  }
+
+  /**
+   * The failure path of send/recv: -1 for "would block", a count if the
+   * confirming repeat went through, else an `OSError`. A repeat that reads
+   * end-of-stream after a real error reports that error.
+   */
+  #settleIO(syscall: string, again: () => number, eofKeepsError = false): number {
+    let first = 0;
+    for (let err = readErrno();; err = readErrno()) {
+      if (err === EINTR) {
+        // retried below
+      } else if (err === EAGAIN && !this.#blocking) {
+        return -1;
+      } else if (first !== 0) {
+        throw osError(err, syscall);
+      } else {
+        first = err;
+      }
+      const r = again();
+      if (r > 0 || (r === 0 && !(eofKeepsError && first !== 0))) return r;
+      if (r === 0) throw osError(first, syscall);
+    }
+  }
+
+  /** Sends a datagram to `addr`; returns the bytes sent. */
+  sendto(data: BytesLike, addr: Address, flags = 0): number {
+    const bytes = asBytes(data);
+    const len = this.#encode(addr);
+    const lib = libc();
+    const fd = this.#fd;
+    const n = Math.min(bytes.length, MAX_IO);
+    return this.#call(
+      "sendto",
+      () => lib.sendto(fd, bytes, BigInt(n), flags | MSG_NOSIGNAL, addrBuf, len),
+      this.#addrText(addr),
+    );
+  }
+
+  /** Receives a datagram of up to `n` bytes: `[bytes, senderAddress]`. */
+  recvfrom(n: number, flags = 0): [Uint8Array, Address] {
+    checkSize(n, "recvfrom size");
+    if (n > scratch.length) scratch = new Uint8Array(Math.min(n, MAX_IO));
+    const lib = libc();
+    const fd = this.#fd;
+    const len = Math.min(n, MAX_IO);
+    const got = this.#call("recvfrom", () => {
+      lenBuf[0] = addrBuf.length;
+      return lib.recvfrom(fd, scratch, BigInt(len), flags, addrBuf, lenBuf);
+    });
+    return [scratch.slice(0, got), decodeSockaddr(addrBuf, lenBuf[0])];
+  }
+
+  /** Sets an option: an integer value, or raw bytes (e.g. a `struct linger`). */
+  setsockopt(level: number, option: number, value: number | boolean | Uint8Array): void {
+    let bytes: Uint8Array;
+    if (value instanceof Uint8Array) {
+      bytes = value;
+    } else {
+      intBuf[0] = Number(value);
+      bytes = new Uint8Array(intBuf.buffer);
+    }
+    const lib = libc();
+    const fd = this.#fd;
+    this.#call("setsockopt", () => lib.setsockopt(fd, level, option, bytes, bytes.length));
+  }
+
+  /** Reads an integer option. */
+  getsockopt(level: number, option: number): number {
+    const lib = libc();
+    const fd = this.#fd;
+    const bytes = new Uint8Array(intBuf.buffer);
+    this.#call("getsockopt", () => {
+      intBuf[0] = 0;
+      lenBuf[0] = 4;
+      return lib.getsockopt(fd, level, option, bytes, lenBuf);
+    });
+    return intBuf[0];
+  }
+
+  /** The local address. */
+  getsockname(): Address {
+    return this.#nameOf("getsockname");
+  }
+
+  /** The peer's address; `OSError(ENOTCONN)` when not connected. */
+  getpeername(): Address {
+    return this.#nameOf("getpeername");
+  }
+
+  #nameOf(syscall: "getsockname" | "getpeername"): Address {
+    const lib = libc();
+    const fd = this.#fd;
+    this.#call(syscall, () => {
+      lenBuf[0] = addrBuf.length;
+      return lib[syscall](fd, addrBuf, lenBuf);
+    });
+    if (lenBuf[0] === 0) return this.family === C.AF_UNIX ? "" : ["", 0];
+    return decodeSockaddr(addrBuf, lenBuf[0]);
+  }
+
+  /** Shuts down reading (`SHUT_RD`), writing (`SHUT_WR`) or both. */
+  shutdown(how: number): void {
+    const lib = libc();
+    const fd = this.#fd;
+    this.#call("shutdown", () => lib.shutdown(fd, how));
+  }
+
+  /**
+   * Closes the fd. Idempotent: the fd is forgotten before it is closed, so a
+   * second call can never close a number the kernel has since reused.
+   */
+  close(): void {
+    const fd = this.#fd;
+    if (fd < 0) return;
+    this.#fd = -1;
+    libc().close(fd);
+  }
+
+  /** Gives up the fd without closing it and returns it. */
+  detach(): number {
+    const fd = this.#fd;
+    this.#fd = -1;
+    return fd;
+  }
+
+  /** Like Python's repr: `<Socket fd=5, family=2, type=1, proto=0>`. */
+  toString(): string {
+    return `<Socket fd=${this.#fd}, family=${this.family}, type=${this.type}, proto=${this.proto}>`;
+  }
+}

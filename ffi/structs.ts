@@ -1,0 +1,289 @@
+/**
+ * Struct codecs: socket addresses, `pollfd` arrays, `timeval` and `fd_set`.
+ * Plain byte work over `Uint8Array`s, no FFI calls; layouts come from the
+ * platform table.
+ *
+ * @module
+ */
+
+import { OSError } from "./errno.ts";
+import { C, platform } from "./platform.ts";
+
+const S = platform.structs;
+const { AF_INET, AF_INET6, AF_UNIX } = C;
+
+/**
+ * A socket address as Python spells it: `[host, port]` for IPv4,
+ * `[host, port, flowinfo, scopeId]` for IPv6 (`[host, port]` is accepted),
+ * a path string for Unix sockets (a leading `"\0"` names the abstract
+ * namespace).
+ */
+export type Address =
+  | [host: string, port: number]
+  | [host: string, port: number, flowinfo: number, scopeId: number]
+  | string;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Throws a `TypeError` unless `addr` has the shape family `family` takes. */
+export function checkAddressShape(family: number, addr: unknown): void {
+  if (family === AF_UNIX) {
+    if (typeof addr !== "string") {
+      throw new TypeError(`AF_UNIX address must be a path string, not ${describe(addr)}`);
+    }
+    return;
+  }
+  const max = family === AF_INET6 ? 4 : 2;
+  if (
+    !Array.isArray(addr) || addr.length < 2 || addr.length > max ||
+    typeof addr[0] !== "string" || addr.slice(1).some((v) => typeof v !== "number")
+  ) {
+    const want = family === AF_INET6
+      ? "[host, port] or [host, port, flowinfo, scopeId]"
+      : "[host, port]";
+    throw new TypeError(
+      `${familyName(family)} address must be ${want}, not ${describe(addr)}`,
+    );
+  }
+  const port = addr[1] as number;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new RangeError(`port must be an integer 0-65535, not ${port}`);
+  }
+}
+
+function describe(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+/** `"AF_INET"`, `"AF_INET6"`, `"AF_UNIX"` or the number. */
+export function familyName(family: number): string {
+  if (family === AF_INET) return "AF_INET";
+  if (family === AF_INET6) return "AF_INET6";
+  if (family === AF_UNIX) return "AF_UNIX";
+  return `address family ${family}`;
+}
+
+/** Parses a dotted-quad IPv4 literal into 4 bytes, or returns `null`. */
+export function parseIPv4(host: string): Uint8Array | null {
+  const parts = host.split(".");
+  if (parts.length !== 4) return null;
+  const out = new Uint8Array(4);
+  for (let i = 0; i < 4; i++) {
+    const p = parts[i];
+    if (!/^\d{1,3}$/.test(p)) return null;
+    const v = Number(p);
+    if (v > 255) return null;
+    out[i] = v;
+  }
+  return out;
+}
+
+/** Formats 4 bytes as a dotted quad. */
+export function formatIPv4(b: Uint8Array): string {
+  return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+}
+
+/** Formats 16 bytes as RFC 5952 text (`::1`, `::ffff:1.2.3.4`), as `inet_ntop` does. */
+export function formatIPv6(b: Uint8Array): string {
+  const words: number[] = [];
+  for (let i = 0; i < 16; i += 2) words.push((b[i] << 8) | b[i + 1]);
+  if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) {
+    return `::ffff:${formatIPv4(b.subarray(12))}`;
+  }
+  let bestStart = -1, bestLen = 0;
+  for (let i = 0; i < 8;) {
+    if (words[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) [bestStart, bestLen] = [i, j - i];
+    i = j;
+  }
+  const hex = (ws: number[]) => ws.map((w) => w.toString(16)).join(":");
+  if (bestStart < 0) return hex(words);
+  return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLen))}`;
+}
+
+/** Writes a `sockaddr_in` into `out`; returns its length. */
+export function encodeSockaddrIn(out: Uint8Array, ip: Uint8Array, port: number): number {
+  out.fill(0, 0, S.sockaddrIn);
+  const view = new DataView(out.buffer, out.byteOffset, S.sockaddrIn);
+  view.setUint16(0, AF_INET, true);
+  view.setUint16(2, port, false);
+  out.set(ip, 4);
+  return S.sockaddrIn;
+}
+
+/** Writes a `sockaddr_in6` into `out`; returns its length. */
+export function encodeSockaddrIn6(
+  out: Uint8Array,
+  ip: Uint8Array,
+  port: number,
+  flowinfo = 0,
+  scopeId = 0,
+): number {
+  if (!Number.isInteger(flowinfo) || flowinfo < 0 || flowinfo > 0xfffff) {
+    throw new RangeError(`flowinfo must be an integer 0-1048575, not ${flowinfo}`);
+  }
+  if (!Number.isInteger(scopeId) || scopeId < 0 || scopeId > 0xffffffff) {
+    throw new RangeError(`scopeId must be a 32-bit unsigned integer, not ${scopeId}`);
+  }
+  out.fill(0, 0, S.sockaddrIn6);
+  const view = new DataView(out.buffer, out.byteOffset, S.sockaddrIn6);
+  view.setUint16(0, AF_INET6, true);
+  view.setUint16(2, port, false);
+  view.setUint32(4, flowinfo, false);
+  out.set(ip, 8);
+  view.setUint32(24, scopeId, true);
+  return S.sockaddrIn6;
+}
+
+/**
+ * Writes a `sockaddr_un` for `path` into `out`; returns its length. A path
+ * longer than the kernel's `sun_path` is an `OSError(ENAMETOOLONG)`.
+ */
+export function encodeSockaddrUn(out: Uint8Array, path: string): number {
+  const bytes = encoder.encode(path);
+  const abstract = bytes.length > 0 && bytes[0] === 0;
+  if (bytes.length > S.sunPathMax) {
+    throw new OSError(platform.errno.ENAMETOOLONG, {
+      message: `AF_UNIX path too long: ${bytes.length} bytes, the limit is ${S.sunPathMax}`,
+      filename: path.length > 40 ? `${path.slice(0, 37)}...` : path,
+    });
+  }
+  if (bytes.includes(0, abstract ? 1 : 0)) {
+    throw new TypeError("AF_UNIX path must not contain NUL bytes");
+  }
+  out.fill(0, 0, S.sunPathOffset + S.sunPathMax);
+  new DataView(out.buffer, out.byteOffset).setUint16(0, AF_UNIX, true);
+  out.set(bytes, S.sunPathOffset);
+  // A filesystem path carries its NUL when it fits; an abstract name is counted exactly.
+  const nul = abstract || bytes.length === S.sunPathMax ? 0 : 1;
+  return S.sunPathOffset + bytes.length + nul;
+}
+
+/** Decodes the address family of a `sockaddr`. */
+export function sockaddrFamily(buf: Uint8Array): number {
+  return buf[0] | (buf[1] << 8);
+}
+
+/** Decodes a `sockaddr` of `len` bytes into an {@linkcode Address}. */
+export function decodeSockaddr(buf: Uint8Array, len: number): Address {
+  const family = sockaddrFamily(buf);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (family === AF_INET) {
+    return [formatIPv4(buf.subarray(4, 8)), view.getUint16(2, false)];
+  }
+  if (family === AF_INET6) {
+    return [
+      formatIPv6(buf.subarray(8, 24)),
+      view.getUint16(2, false),
+      view.getUint32(4, false),
+      view.getUint32(24, true),
+    ];
+  }
+  if (family === AF_UNIX) {
+    let path = buf.subarray(S.sunPathOffset, Math.max(len, S.sunPathOffset));
+    if (path.length > 0 && path[0] !== 0) {
+      const nul = path.indexOf(0);
+      if (nul >= 0) path = path.subarray(0, nul);
+    }
+    return decoder.decode(path);
+  }
+  if (len === 0) return "";
+  throw new TypeError(`cannot decode an address of family ${family}`);
+}
+
+/**
+ * A reusable array of `struct pollfd`: grows when needed, never shrinks,
+ * so a steady loop allocates nothing.
+ */
+export class PollFdArray {
+  /** The raw bytes handed to `poll(2)`. */
+  bytes: Uint8Array = new Uint8Array(64 * S.pollfd);
+  #view = new DataView(this.bytes.buffer);
+
+  /** Makes room for `n` entries. */
+  reserve(n: number): void {
+    if (n * S.pollfd <= this.bytes.length) return;
+    let size = this.bytes.length;
+    while (size < n * S.pollfd) size *= 2;
+    const bigger = new Uint8Array(size);
+    bigger.set(this.bytes);
+    this.bytes = bigger;
+    this.#view = new DataView(bigger.buffer);
+  }
+
+  /** Sets entry `i` (call {@linkcode reserve} first). */
+  set(i: number, fd: number, events: number): void {
+    const o = i * S.pollfd;
+    this.#view.setInt32(o, fd, true);
+    this.#view.setInt16(o + 4, events, true);
+    this.#view.setInt16(o + 6, 0, true);
+  }
+
+  /** The `fd` of entry `i`. */
+  fd(i: number): number {
+    return this.#view.getInt32(i * S.pollfd, true);
+  }
+
+  /** The `revents` of entry `i`. */
+  revents(i: number): number {
+    return this.#view.getUint16(i * S.pollfd + 6, true);
+  }
+}
+
+/** Writes `seconds` (fractions allowed) as a `struct timeval`. */
+export function encodeTimeval(out: Uint8Array, seconds: number): void {
+  const view = new DataView(out.buffer, out.byteOffset, S.timeval);
+  const whole = Math.floor(seconds);
+  const micros = Math.min(999_999, Math.round((seconds - whole) * 1e6));
+  view.setBigInt64(0, BigInt(whole), true);
+  view.setBigInt64(8, BigInt(micros), true);
+}
+
+/**
+ * A reusable `fd_set` of `FD_SETSIZE` bits. Setting an fd outside
+ * `0 .. FD_SETSIZE-1` is a `RangeError`, checked before any byte is written.
+ */
+export class FdSet {
+  /** The raw bytes handed to `select(2)`. */
+  readonly bytes: Uint8Array = new Uint8Array(S.fdSetSize / 8);
+  #high = -1;
+
+  /** Clears every bit set since the last clear. */
+  clear(): void {
+    if (this.#high >= 0) this.bytes.fill(0, 0, (this.#high >> 3) + 1);
+    this.#high = -1;
+  }
+
+  /** Sets the bit of `fd`. */
+  add(fd: number): void {
+    checkSelectable(fd);
+    this.bytes[fd >> 3] |= 1 << (fd & 7);
+    if (fd > this.#high) this.#high = fd;
+  }
+
+  /** Whether the bit of `fd` is set. */
+  has(fd: number): boolean {
+    return (this.bytes[fd >> 3] & (1 << (fd & 7))) !== 0;
+  }
+}
+
+/** Throws the `RangeError` that `select()` owes an fd it cannot watch. */
+export function checkSelectable(fd: number): void {
+  if (!Number.isInteger(fd) || fd < 0 || fd >= S.fdSetSize) {
+    throw new RangeError(
+      `select() cannot watch fd ${fd}: fd_set holds only fds 0-${
+        S.fdSetSize - 1
+      }; use usePoll: true or poller: "poll" / "epoll" instead`,
+    );
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * The libc symbol table and its one guarded load. Each entry carries the C
+ * declaration it binds. `ssize_t` results are read as `i32`: on x86_64 the
+ * low half of `rax` holds every value this library can get back (lengths are
+ * capped below 2 GiB), and it keeps the hot path free of `bigint`.
+ *
+ * @module
+ */
+
+import { platform } from "./platform.ts";
+
+const symbols = {
+  /** int socket(int domain, int type, int protocol); */
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  /** int bind(int fd, const struct sockaddr *addr, socklen_t len); */
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  /** int listen(int fd, int backlog); */
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  /** int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags); */
+  accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
+  /** int connect(int fd, const struct sockaddr *addr, socklen_t len); */
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  /** ssize_t send(int fd, const void *buf, size_t n, int flags); */
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+  /** ssize_t recv(int fd, void *buf, size_t n, int flags); */
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+  /** ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to, socklen_t len); */
+  sendto: {
+    parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"],
+    result: "i32",
+  },
+  /** ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, socklen_t *len); */
+  recvfrom: {
+    parameters: ["i32", "buffer", "usize", "i32", "buffer", "buffer"],
+    result: "i32",
+  },
+  /** int setsockopt(int fd, int level, int name, const void *val, socklen_t len); */
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  /** int getsockopt(int fd, int level, int name, void *val, socklen_t *len); */
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  /** int getsockname(int fd, struct sockaddr *addr, socklen_t *len); */
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  /** int getpeername(int fd, struct sockaddr *addr, socklen_t *len); */
+  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  /** int shutdown(int fd, int how); */
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  /** int close(int fd); */
+  close: { parameters: ["i32"], result: "i32" },
+  /** int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout); */
+  select: {
+    parameters: ["i32", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  /** int poll(struct pollfd *fds, nfds_t n, int timeout_ms); */
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  /** The same poll(2), run on a worker thread so Deno's event loop goes on meanwhile. */
+  pollAsync: {
+    name: "poll",
+    parameters: ["buffer", "u64", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  /** int epoll_create1(int flags); */
+  epoll_create1: { parameters: ["i32"], result: "i32" },
+  /** int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event); */
+  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  /** int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout_ms); */
+  epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
+  /** The same epoll_wait(2), run on a worker thread (see pollAsync). */
+  epollWaitAsync: {
+    name: "epoll_wait",
+    parameters: ["i32", "buffer", "i32", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  /** int dup(int fd); */
+  dup: { parameters: ["i32"], result: "i32" },
+  /** int pipe2(int fds[2], int flags); */
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  /** ssize_t read(int fd, void *buf, size_t n); */
+  read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  /** ssize_t write(int fd, const void *buf, size_t n); */
+  write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  /**
+   * int fcntl(int fd, int cmd, ...); variadic in C. Only the int-argument
+   * commands (F_GETFL, F_SETFL) are bound: on x86_64 SysV an int passed to a
+   * variadic function travels in the same register as a fixed one.
+   */
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  /** int open(const char *path, int flags, ...); used only without O_CREAT. */
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  /** int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res); */
+  getaddrinfo: {
+    parameters: ["buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  /** void freeaddrinfo(struct addrinfo *res); */
+  freeaddrinfo: { parameters: ["pointer"], result: "void" },
+  /** const char *gai_strerror(int code); */
+  gai_strerror: { parameters: ["i32"], result: "pointer" },
+  /** char *strerror(int errnum); */
+  strerror: { parameters: ["i32"], result: "pointer" },
+  /** int *__errno_location(void); (the name comes from the platform table) */
+  errnoLocation: { name: platform.errnoLocation, parameters: [], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The bound libc functions. */
+export type Libc = Deno.DynamicLibrary<typeof symbols>["symbols"];
+
+let loaded: Libc | undefined;
+
+function isPermissionError(error: unknown): boolean {
+  const errors = Deno.errors as Record<string, unknown>;
+  for (const name of ["NotCapable", "PermissionDenied"]) {
+    const cls = errors[name];
+    if (typeof cls === "function" && error instanceof (cls as ErrorConstructor)) return true;
+  }
+  return false;
+}
+
+function load(): Libc {
+  try {
+    return Deno.dlopen(platform.libc, symbols).symbols;
+  } catch (error) {
+    if (isPermissionError(error)) {
+      throw new Error(
+        "asyncore needs access to libc through FFI: run deno with --allow-ffi",
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}
+
+/** Opens libc on first use and returns its bound symbols. */
+export function libc(): Libc {
+  return loaded ??= load();
+}
