@@ -1,0 +1,56 @@
+// `deno task test`: runs the test suite. When the local std mirror of this
+// workplace exists beside the checkout (../shared/jsr-mirror), it is started
+// and JSR_URL pointed at it, since jsr.io is out of reach there; elsewhere the
+// ordinary jsr.io is used. Extra arguments go to `deno test`.
+const root = new URL("..", import.meta.url).pathname;
+const mirror = new URL("../../shared/jsr-mirror/serve.ts", import.meta.url).pathname;
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const env: Record<string, string> = {};
+let server: Deno.ChildProcess | undefined;
+if (!Deno.env.get("JSR_URL") && await exists(mirror)) {
+  server = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net=127.0.0.1", "--allow-read", mirror, "0"],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = server.stdout.getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  const url = text.match(/listening (\S+)/)?.[1];
+  if (!url) {
+    console.error(`std mirror did not start: ${text}`);
+    Deno.exit(2);
+  }
+  env.JSR_URL = url;
+}
+
+// /proc/self/fd (fd-leak checks) needs --allow-all in Deno 2; the library itself needs only --allow-ffi.
+const permissions = ["--allow-all"];
+const args = Deno.args.some((a) => !a.startsWith("-")) ? Deno.args : [...Deno.args, "tests/"];
+const child = new Deno.Command(Deno.execPath(), {
+  args: ["test", ...permissions, ...args],
+  cwd: root,
+  env,
+  stdout: "inherit",
+  stderr: "inherit",
+}).spawn();
+const status = await child.status;
+if (server) {
+  server.kill("SIGTERM");
+  await server.status;
+}
+Deno.exit(status.code);
