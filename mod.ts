@@ -35,3 +35,27 @@ export { errno, GaiError, OSError, type OSErrorOptions } from "./ffi/errno.ts";
 export { type BytesLike, Socket } from "./ffi/socket.ts";
 export type { Address } from "./ffi/structs.ts";
 export * from "./ffi/constants.ts";
+export { ACCEPT_BACKOFF_SECONDS, Dispatcher, DispatcherWithSend } from "./dispatcher/dispatcher.ts";
+export { ByteQueue } from "./dispatcher/byte_queue.ts";
+export { FileDispatcher, FileWrapper, type HasFileno } from "./dispatcher/file_dispatcher.ts";
+export { compactTraceback, ExitNow, type TracebackFrame } from "./dispatcher/errors.ts";
+export { type SocketMap, socketMap } from "./dispatcher/map.ts";
+export {
+  closeAll,
+  loop,
+  type LoopOptions,
+  poll,
+  poll2,
+  poll3,
+  type PollerName,
+  read,
+  readwrite,
+  write,
+} from "./dispatcher/loop.ts";
+export {
+  callEvery,
+  callLater,
+  setTimerErrorHandler,
+  type TimerErrorHandler,
+  type TimerHandle,
+} from "./dispatcher/timers.ts";

@@ -8,7 +8,20 @@
 import { errno as E, readErrno } from "./errno.ts";
 import { osError } from "./socket.ts";
 import { PollFdArray } from "./structs.ts";
+import { platform } from "./platform.ts";
 import { libc } from "./symbols.ts";
+
+// The kernel reads and writes n entries: more than the array holds would be
+// memory corruption, so it is refused before the call.
+function checkCount(fds: PollFdArray, n: number): void {
+  if (!Number.isInteger(n) || n < 0 || n * platform.structs.pollfd > fds.bytes.length) {
+    throw new RangeError(
+      `poll() count must be an integer 0-${
+        fds.bytes.length / platform.structs.pollfd
+      } (call fds.reserve(n) first), not ${n}`,
+    );
+  }
+}
 
 /** Milliseconds for a timeout in seconds: `null` or negative waits forever; rounds up. */
 export function timeoutMs(seconds: number | null): number {
@@ -26,6 +39,7 @@ export class Poller {
    * returns how many have events. EINTR is retried with the time left.
    */
   poll(n: number, timeout: number): number {
+    checkCount(this.fds, n);
     const lib = libc();
     const deadline = timeout < 0 ? Infinity : performance.now() + timeout;
     for (;;) {
@@ -44,6 +58,7 @@ export class Poller {
    * Do not touch `fds` until the promise settles. EINTR resolves to 0.
    */
   async pollAsync(n: number, timeout: number): Promise<number> {
+    checkCount(this.fds, n);
     const r = await libc().pollAsync(this.fds.bytes, BigInt(n), timeout);
     // errno lives on the worker thread: a failure here is reported as "nothing ready"
     // and the caller's next synchronous pass sees the real state.

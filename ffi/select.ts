@@ -8,7 +8,7 @@
 
 import { errno as E, readErrno } from "./errno.ts";
 import { osError } from "./socket.ts";
-import { encodeTimeval, FdSet } from "./structs.ts";
+import { checkSelectable, encodeTimeval, FdSet } from "./structs.ts";
 import { platform } from "./platform.ts";
 import { libc } from "./symbols.ts";
 
@@ -36,6 +36,12 @@ export class Selector {
    * Returns the number of ready bits.
    */
   select(nfds: number, timeout: number | null): number {
+    // The kernel reads and writes nfds bits of each set: more than the sets
+    // hold would be memory corruption, so it is the same RangeError as add().
+    if (!Number.isInteger(nfds) || nfds < 0) {
+      throw new RangeError(`nfds must be a non-negative integer, not ${nfds}`);
+    }
+    if (nfds > 0) checkSelectable(nfds - 1);
     const lib = libc();
     const deadline = timeout === null ? Infinity : performance.now() + timeout * 1000;
     const bytes = Math.ceil(nfds / 8);

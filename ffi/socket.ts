@@ -206,6 +206,11 @@ export class Socket {
 
   #peer: Address = "";
 
+  /** The peer address of the connection the last `tryAccept` returned. */
+  lastAcceptedAddress(): Address {
+    return this.#peer;
+  }
+
   /**
    * Accepts one connection and returns the new fd, or -1 when none is queued
    * (non-blocking); the peer's address is then read by `accept()`.

@@ -75,7 +75,9 @@ export function parseIPv4(host: string): Uint8Array | null {
   const out = new Uint8Array(4);
   for (let i = 0; i < 4; i++) {
     const p = parts[i];
-    if (!/^\d{1,3}$/.test(p)) return null;
+    // No leading zeros: libc reads "010" as octal, so such text is left to getaddrinfo
+    // (as Python's inet_pton-first lookup does) instead of being read as decimal here.
+    if (!/^(0|[1-9]\d{0,2})$/.test(p)) return null;
     const v = Number(p);
     if (v > 255) return null;
     out[i] = v;
@@ -94,6 +96,11 @@ export function formatIPv6(b: Uint8Array): string {
   for (let i = 0; i < 16; i += 2) words.push((b[i] << 8) | b[i + 1]);
   if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) {
     return `::ffff:${formatIPv4(b.subarray(12))}`;
+  }
+  // glibc's inet_ntop also writes an IPv4-compatible address (::a.b.c.d) dotted;
+  // `::` and `::1` stay as they are, since their sixth word is zero.
+  if (words.slice(0, 6).every((w) => w === 0) && words[6] !== 0) {
+    return `::${formatIPv4(b.subarray(12))}`;
   }
   let bestStart = -1, bestLen = 0;
   for (let i = 0; i < 8;) {
@@ -151,7 +158,14 @@ export function encodeSockaddrIn6(
  */
 export function encodeSockaddrUn(out: Uint8Array, path: string): number {
   const bytes = encoder.encode(path);
-  const abstract = bytes.length > 0 && bytes[0] === 0;
+  if (bytes.length === 0) {
+    // As in Python on Linux: an empty path is the bare family, which autobinds
+    // to a fresh abstract name (a 3-byte address would name "\0" itself).
+    out.fill(0, 0, S.sunPathOffset + S.sunPathMax);
+    new DataView(out.buffer, out.byteOffset).setUint16(0, AF_UNIX, true);
+    return S.sunPathOffset;
+  }
+  const abstract = bytes[0] === 0;
   if (bytes.length > S.sunPathMax) {
     throw new OSError(platform.errno.ENAMETOOLONG, {
       message: `AF_UNIX path too long: ${bytes.length} bytes, the limit is ${S.sunPathMax}`,
@@ -176,6 +190,9 @@ export function sockaddrFamily(buf: Uint8Array): number {
 
 /** Decodes a `sockaddr` of `len` bytes into an {@linkcode Address}. */
 export function decodeSockaddr(buf: Uint8Array, len: number): Address {
+  // Too short to hold a family (recvfrom from an unbound Unix socket gives 0):
+  // the buffer still holds an older address, so nothing may be read from it.
+  if (len < 2) return "";
   const family = sockaddrFamily(buf);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   if (family === AF_INET) {
@@ -197,7 +214,6 @@ export function decodeSockaddr(buf: Uint8Array, len: number): Address {
     }
     return decoder.decode(path);
   }
-  if (len === 0) return "";
   throw new TypeError(`cannot decode an address of family ${family}`);
 }
 

@@ -1,0 +1,468 @@
+/**
+ * `Dispatcher` and `DispatcherWithSend`: asyncore's `dispatcher` and
+ * `dispatcher_with_send`, method for method, in the reference's order.
+ *
+ * @module
+ */
+
+import { errno as E, OSError, strerror } from "../ffi/errno.ts";
+import { C } from "../ffi/platform.ts";
+import { type BytesLike, Socket } from "../ffi/socket.ts";
+import type { Address } from "../ffi/structs.ts";
+import { ByteQueue } from "./byte_queue.ts";
+import { compactTraceback, DISCONNECTED } from "./errors.ts";
+import type { FileWrapper } from "./file_dispatcher.ts";
+import { announceAdded, announceRemoved, type SocketMap, socketMap } from "./map.ts";
+
+const encoder = new TextEncoder();
+const EMPTY = new Uint8Array(0);
+/** One receive buffer shared by every channel: the loop runs one handler at a time. */
+let recvScratch = new Uint8Array(65536);
+
+/** How long a listening channel stops accepting after running out of fds. */
+export const ACCEPT_BACKOFF_SECONDS = 0.1;
+
+function toBytes(data: BytesLike): Uint8Array {
+  if (typeof data === "string") return encoder.encode(data);
+  if (data instanceof Uint8Array) return data;
+  throw new TypeError(`data must be a Uint8Array or a string, not ${typeof data}`);
+}
+
+function formatAddress(addr: Address): string {
+  if (typeof addr === "string") return JSON.stringify(addr);
+  return addr[0].includes(":") ? `[${addr[0]}]:${addr[1]}` : `${addr[0]}:${addr[1]}`;
+}
+
+let nextId = 1;
+
+/**
+ * A thin wrapper around a non-blocking socket, with event handlers called by
+ * the loop. Subclass it and override the `handle*` methods.
+ */
+export class Dispatcher {
+  /** Log every `send` (used by `DispatcherWithSend`). */
+  debug = false;
+  /** The socket is connected. */
+  connected = false;
+  /** The socket is listening. */
+  accepting = false;
+  /** A non-blocking connect is under way. */
+  connecting = false;
+  /** Used by subclasses (asynchat) to mark a channel that closes once drained. */
+  closing = false;
+  /** The peer address (connected) or the bound address (listening). */
+  addr: Address | null = null;
+  /** The wrapped socket, or a `FileWrapper` for `FileDispatcher`. */
+  socket: Socket | FileWrapper | null = null;
+  /** The family and type given to `createSocket`. */
+  familyAndType: [number, number] | null = null;
+  /**
+   * Until when (`performance.now()` ms) a listening channel that ran out of
+   * fds leaves accepting alone; 0 when it is not backing off.
+   */
+  acceptPausedUntil = 0;
+  /** The map this channel lives in. */
+  protected _map: SocketMap;
+  /** The fd under which this channel is in its map, or null. */
+  _fileno: number | null = null;
+  readonly #id = nextId++;
+
+  /**
+   * Wraps `sock` (made non-blocking; connected if it has a peer) or starts
+   * empty (call `createSocket`). `map` defaults to the global `socketMap`.
+   */
+  constructor(sock: Socket | null = null, map?: SocketMap) {
+    this._map = map ?? socketMap;
+    if (sock) {
+      sock.setblocking(false);
+      this.setSocket(sock, map);
+      this.connected = true;
+      try {
+        this.addr = sock.getpeername();
+      } catch (error) {
+        if (error instanceof OSError && (error.errno === E.ENOTCONN || error.errno === E.EINVAL)) {
+          // A socket that is not connected yet (or is a listener).
+          this.connected = false;
+        } else {
+          this.delChannel(map);
+          throw error;
+        }
+      }
+    }
+  }
+
+  /** Like Python's repr: `<EchoHandler connected 127.0.0.1:4242 at #3>`. */
+  toString(): string {
+    const status = [this.constructor.name];
+    if (this.accepting && this.addr) status.push("listening");
+    else if (this.connected) status.push("connected");
+    if (this.addr !== null) status.push(formatAddress(this.addr));
+    return `<${status.join(" ")} at #${this.#id}>`;
+  }
+
+  /** Adds this channel to `map` (default: its own map). */
+  addChannel(map?: SocketMap): void {
+    const m = map ?? this._map;
+    const fd = this._fileno!;
+    m.set(fd, this);
+    announceAdded(m, fd);
+  }
+
+  /** Removes this channel from `map` (default: its own map). */
+  delChannel(map?: SocketMap): void {
+    const fd = this._fileno;
+    const m = map ?? this._map;
+    if (fd !== null && m.get(fd) === this) {
+      announceRemoved(m, fd);
+      m.delete(fd);
+    }
+    this._fileno = null;
+  }
+
+  /** The fd of the socket, or null once closed. */
+  fileno(): number | null {
+    return this._fileno;
+  }
+
+  /** Creates a non-blocking socket (`AF_INET`, `SOCK_STREAM` by default) and adds the channel. */
+  createSocket(family: number = C.AF_INET, type: number = C.SOCK_STREAM): void {
+    this.familyAndType = [family, type];
+    const sock = new Socket(family, type | C.SOCK_NONBLOCK);
+    this.setSocket(sock);
+  }
+
+  /** Adopts `sock` and adds the channel to `map`. */
+  setSocket(sock: Socket | FileWrapper, map?: SocketMap): void {
+    this.socket = sock;
+    this._fileno = sock.fileno();
+    this.addChannel(map);
+  }
+
+  /** Sets `SO_REUSEADDR` (errors ignored, as in the reference). */
+  setReuseAddr(): void {
+    try {
+      const sock = this.socket as Socket;
+      sock.setsockopt(
+        C.SOL_SOCKET,
+        C.SO_REUSEADDR,
+        sock.getsockopt(C.SOL_SOCKET, C.SO_REUSEADDR) | 1,
+      );
+    } catch (error) {
+      if (!(error instanceof OSError)) throw error;
+    }
+  }
+
+  // ---- predicates for the loop ----
+
+  /** Whether the loop should watch for reading. */
+  readable(): boolean {
+    return true;
+  }
+
+  /** Whether the loop should watch for writing. */
+  writable(): boolean {
+    return true;
+  }
+
+  // ---- socket methods ----
+
+  /** Starts listening. */
+  listen(num: number): void {
+    this.accepting = true;
+    (this.socket as Socket).listen(num);
+  }
+
+  /** Binds the socket and remembers the address. */
+  bind(addr: Address): void {
+    this.addr = addr;
+    (this.socket as Socket).bind(addr);
+  }
+
+  /**
+   * Starts connecting. In progress: `connecting` stays true and the loop
+   * reports the result; done at once: `handleConnectEvent` runs now.
+   */
+  connect(address: Address): void {
+    this.connected = false;
+    this.connecting = true;
+    const err = (this.socket as Socket).connectEx(address);
+    if (err === E.EINPROGRESS || err === E.EALREADY || err === E.EWOULDBLOCK) {
+      this.addr = address;
+      return;
+    }
+    if (err === 0 || err === E.EISCONN) {
+      this.addr = address;
+      this.handleConnectEvent();
+    } else {
+      throw new OSError(err, { syscall: "connect" });
+    }
+  }
+
+  /**
+   * Accepts a connection: `[socket, address]`, or null when there was none
+   * after all (`EWOULDBLOCK`, `ECONNABORTED`). Out of fds (`EMFILE`,
+   * `ENFILE`), it logs once, stops accepting for
+   * {@linkcode ACCEPT_BACKOFF_SECONDS} and returns null, instead of
+   * spinning on a listener that stays readable.
+   */
+  accept(): [Socket, Address] | null {
+    const sock = this.socket as Socket;
+    let fd: number;
+    try {
+      fd = sock.tryAccept();
+    } catch (error) {
+      if (error instanceof OSError) {
+        if (error.errno === E.ECONNABORTED || error.errno === E.EAGAIN) return null;
+        if (error.errno === E.EMFILE || error.errno === E.ENFILE) {
+          this.#backOffAccepting(error);
+          return null;
+        }
+      }
+      throw error;
+    }
+    if (fd < 0) return null;
+    if (this.acceptPausedUntil !== 0) this.acceptPausedUntil = 0;
+    const conn = new Socket(sock.family, sock.type, sock.proto, fd);
+    return [conn, sock.lastAcceptedAddress()];
+  }
+
+  #backOffAccepting(error: OSError): void {
+    if (this.acceptPausedUntil === 0) {
+      this.logInfo(
+        `${error.message} on accept: ${this} pauses accepting, retrying every ${ACCEPT_BACKOFF_SECONDS}s until an fd is free`,
+        "error",
+      );
+    }
+    this.acceptPausedUntil = performance.now() + ACCEPT_BACKOFF_SECONDS * 1000;
+  }
+
+  /**
+   * Sends `data`; returns the bytes sent, 0 when it would block. A gone peer
+   * (`EPIPE`, `ECONNRESET`, ...) calls `handleClose` and returns 0.
+   */
+  send(data: BytesLike): number {
+    try {
+      const n = (this.socket as Socket).trySend(toBytes(data));
+      return n < 0 ? 0 : n;
+    } catch (error) {
+      if (error instanceof OSError && DISCONNECTED.has(error.errno)) {
+        this.handleClose();
+        return 0;
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Receives up to `bufferSize` bytes. End of stream or a gone peer calls
+   * `handleClose` and returns empty bytes; so does nothing to read (a
+   * spurious wake-up) but without closing.
+   */
+  recv(bufferSize: number): Uint8Array {
+    if (!Number.isInteger(bufferSize) || bufferSize < 0) {
+      throw new RangeError(`bufferSize must be a non-negative integer, not ${bufferSize}`);
+    }
+    if (bufferSize > recvScratch.length) recvScratch = new Uint8Array(bufferSize);
+    let n: number;
+    try {
+      n = this.socket!.tryRecvInto(recvScratch, bufferSize);
+    } catch (error) {
+      if (error instanceof OSError && DISCONNECTED.has(error.errno)) {
+        this.handleClose();
+        return EMPTY;
+      }
+      throw error;
+    }
+    if (n > 0) return recvScratch.slice(0, n);
+    if (n === 0 && bufferSize > 0) this.handleClose();
+    return new Uint8Array(0);
+  }
+
+  /** Closes the socket and leaves the map. Safe to call twice. */
+  close(): void {
+    this.connected = false;
+    this.accepting = false;
+    this.connecting = false;
+    this.delChannel();
+    const sock = this.socket;
+    if (sock !== null) {
+      try {
+        sock.close();
+      } catch (error) {
+        if (
+          !(error instanceof OSError) ||
+          (error.errno !== E.ENOTCONN && error.errno !== E.EBADF)
+        ) throw error;
+      }
+    }
+  }
+
+  // ---- logging ----
+
+  /** Writes `log: message` to stderr. */
+  log(message: unknown): void {
+    console.error(`log: ${message}`);
+  }
+
+  /** Prints `type: message` unless `type` is in `ignoreLogTypes`. */
+  logInfo(message: unknown, type = "info"): void {
+    if (!this.ignoreLogTypes.has(type)) console.log(`${type}: ${message}`);
+  }
+
+  // ---- events, called by the loop ----
+
+  /** A read event: accept on a listener, finish a connect, then `handleRead`. */
+  handleReadEvent(): void {
+    if (this.accepting) {
+      // accepting sockets are never connected, they "spawn" new sockets
+      this.handleAccept();
+    } else if (!this.connected) {
+      if (this.connecting) this.handleConnectEvent();
+      this.handleRead();
+    } else {
+      this.handleRead();
+    }
+  }
+
+  /** A connect completed (or failed: `SO_ERROR` is thrown as `OSError`). */
+  handleConnectEvent(): void {
+    const err = this.socket!.getsockopt(C.SOL_SOCKET, C.SO_ERROR);
+    if (err !== 0) throw new OSError(err, { syscall: "connect", message: strerror(err) });
+    this.handleConnect();
+    this.connected = true;
+    this.connecting = false;
+  }
+
+  /** A write event: finish a connect if one is under way, then `handleWrite`. */
+  handleWriteEvent(): void {
+    if (this.accepting) {
+      // Accepting sockets shouldn't get a write event; ignore it.
+      return;
+    }
+    if (!this.connected) {
+      if (this.connecting) this.handleConnectEvent();
+    }
+    this.handleWrite();
+  }
+
+  /** An exceptional condition: a pending socket error closes, else `handleExpt`. */
+  handleExptEvent(): void {
+    const err = this.socket!.getsockopt(C.SOL_SOCKET, C.SO_ERROR);
+    if (err !== 0) {
+      // A pending error means the connection is dead: handle_close, not handle_expt.
+      this.handleClose();
+    } else {
+      this.handleExpt();
+    }
+  }
+
+  /**
+   * A handler threw `error`: log its compact traceback through
+   * `logInfo(..., "error")` and close the channel.
+   */
+  handleError(error: unknown): void {
+    const [, t, v, tbinfo] = compactTraceback(error);
+    let selfRepr: string;
+    try {
+      selfRepr = String(this);
+    } catch {
+      selfRepr = `<toString() failed for ${this.constructor.name}>`;
+    }
+    this.logInfo(
+      `uncaptured exception, closing channel ${selfRepr} (${t}:${v} ${tbinfo})`,
+      "error",
+    );
+    this.handleClose();
+  }
+
+  /** Urgent (out-of-band) data arrived. */
+  handleExpt(): void {
+    this.logInfo("unhandled incoming priority event", "warning");
+  }
+
+  /** Data can be read. */
+  handleRead(): void {
+    this.logInfo("unhandled read event", "warning");
+  }
+
+  /** Data can be written. */
+  handleWrite(): void {
+    this.logInfo("unhandled write event", "warning");
+  }
+
+  /** The connection was made. */
+  handleConnect(): void {
+    this.logInfo("unhandled connect event", "warning");
+  }
+
+  /** A listener is readable: accept and pass the result to `handleAccepted`. */
+  handleAccept(): void {
+    const pair = this.accept();
+    if (pair !== null) this.handleAccepted(pair[0], pair[1]);
+  }
+
+  /** A connection was accepted; the default closes it. */
+  handleAccepted(sock: Socket, _addr: Address): void {
+    sock.close();
+    this.logInfo("unhandled accepted event", "warning");
+  }
+
+  /** The socket closed; the default closes the channel. */
+  handleClose(): void {
+    this.logInfo("unhandled close event", "warning");
+    this.close();
+  }
+}
+
+/** Log types `logInfo` stays silent about (assign a new Set to change it). */
+export interface Dispatcher {
+  /** Log types that `logInfo` does not print; default `{"warning"}`. */
+  ignoreLogTypes: Set<string>;
+}
+Dispatcher.prototype.ignoreLogTypes = new Set(["warning"]);
+
+/**
+ * A dispatcher with an output buffer: `send` queues what the socket does not
+ * take at once, and the loop sends the rest as the socket becomes writable.
+ */
+export class DispatcherWithSend extends Dispatcher {
+  /** Bytes waiting to be sent. */
+  outBuffer: ByteQueue = new ByteQueue();
+
+  /** Sends from the front of `outBuffer`. */
+  initiateSend(): void {
+    const out = this.outBuffer;
+    if (out.length === 0) return;
+    const sent = super.send(out.front(65536));
+    out.consume(sent);
+  }
+
+  /** Sends more of the buffer. */
+  override handleWrite(): void {
+    this.initiateSend();
+  }
+
+  /** Writable while connecting or while output is queued. */
+  override writable(): boolean {
+    return !this.connected || this.outBuffer.length > 0;
+  }
+
+  /**
+   * Queues `data` and starts sending; returns the bytes accepted (all of them).
+   * With nothing queued the socket gets `data` directly, with no copy.
+   */
+  override send(data: BytesLike): number {
+    const bytes = toBytes(data);
+    if (this.debug) this.logInfo(`sending ${bytes.length} bytes`);
+    if (this.outBuffer.length === 0 && this.connected && this.socket !== null) {
+      const sent = super.send(bytes);
+      if (sent < bytes.length && this.socket !== null && this._fileno !== null) {
+        this.outBuffer.push(bytes.subarray(sent));
+      }
+      return bytes.length;
+    }
+    this.outBuffer.push(bytes);
+    this.initiateSend();
+    return bytes.length;
+  }
+}

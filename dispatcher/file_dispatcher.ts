@@ -1,0 +1,125 @@
+/**
+ * `FileWrapper` and `FileDispatcher`: asyncore's `file_wrapper` and
+ * `file_dispatcher`, for driving pipes, terminals and the like from the loop.
+ *
+ * @module
+ */
+
+import { errno as E, readErrno } from "../ffi/errno.ts";
+import { C } from "../ffi/platform.ts";
+import { osError } from "../ffi/socket.ts";
+import * as os from "../ffi/os.ts";
+import { libc } from "../ffi/symbols.ts";
+import { Dispatcher } from "./dispatcher.ts";
+import type { SocketMap } from "./map.ts";
+
+const encoder = new TextEncoder();
+
+/** Something with an fd, like a Deno file or Python file object. */
+export interface HasFileno {
+  /** The fd. */
+  fileno(): number;
+}
+
+/**
+ * Makes an fd look like a socket to the dispatcher. It works on its own
+ * `dup()` of the fd, so closing it leaves the original open.
+ */
+export class FileWrapper {
+  /** The duplicated fd, or -1 once closed. */
+  fd: number;
+
+  /** Duplicates `fd`. */
+  constructor(fd: number) {
+    this.fd = os.dup(fd);
+  }
+
+  /** Reads up to `n` bytes (`OSError(EAGAIN)` when none are ready). */
+  recv(n: number): Uint8Array {
+    return os.read(this.fd, n);
+  }
+
+  /** Same as `recv`. */
+  read(n: number): Uint8Array {
+    return this.recv(n);
+  }
+
+  /** Reads into `buffer`; returns the count, -1 when it would block. */
+  tryRecvInto(buffer: Uint8Array, n: number = buffer.length): number {
+    const lib = libc();
+    let repeated = false;
+    for (;;) {
+      const r = lib.read(this.fd, buffer, BigInt(Math.min(n, buffer.length)));
+      if (r >= 0) return r;
+      const err = readErrno();
+      if (err === E.EINTR) continue;
+      if (err === E.EAGAIN) return -1;
+      if (repeated) throw osError(err, "read");
+      repeated = true; // confirm: errno may have been overwritten
+    }
+  }
+
+  /** Writes `data`; returns the count (`OSError(EAGAIN)` when it would block). */
+  send(data: Uint8Array | string): number {
+    return os.write(this.fd, typeof data === "string" ? encoder.encode(data) : data);
+  }
+
+  /** Same as `send`. */
+  write(data: Uint8Array | string): number {
+    return this.send(data);
+  }
+
+  /** Writes `data`; returns the count, -1 when it would block. */
+  trySend(data: Uint8Array): number {
+    try {
+      return this.send(data);
+    } catch (error) {
+      if ((error as { errno?: number }).errno === E.EAGAIN) return -1;
+      throw error;
+    }
+  }
+
+  /** Only `getsockopt(SOL_SOCKET, SO_ERROR)` is supported: it answers 0. */
+  getsockopt(level: number, option: number): number {
+    if (level === C.SOL_SOCKET && option === C.SO_ERROR) return 0;
+    throw new Error("FileWrapper.getsockopt: only SOL_SOCKET/SO_ERROR is implemented");
+  }
+
+  /** Closes the duplicated fd; safe to call twice. */
+  close(): void {
+    if (this.fd < 0) return;
+    const fd = this.fd;
+    this.fd = -1;
+    os.close(fd);
+  }
+
+  /** The fd, or -1 once closed. */
+  fileno(): number {
+    return this.fd;
+  }
+}
+
+/** A dispatcher over a file descriptor (a pipe, a tty) instead of a socket. */
+export class FileDispatcher extends Dispatcher {
+  /**
+   * Wraps `fd` (a number or anything with `fileno()`), sets it
+   * non-blocking and adds the channel to `map`.
+   */
+  constructor(fd: number | HasFileno, map?: SocketMap) {
+    super(null, map);
+    this.connected = true;
+    const n = typeof fd === "number" ? fd : fd.fileno();
+    if (!Number.isInteger(n) || n < 0) {
+      throw new TypeError(`FileDispatcher needs an fd or an object with fileno(), got ${n}`);
+    }
+    this.setFile(n);
+    os.setBlocking(n, false);
+  }
+
+  /** Wraps a duplicate of `fd` and adds the channel. */
+  setFile(fd: number): void {
+    this.socket = new FileWrapper(fd);
+    this._fileno = this.socket.fileno();
+    this.addChannel();
+  }
+}
