@@ -59,3 +59,4 @@ export {
   type TimerErrorHandler,
   type TimerHandle,
 } from "./dispatcher/timers.ts";
+export { loopAsync, type LoopAsyncOptions, YIELD_EVERY_MS } from "./dispatcher/loop_async.ts";

@@ -281,6 +281,29 @@ function pollPass(p: Poller, timeout: number | null, map: SocketMap): number {
   return ready;
 }
 
+/**
+ * Fills `p` with the fds `map` wants watched, as a `poll()` pass would, and
+ * returns how many. Used to wait for readiness without dispatching
+ * (`loopAsync`). The wait should be shortened by {@linkcode pausedTimeout}.
+ */
+export function collectInterest(map: SocketMap, p: Poller, extra = 0): number {
+  const arr = p.fds;
+  arr.reserve(map.size + extra);
+  let n = 0;
+  const now = performance.now();
+  pauseWake = Infinity;
+  for (const [fd, obj] of map) {
+    const want = interest(obj, now);
+    if (want !== 0) arr.set(n++, fd, pollMask(want));
+  }
+  return n;
+}
+
+/** `timeout` shortened to the end of the earliest accept back-off of the last interest scan. */
+export function pausedTimeout(timeout: number | null): number | null {
+  return cappedTimeout(timeout);
+}
+
 // ---- passes over epoll ----
 
 /**
@@ -346,8 +369,12 @@ export class EpollPass {
     this.#mask.set(fd, events);
   }
 
-  /** One pass: sync interest, wait up to `timeout` seconds, dispatch. Returns events handled. */
-  run(timeout: number | null): number {
+  /**
+   * Brings the kernel's interest list up to date with every channel's
+   * `readable()`/`writable()`; returns how many fds must be treated as
+   * always ready (epoll refuses them).
+   */
+  sync(): number {
     const map = this.#map;
     const now = performance.now();
     pauseWake = Infinity;
@@ -359,7 +386,13 @@ export class EpollPass {
       if (events !== 0) watched++;
     }
     if (this.#owner.size > watched) this.#sweep();
-    const always = this.#always.size;
+    return this.#always.size;
+  }
+
+  /** One pass: sync interest, wait up to `timeout` seconds, dispatch. Returns events handled. */
+  run(timeout: number | null): number {
+    const map = this.#map;
+    const always = this.sync();
     if (map.size > this.#ep.capacity && this.#ep.capacity < 65536) {
       this.#ep.reserve(Math.min(65536, this.#ep.capacity * 2));
     }

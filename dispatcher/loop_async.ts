@@ -1,0 +1,145 @@
+/**
+ * `loopAsync`: the same passes as `loop()`, but waiting for readiness on a
+ * worker thread (a `nonblocking` FFI call), so Deno's event loop keeps
+ * running timers, promises, `fetch` and `Deno.serve` in the same process.
+ *
+ * A pass that finds work runs synchronously, like `loop()`; only when
+ * nothing is ready does it await a `poll()` on the worker thread, over the
+ * channels' fds (or the epoll fd) plus a wake-up pipe. The pipe is written
+ * when the signal aborts, a channel joins the map or a timer is scheduled,
+ * so those are noticed at once. While busy, it still yields to Deno's event
+ * loop every {@linkcode YIELD_EVERY_MS} ms.
+ *
+ * @module
+ */
+
+import { C } from "../ffi/platform.ts";
+import { Poller, timeoutMs } from "../ffi/poll.ts";
+import * as os from "../ffi/os.ts";
+import {
+  collectInterest,
+  type LoopOptions,
+  passRunner,
+  pausedTimeout,
+  resolveLoopOptions,
+  timeoutWithTimers,
+} from "./loop.ts";
+import { type SocketMap, watchMap } from "./map.ts";
+import { onTimerScheduled, runDueTimers } from "./timers.ts";
+
+/** Options of {@linkcode loopAsync}: those of `loop()` plus an abort signal. */
+export interface LoopAsyncOptions extends LoopOptions {
+  /** Stops the loop (promptly, even while waiting); the map's channels stay open. */
+  signal?: AbortSignal;
+}
+
+/** While passes keep finding work, Deno's event loop still gets a turn this often. */
+export const YIELD_EVERY_MS = 5;
+
+const serving = new WeakSet<SocketMap>();
+const ONE = new Uint8Array([1]);
+
+/** A pipe whose read end wakes a waiting poll. */
+class Waker {
+  readonly readFd: number;
+  readonly #writeFd: number;
+  waiting = false;
+  #pending = false;
+  readonly #drainBuf = new Uint8Array(64);
+
+  constructor() {
+    [this.readFd, this.#writeFd] = os.pipe(true);
+  }
+
+  wake(): void {
+    if (!this.waiting || this.#pending) return;
+    this.#pending = true;
+    try {
+      os.write(this.#writeFd, ONE);
+    } catch {
+      // The pipe is full: a wake-up is already pending.
+    }
+  }
+
+  drain(): void {
+    if (!this.#pending) return;
+    this.#pending = false;
+    for (;;) {
+      try {
+        if (os.read(this.readFd, this.#drainBuf.length).length === 0) return;
+      } catch {
+        return; // EAGAIN: drained
+      }
+    }
+  }
+
+  close(): void {
+    os.close(this.readFd);
+    os.close(this.#writeFd);
+  }
+}
+
+/**
+ * Runs passes like `loop()` without blocking Deno's event loop. Resolves when
+ * the map is empty, `count` passes are done or `signal` aborts (an abort
+ * never rejects and leaves the channels open, so the loop can be resumed).
+ * Rejects with what `loop()` would throw (e.g. `ExitNow`). One `loopAsync`
+ * per map at a time.
+ */
+export async function loopAsync(options: LoopAsyncOptions = {}): Promise<void> {
+  const { timeout, map, count, poller } = resolveLoopOptions([options]);
+  const signal = options.signal;
+  if (signal?.aborted) return;
+  if (serving.has(map)) throw new Error("loopAsync is already serving this map");
+  serving.add(map);
+  const waker = new Waker();
+  const runner = passRunner(poller, map);
+  const waitSet = new Poller();
+  const wake = () => waker.wake();
+  const unwatch = watchMap(map, { added: wake, removed: () => {} });
+  const unlisten = onTimerScheduled(wake);
+  signal?.addEventListener("abort", wake);
+  try {
+    let busy = false;
+    let lastYield = performance.now();
+    for (let left = count; map.size > 0 && left > 0 && !signal?.aborted; left--) {
+      if (!busy || performance.now() - lastYield >= YIELD_EVERY_MS) {
+        await waitReady(busy ? 0 : timeoutWithTimers(timeout));
+        lastYield = performance.now();
+        if (signal?.aborted || map.size === 0) break;
+      }
+      busy = runner.run(0) > 0;
+      runDueTimers();
+    }
+  } finally {
+    signal?.removeEventListener("abort", wake);
+    unlisten();
+    unwatch();
+    runner.close();
+    waker.close();
+    serving.delete(map);
+  }
+
+  // Waits on the worker thread until a watched fd or the waker is ready.
+  async function waitReady(seconds: number | null): Promise<void> {
+    let n: number;
+    let wait = seconds;
+    if (runner.epoll) {
+      if (runner.epoll.sync() > 0) wait = 0;
+      waitSet.fds.reserve(2);
+      waitSet.fds.set(0, runner.epoll.fileno(), C.POLLIN);
+      n = 1;
+    } else {
+      n = collectInterest(map, waitSet, 1);
+    }
+    wait = pausedTimeout(wait);
+    waitSet.fds.set(n++, waker.readFd, C.POLLIN);
+    waker.waiting = true;
+    try {
+      await waitSet.pollAsync(n, timeoutMs(wait));
+    } finally {
+      waker.waiting = false;
+      waker.drain();
+    }
+  }
+}
