@@ -12,7 +12,14 @@ import type { Address } from "../ffi/structs.ts";
 import { ByteQueue } from "./byte_queue.ts";
 import { compactTraceback, DISCONNECTED } from "./errors.ts";
 import type { FileWrapper } from "./file_dispatcher.ts";
-import { announceAdded, announceRemoved, type SocketMap, socketMap } from "./map.ts";
+import {
+  announceAdded,
+  announceChanged,
+  announceRemoved,
+  type SocketMap,
+  socketMap,
+} from "./map.ts";
+import { markTrackedPredicate } from "./loop.ts";
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -61,8 +68,8 @@ export class Dispatcher {
    * fds leaves accepting alone; 0 when it is not backing off.
    */
   acceptPausedUntil = 0;
-  /** The map this channel lives in. */
-  protected _map: SocketMap;
+  /** The map this channel lives in (internal). */
+  _map: SocketMap;
   /** The fd under which this channel is in its map, or null. */
   _fileno: number | null = null;
   readonly #id = nextId++;
@@ -119,6 +126,16 @@ export class Dispatcher {
     this._fileno = null;
   }
 
+  /**
+   * Tells the loop that state `readable()`/`writable()` depend on has
+   * changed (the epoll pass asks the library's own predicates again only
+   * then). Call it from a subclass that changes such state outside a handler.
+   */
+  _interestChanged(): void {
+    const fd = this._fileno;
+    if (fd !== null) announceChanged(this._map, fd);
+  }
+
   /** The fd of the socket, or null once closed. */
   fileno(): number | null {
     return this._fileno;
@@ -169,6 +186,7 @@ export class Dispatcher {
   /** Starts listening. */
   listen(num: number): void {
     this.accepting = true;
+    this._interestChanged();
     (this.socket as Socket).listen(num);
   }
 
@@ -185,6 +203,7 @@ export class Dispatcher {
   connect(address: Address): void {
     this.connected = false;
     this.connecting = true;
+    this._interestChanged();
     const err = (this.socket as Socket).connectEx(address);
     if (err === E.EINPROGRESS || err === E.EALREADY || err === E.EWOULDBLOCK) {
       this.addr = address;
@@ -331,6 +350,7 @@ export class Dispatcher {
     this.handleConnect();
     this.connected = true;
     this.connecting = false;
+    this._interestChanged();
   }
 
   /** A write event: finish a connect if one is under way, then `handleWrite`. */
@@ -420,6 +440,8 @@ export interface Dispatcher {
   ignoreLogTypes: Set<string>;
 }
 Dispatcher.prototype.ignoreLogTypes = new Set(["warning"]);
+markTrackedPredicate(Dispatcher.prototype.readable);
+markTrackedPredicate(Dispatcher.prototype.writable);
 
 /**
  * A dispatcher with an output buffer: `send` queues what the socket does not
@@ -435,6 +457,7 @@ export class DispatcherWithSend extends Dispatcher {
     if (out.length === 0) return;
     const sent = super.send(out.front(65536));
     out.consume(sent);
+    if (out.length === 0) this._interestChanged();
   }
 
   /** Sends more of the buffer. */
@@ -458,11 +481,14 @@ export class DispatcherWithSend extends Dispatcher {
       const sent = super.send(bytes);
       if (sent < bytes.length && this.socket !== null && this._fileno !== null) {
         this.outBuffer.push(bytes.subarray(sent));
+        this._interestChanged();
       }
       return bytes.length;
     }
+    if (this.outBuffer.length === 0) this._interestChanged();
     this.outBuffer.push(bytes);
     this.initiateSend();
     return bytes.length;
   }
 }
+markTrackedPredicate(DispatcherWithSend.prototype.writable);

@@ -306,16 +306,43 @@ export function pausedTimeout(timeout: number | null): number | null {
 
 // ---- passes over epoll ----
 
+const TRACKED = Symbol("asyncore.trackedPredicate");
+
 /**
- * An epoll instance serving one map during one `loop()`: the interest list
+ * Marks a `readable`/`writable` implementation whose answer depends only on
+ * its channel's own state, changed only through methods that call
+ * `Dispatcher._interestChanged()`. The epoll pass asks such predicates again
+ * only when that happens or the channel had an event.
+ */
+export function markTrackedPredicate(fn: () => boolean): void {
+  (fn as unknown as Record<symbol, boolean>)[TRACKED] = true;
+}
+
+function isTracked(obj: Dispatcher): boolean {
+  const r = obj.readable as unknown as Record<symbol, boolean>;
+  const w = obj.writable as unknown as Record<symbol, boolean>;
+  return r[TRACKED] === true && w[TRACKED] === true;
+}
+
+/**
+ * An epoll instance serving one map during one `loop()`. The interest list
  * lives in the kernel and changes (`epoll_ctl`) only when a channel's
- * `readable()`/`writable()` answer changes, so waiting costs O(ready fds).
+ * `readable()`/`writable()` answer changes, and a pass touches only the
+ * channels that can have changed: those that had an event, those whose state
+ * changed through their own methods (`send`, `push`, `listen`, ...), and
+ * those whose class overrides `readable`/`writable` (asked every pass, as in
+ * asyncore). Idle channels of the library's own classes cost nothing, so a
+ * pass costs O(active channels).
  */
 export class EpollPass {
   readonly #map: SocketMap;
   readonly #ep: Epoll;
-  readonly #owner = new Map<number, Dispatcher>(); // fd -> channel registered
+  readonly #owner = new Map<number, Dispatcher>(); // fd -> channel registered in the kernel
   readonly #mask = new Map<number, number>(); // fd -> events registered
+  readonly #known = new Map<number, Dispatcher>(); // fd -> channel classified
+  readonly #polled = new Set<Dispatcher>(); // custom predicates: asked every pass
+  #dirty = new Set<Dispatcher>(); // tracked channels to ask again
+  #spare = new Set<Dispatcher>();
   /** fds epoll refuses (regular files): always ready, as poll() treats them. */
   readonly #always = new Map<number, number>();
   readonly #unwatch: () => void;
@@ -325,9 +352,23 @@ export class EpollPass {
     this.#map = map;
     this.#ep = new Epoll(1024);
     this.#unwatch = watchMap(map, {
-      added: () => {},
+      added: (fd) => this.#classify(fd),
       removed: (fd) => this.#forget(fd),
+      changed: (fd) => {
+        const obj = this.#known.get(fd);
+        if (obj !== undefined) this.#dirty.add(obj);
+      },
     });
+  }
+
+  #classify(fd: number): void {
+    const obj = this.#map.get(fd);
+    if (obj === undefined) return;
+    const old = this.#known.get(fd);
+    if (old !== undefined && old !== obj) this.#forget(fd);
+    this.#known.set(fd, obj);
+    if (isTracked(obj) && obj._map === this.#map) this.#dirty.add(obj);
+    else this.#polled.add(obj);
   }
 
   // Called before the channel's fd is closed: afterwards epoll_ctl could no
@@ -338,6 +379,12 @@ export class EpollPass {
       this.#ep.ctl(C.EPOLL_CTL_DEL, fd, 0);
     }
     this.#always.delete(fd);
+    const obj = this.#known.get(fd);
+    if (obj !== undefined) {
+      this.#known.delete(fd);
+      this.#polled.delete(obj);
+      this.#dirty.delete(obj);
+    }
   }
 
   #register(fd: number, obj: Dispatcher, events: number): void {
@@ -345,7 +392,11 @@ export class EpollPass {
     if (owner === obj && this.#mask.get(fd) === events) return;
     if (events === 0) {
       // poll() reports nothing for an unregistered fd; epoll would still report HUP/ERR.
-      this.#forget(fd);
+      if (this.#owner.delete(fd)) {
+        this.#mask.delete(fd);
+        this.#ep.ctl(C.EPOLL_CTL_DEL, fd, 0);
+      }
+      this.#always.delete(fd);
       return;
     }
     let err: number;
@@ -356,36 +407,52 @@ export class EpollPass {
       err = this.#ep.ctl(C.EPOLL_CTL_ADD, fd, events);
       if (err === platform.errno.EEXIST) err = this.#ep.ctl(C.EPOLL_CTL_MOD, fd, events);
     }
-    if (err === platform.errno.EPERM) {
-      this.#always.set(fd, events);
-      return;
-    }
     if (err !== 0) {
-      // EBADF and the like: let the channel find out when it uses its fd.
+      // EPERM: a regular file, always ready as poll() says. EBADF and the
+      // like: the channel finds out when it next uses its fd.
       this.#always.set(fd, events);
       return;
     }
+    this.#always.delete(fd);
     this.#owner.set(fd, obj);
     this.#mask.set(fd, events);
   }
 
+  #evaluate(obj: Dispatcher, now: number): void {
+    const fd = obj._fileno;
+    if (fd === null || this.#map.get(fd) !== obj) return;
+    this.#register(fd, obj, pollMask(interest(obj, now)));
+    // A listener backing off from EMFILE must be asked again when the pause ends.
+    if (obj.acceptPausedUntil !== 0 && this.#known.get(fd) === obj) this.#dirty.add(obj);
+  }
+
+  // The map was edited by hand (not through addChannel/delChannel): start over.
+  #rescan(): void {
+    for (const [fd, obj] of this.#known) {
+      if (this.#map.get(fd) !== obj) this.#forget(fd);
+    }
+    for (const fd of this.#map.keys()) {
+      if (!this.#known.has(fd)) this.#classify(fd);
+    }
+  }
+
   /**
-   * Brings the kernel's interest list up to date with every channel's
-   * `readable()`/`writable()`; returns how many fds must be treated as
-   * always ready (epoll refuses them).
+   * Brings the kernel's interest list up to date; returns how many fds must
+   * be treated as always ready (epoll refuses them).
    */
   sync(): number {
-    const map = this.#map;
+    if (this.#known.size !== this.#map.size) this.#rescan();
     const now = performance.now();
     pauseWake = Infinity;
-    let watched = 0;
-    this.#always.clear();
-    for (const [fd, obj] of map) {
-      const events = pollMask(interest(obj, now));
-      this.#register(fd, obj, events);
-      if (events !== 0) watched++;
+    for (const obj of this.#polled) this.#evaluate(obj, now);
+    if (this.#dirty.size > 0) {
+      // Channels marked while these are asked wait for the next pass.
+      const dirty = this.#dirty;
+      this.#dirty = this.#spare;
+      for (const obj of dirty) this.#evaluate(obj, now);
+      dirty.clear();
+      this.#spare = dirty;
     }
-    if (this.#owner.size > watched) this.#sweep();
     return this.#always.size;
   }
 
@@ -398,26 +465,24 @@ export class EpollPass {
     }
     const wait = always > 0 ? 0 : timeoutMs(cappedTimeout(timeout));
     const n = this.#ep.wait(wait);
+    const dirty = this.#dirty;
     for (let i = 0; i < n; i++) {
       const fd = this.#ep.fd(i);
       const obj = map.get(fd);
       if (obj === undefined || this.#owner.get(fd) !== obj) continue;
       readwrite(obj, this.#ep.events(i));
+      // Its handlers may have changed what it wants.
+      if (this.#known.get(fd) === obj) dirty.add(obj);
     }
     if (always > 0) {
       for (const [fd, events] of [...this.#always]) {
         const obj = map.get(fd);
-        if (obj !== undefined) readwrite(obj, events);
+        if (obj === undefined) continue;
+        readwrite(obj, events);
+        if (this.#known.get(fd) === obj) this.#dirty.add(obj);
       }
     }
     return n + always;
-  }
-
-  // A channel left the map without delChannel (the map was edited by hand).
-  #sweep(): void {
-    for (const [fd, obj] of this.#owner) {
-      if (this.#map.get(fd) !== obj || this.#mask.get(fd) === 0) this.#forget(fd);
-    }
   }
 
   /** The epoll fd, for waiting on it from elsewhere (`loopAsync`). */

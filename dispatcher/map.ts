@@ -20,6 +20,8 @@ export interface MapWatcher {
   added(fd: number): void;
   /** `fd` is leaving the map; its socket is still open. */
   removed(fd: number): void;
+  /** The channel of `fd` changed state its `readable()`/`writable()` may depend on. */
+  changed?(fd: number): void;
 }
 
 const watchers = new WeakMap<SocketMap, Set<MapWatcher>>();
@@ -45,4 +47,10 @@ export function announceAdded(map: SocketMap, fd: number): void {
 export function announceRemoved(map: SocketMap, fd: number): void {
   const set = watchers.get(map);
   if (set) { for (const w of set) w.removed(fd); }
+}
+
+/** Tells the watchers of `map` that the channel of `fd` may want other events now. */
+export function announceChanged(map: SocketMap, fd: number): void {
+  const set = watchers.get(map);
+  if (set) { for (const w of set) w.changed?.(fd); }
 }
