@@ -98,7 +98,7 @@ export function formatIPv6(b: Uint8Array): string {
     return `::ffff:${formatIPv4(b.subarray(12))}`;
   }
   // glibc's inet_ntop also writes an IPv4-compatible address (::a.b.c.d) dotted;
-  // `::` and `::1` stay as they are, since their sixth word is zero.
+  // `::` and `::1` stay as they are, since their seventh word (words[6]) is zero.
   if (words.slice(0, 6).every((w) => w === 0) && words[6] !== 0) {
     return `::${formatIPv4(b.subarray(12))}`;
   }

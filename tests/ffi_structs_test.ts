@@ -75,7 +75,15 @@ leakTest("structs: formatIPv6 follows RFC 5952 and inet_ntop", () => {
 
 leakTest("structs: formatIPv6 agrees with the kernel on ::1 and with libc on literals", () => {
   for (
-    const text of ["::1", "::", "2001:db8::1", "::ffff:1.2.3.4", "2001:db8:0:1:1:1:1:1", "fe80::1"]
+    const text of [
+      "::1",
+      "::",
+      "2001:db8::1",
+      "::ffff:1.2.3.4",
+      "::1.2.3.4",
+      "2001:db8:0:1:1:1:1:1",
+      "fe80::1",
+    ]
   ) {
     const out = storage();
     const len = getaddrinfoFirst(text, AF_INET6, SOCK_STREAM, out, C.AI_NUMERICHOST);
