@@ -43,6 +43,8 @@ if (import.meta.main) {
   const host = args[0] ?? "localhost";
   const port = Number(args[1] ?? 8080);
   const server = new EchoServer(host, port);
-  console.log(`echo server listening on ${JSON.stringify((server.socket as Socket).getsockname())}`);
+  console.log(
+    `echo server listening on ${JSON.stringify((server.socket as Socket).getsockname())}`,
+  );
   loop({ poller });
 }

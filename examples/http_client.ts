@@ -1,0 +1,121 @@
+/**
+ * The classic asyncore HTTP client: sends one `GET` request over HTTP/1.0 and
+ * writes the whole response, status line and headers included, to stdout
+ * byte for byte.
+ *
+ *     deno run --allow-ffi examples/http_client.ts http://host[:port]/path
+ *     deno run --allow-ffi examples/http_client.ts host [path]        (port 80, path "/")
+ *
+ * Options: --poller=select|poll|epoll (default select, as asyncore's loop()).
+ * Exits 1 when the connection fails.
+ *
+ * @module
+ */
+
+import { AF_INET, AF_INET6, Dispatcher, loop, type PollerName, type SocketMap } from "../mod.ts";
+
+/** Writes all of `data` to stdout; `writeSync` may take only part of it. */
+export function writeAllStdout(data: Uint8Array): void {
+  let off = 0;
+  while (off < data.length) off += Deno.stdout.writeSync(data.subarray(off));
+}
+
+/**
+ * Fetches `path` from `host` with one HTTP/1.0 request, as in the asyncore
+ * documentation: every received chunk goes to {@linkcode HTTPClient.sink}.
+ */
+export class HTTPClient extends Dispatcher {
+  /** The request bytes not yet sent. */
+  buffer: Uint8Array;
+  /** Where received bytes go; stdout by default. */
+  sink: (data: Uint8Array) => void = writeAllStdout;
+  /** The error that closed the channel, if one did (a refused connect, say). */
+  error: unknown = null;
+
+  /**
+   * Connects to `[host, port]` and queues the request. An IPv6 literal
+   * host (`"::1"`) gets an `AF_INET6` socket.
+   */
+  constructor(host: string, path: string, port = 80, map?: SocketMap) {
+    super(null, map);
+    // Set before connect(): a connect that completes at once calls handleConnect.
+    const hostHeader = (host.includes(":") ? `[${host}]` : host) + (port === 80 ? "" : `:${port}`);
+    this.buffer = new TextEncoder().encode(
+      `GET ${path} HTTP/1.0\r\nHost: ${hostHeader}\r\n\r\n`,
+    );
+    this.createSocket(host.includes(":") ? AF_INET6 : AF_INET);
+    this.connect([host, port]);
+  }
+
+  /** Nothing to do: the request goes out when the socket is writable. */
+  override handleConnect(): void {}
+
+  /** The server closed: the response is complete (HTTP/1.0 ends it by closing). */
+  override handleClose(): void {
+    this.close();
+  }
+
+  /** Hands each received chunk to the sink, as it arrives. */
+  override handleRead(): void {
+    const data = this.recv(8192);
+    if (data.length > 0) this.sink(data);
+  }
+
+  /** Writable while some of the request is unsent. */
+  override writable(): boolean {
+    return this.buffer.length > 0;
+  }
+
+  /** Sends what the socket takes and keeps the rest. */
+  override handleWrite(): void {
+    const sent = this.send(this.buffer);
+    this.buffer = this.buffer.subarray(sent);
+  }
+
+  /** Remembers the error and reports it on stderr, so stdout holds only the response. */
+  override handleError(error: unknown): void {
+    this.error = error;
+    console.error(`http_client: ${error instanceof Error ? error.message : String(error)}`);
+    this.close();
+  }
+}
+
+/**
+ * Reads the command line: a URL `http://host[:port]/path`, or a host and
+ * an optional path. Returns `[host, port, path]`.
+ */
+export function parseTarget(args: string[]): [host: string, port: number, path: string] {
+  if (args.length === 0) throw new TypeError("usage: http_client.ts URL | host [path]");
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(args[0])) {
+    const url = new URL(args[0]);
+    if (url.protocol !== "http:") throw new TypeError(`only http:// URLs, not ${url.protocol}`);
+    const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+    const port = url.port === "" ? 80 : Number(url.port);
+    return [host, port, (url.pathname || "/") + url.search];
+  }
+  return [args[0], 80, args[1] ?? "/"];
+}
+
+if (import.meta.main) {
+  const args = Deno.args.filter((a) => !a.startsWith("--"));
+  const poller = (Deno.args.find((a) => a.startsWith("--poller="))?.slice(9) ??
+    "select") as PollerName;
+  let target: [string, number, string];
+  try {
+    target = parseTarget(args);
+  } catch (error) {
+    console.error((error as Error).message);
+    Deno.exit(2);
+  }
+  const [host, port, path] = target;
+  let client: HTTPClient;
+  try {
+    client = new HTTPClient(host, path, port);
+  } catch (error) {
+    // A name that does not resolve, or a connect refused at once.
+    console.error(`http_client: ${(error as Error).message}`);
+    Deno.exit(1);
+  }
+  loop({ poller });
+  if (client.error !== null) Deno.exit(1);
+}

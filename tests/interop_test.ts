@@ -1,0 +1,270 @@
+// Interop with the reference itself: CPython's asyncore as the server for our
+// client, and as the client of our server, over TCP (IPv4, IPv6) and Unix
+// sockets, with our side on select, poll and epoll.
+import { assert, assertEquals } from "@std/assert";
+import {
+  type Address,
+  AF_INET,
+  AF_INET6,
+  AF_UNIX,
+  closeAll,
+  Dispatcher,
+  DispatcherWithSend,
+  loop,
+  type PollerName,
+  type Socket,
+  type SocketMap,
+} from "../mod.ts";
+import {
+  assertNoFdLeak,
+  concat,
+  delay,
+  pumpUntil,
+  python,
+  randomBytes,
+  rng,
+  sha256,
+  tempSocketPath,
+} from "./_util.ts";
+import { hasIPv6Loopback, type RunResult, spawn, stop } from "./fixtures/subprocess.ts";
+
+const fixtures = new URL("./fixtures/", import.meta.url).pathname;
+const decoder = new TextDecoder();
+const POLLERS: PollerName[] = ["select", "poll", "epoll"];
+const MiB = 1024 * 1024;
+
+type Kind = "inet" | "inet6" | "unix";
+const KINDS: Kind[] = ["inet", ...(hasIPv6Loopback() ? ["inet6" as const] : []), "unix"];
+const FAMILY: Record<Kind, number> = { inet: AF_INET, inet6: AF_INET6, unix: AF_UNIX };
+
+/** Our client: sends `data` in seeded random-sized pieces and collects the echo. */
+class EchoClient extends DispatcherWithSend {
+  readonly data: Uint8Array;
+  readonly received: Uint8Array[] = [];
+  receivedLength = 0;
+  offset = 0;
+  done = false;
+  closedEarly = false;
+  readonly #pieceSize: () => number;
+
+  constructor(family: number, addr: Address, data: Uint8Array, seed: number, map: SocketMap) {
+    super(null, map);
+    this.data = data;
+    const r = rng(seed);
+    this.#pieceSize = () => 1 + Math.floor(r() * 65536);
+    this.createSocket(family);
+    this.connect(addr);
+  }
+
+  override handleConnect(): void {}
+
+  override writable(): boolean {
+    return !this.connected || this.offset < this.data.length || this.outBuffer.length > 0;
+  }
+
+  override handleWrite(): void {
+    if (this.outBuffer.length === 0 && this.offset < this.data.length) {
+      const piece = this.data.subarray(this.offset, this.offset + this.#pieceSize());
+      this.offset += piece.length;
+      this.send(piece);
+    } else {
+      this.initiateSend();
+    }
+  }
+
+  override handleRead(): void {
+    const chunk = this.recv(65536);
+    if (chunk.length === 0) return;
+    this.received.push(chunk);
+    this.receivedLength += chunk.length;
+    if (this.receivedLength >= this.data.length) {
+      this.done = true;
+      this.close();
+    }
+  }
+
+  override handleClose(): void {
+    if (!this.done) this.closedEarly = true;
+    this.close();
+  }
+}
+
+/** Our server side: echoes every byte back. */
+class EchoHandler extends DispatcherWithSend {
+  override handleRead(): void {
+    const data = this.recv(65536);
+    if (data.length > 0) this.send(data);
+  }
+}
+
+/** Our listener: hands each connection to an {@linkcode EchoHandler} in the same map. */
+class EchoServer extends Dispatcher {
+  accepted = 0;
+
+  constructor(family: number, addr: Address, map: SocketMap) {
+    super(null, map);
+    this.createSocket(family);
+    if (family !== AF_UNIX) this.setReuseAddr();
+    this.bind(addr);
+    this.listen(128);
+  }
+
+  override handleAccepted(sock: Socket): void {
+    this.accepted++;
+    new EchoHandler(sock, this._map);
+  }
+}
+
+for (const kind of KINDS) {
+  for (const poller of POLLERS) {
+    Deno.test({
+      name:
+        `interop: our client, CPython asyncore echo server (${kind}, ${poller}): 1 MiB round trip`,
+      ignore: !python,
+      async fn() {
+        const path = kind === "unix" ? tempSocketPath("py-echo") : "";
+        try {
+          await assertNoFdLeak(async () => {
+            const server = spawn(python!, [
+              "-W",
+              "ignore",
+              `${fixtures}asyncore_echo_server.py`,
+              kind,
+              ...(kind === "unix" ? [path] : []),
+              poller === "select" ? "select" : "poll",
+            ]);
+            const map: SocketMap = new Map();
+            try {
+              const ready = await server.stdout.waitFor(/^listening /);
+              if (!ready) {
+                await stop(server);
+                throw new Error(`python server did not start: ${await server.stderr}`);
+              }
+              const where = ready[0].slice("listening ".length);
+              const addr: Address = kind === "unix"
+                ? where
+                : [kind === "inet6" ? "::1" : "127.0.0.1", Number(where)];
+              const data = randomBytes(MiB, 101);
+              const client = new EchoClient(FAMILY[kind], addr, data, 7, map);
+              // The server is another process: our synchronous loop may block freely.
+              pumpUntil(() => {
+                loop({ map, timeout: 0.05, count: 1, poller });
+                return client.done || client.closedEarly || map.size === 0;
+              }, { ms: 30_000, what: "the echo of 1 MiB" });
+              assert(!client.closedEarly, `closed early after ${client.receivedLength} bytes`);
+              assertEquals(client.receivedLength, data.length);
+              assertEquals(await sha256(concat(client.received)), await sha256(data));
+              assertEquals(map.size, 0);
+            } finally {
+              closeAll(map);
+              const status = await stop(server);
+              // Still running when we killed it: it did not crash meanwhile.
+              assertEquals(status.signal, "SIGTERM", `python server: ${await server.stderr}`);
+            }
+          });
+        } finally {
+          if (path) Deno.removeSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+        }
+      },
+    });
+  }
+}
+
+/**
+ * Serves `map` with bounded loop passes until `child` exits: `loop()` blocks
+ * Deno's event loop, so the child's exit is noticed between passes.
+ */
+async function serveUntilExit(
+  map: SocketMap,
+  poller: PollerName,
+  output: Promise<Deno.CommandOutput>,
+  ms: number,
+): Promise<Deno.CommandOutput> {
+  let result: Deno.CommandOutput | null = null;
+  let failure: unknown = null;
+  output.then((r) => result = r, (e) => failure = e);
+  const deadline = performance.now() + ms;
+  while (result === null && failure === null) {
+    if (performance.now() > deadline) throw new Error(`the python client ran over ${ms} ms`);
+    loop({ map, timeout: 0.005, count: 20, poller });
+    await delay(0);
+  }
+  if (failure !== null) throw failure;
+  return result!;
+}
+
+for (const kind of KINDS) {
+  for (const poller of POLLERS) {
+    Deno.test({
+      name:
+        `interop: CPython asyncore client, our echo server (${kind}, ${poller}): 1 MiB round trip`,
+      ignore: !python,
+      async fn() {
+        const path = kind === "unix" ? tempSocketPath("our-echo") : "";
+        try {
+          await assertNoFdLeak(async () => {
+            const map: SocketMap = new Map();
+            try {
+              const bindAddr: Address = kind === "unix"
+                ? path
+                : [kind === "inet6" ? "::1" : "127.0.0.1", 0];
+              const server = new EchoServer(FAMILY[kind], bindAddr, map);
+              const address = kind === "unix"
+                ? path
+                : String((server.socket as Socket).getsockname()[1]);
+              const n = MiB;
+              const child = new Deno.Command(python!, {
+                args: [
+                  "-W",
+                  "ignore",
+                  `${fixtures}asyncore_echo_client.py`,
+                  kind,
+                  address,
+                  String(n),
+                  "42",
+                  poller === "select" ? "select" : "poll",
+                ],
+                stdin: "null",
+                stdout: "piped",
+                stderr: "piped",
+              }).spawn();
+              let out: Deno.CommandOutput;
+              try {
+                out = await serveUntilExit(map, poller, child.output(), 40_000);
+              } catch (error) {
+                try {
+                  child.kill("SIGKILL");
+                } catch { /* already gone */ }
+                await child.status;
+                throw error;
+              }
+              const r: RunResult = {
+                code: out.code,
+                stdout: out.stdout,
+                stderr: decoder.decode(out.stderr),
+              };
+              const [len, sent, got] = decoder.decode(r.stdout).trim().split(" ");
+              assertEquals(
+                r.code,
+                0,
+                `python client failed: ${decoder.decode(r.stdout)}${r.stderr}`,
+              );
+              assertEquals(Number(len), n);
+              assertEquals(got, sent);
+              assertEquals(server.accepted, 1);
+              // Our handler sees the client's close and leaves the map: only the listener stays.
+              pumpUntil(() => {
+                loop({ map, timeout: 0.01, count: 1, poller });
+                return map.size === 1;
+              }, { ms: 5000, what: "the handler to close" });
+            } finally {
+              closeAll(map);
+            }
+          });
+        } finally {
+          if (path) Deno.removeSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+        }
+      },
+    });
+  }
+}
