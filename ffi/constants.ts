@@ -65,6 +65,8 @@ export const POLLERR: number = C.POLLERR;
 export const POLLHUP: number = C.POLLHUP;
 /** poll: invalid fd. */
 export const POLLNVAL: number = C.POLLNVAL;
+/** send/recv flag: out-of-band (urgent) data. */
+export const MSG_OOB: number = C.MSG_OOB;
 /** recv flag: peek without consuming. */
 export const MSG_PEEK: number = C.MSG_PEEK;
 /** Flag: do not block for this one call. */

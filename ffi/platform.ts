@@ -101,6 +101,7 @@ const linuxX86_64: Platform = {
     SHUT_RD: 0,
     SHUT_WR: 1,
     SHUT_RDWR: 2,
+    MSG_OOB: 1,
     MSG_PEEK: 2,
     MSG_DONTWAIT: 0x40,
     MSG_NOSIGNAL: 0x4000,
