@@ -6,9 +6,10 @@
  * A pass that finds work runs synchronously, like `loop()`; only when
  * nothing is ready does it await a `poll()` on the worker thread, over the
  * channels' fds (or the epoll fd) plus a wake-up pipe. The pipe is written
- * when the signal aborts, a channel joins the map or a timer is scheduled,
- * so those are noticed at once. While busy, it still yields to Deno's event
- * loop every {@linkcode YIELD_EVERY_MS} ms.
+ * when the signal aborts, a channel joins or leaves the map or changes what
+ * it waits for (`send` queues data, `connect` starts) or a timer is
+ * scheduled, so those are noticed at once. While busy, it still yields to
+ * Deno's event loop every {@linkcode YIELD_EVERY_MS} ms.
  *
  * @module
  */
@@ -96,7 +97,12 @@ export async function loopAsync(options: LoopAsyncOptions = {}): Promise<void> {
   const runner = passRunner(poller, map);
   const waitSet = new Poller();
   const wake = () => waker.wake();
-  const unwatch = watchMap(map, { added: wake, removed: () => {} });
+  // Code outside the loop (a timer of Deno's, a promise, a Deno.serve
+  // handler) runs while the worker thread waits on a snapshot of interest:
+  // a channel closed there may be the last one (and poll() never notices
+  // that another thread closed an fd it waits on), and data queued there
+  // needs POLLOUT, which the snapshot may not ask for.
+  const unwatch = watchMap(map, { added: wake, removed: wake, changed: wake });
   const unlisten = onTimerScheduled(wake);
   signal?.addEventListener("abort", wake);
   try {

@@ -30,16 +30,31 @@ class Timer implements TimerHandle {
     if (this.cancelled) return;
     this.cancelled = true;
     live--;
+    // A cancelled timer stays in the heap until it comes due. "Cancel and
+    // reschedule an idle timeout on every read" would grow the heap by one
+    // entry per read, so once dead entries are the majority they are dropped.
+    if (heap.length > COMPACT_MIN && live * 2 < heap.length) compact();
   }
 }
 
 const heap: Timer[] = [];
 let seq = 0;
+/** Uncancelled timers; every one of them is in the heap. */
 let live = 0;
 const listeners = new Set<() => void>();
+/** Below this many entries the heap is never compacted. */
+const COMPACT_MIN = 64;
 
 function before(a: Timer, b: Timer): boolean {
   return a.due < b.due || (a.due === b.due && a.seq < b.seq);
+}
+
+// Drops the cancelled entries; a sorted array is a valid heap.
+function compact(): void {
+  let n = 0;
+  for (const t of heap) if (!t.cancelled) heap[n++] = t;
+  heap.length = n;
+  heap.sort((a, b) => (before(a, b) ? -1 : 1));
 }
 
 function heapPush(t: Timer): void {
@@ -140,7 +155,9 @@ export function runDueTimers(): number {
     const t = heapPop();
     if (t.cancelled) continue;
     if (t.interval > 0) {
-      t.due = Math.max(t.due + t.interval, now);
+      // The next tick after now on the original grid: a late loop skips the
+      // ticks it missed instead of calling twice in a row to catch up.
+      t.due += t.interval * (Math.floor((now - t.due) / t.interval) + 1);
       t.seq = seq++;
       heapPush(t);
     } else {
