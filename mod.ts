@@ -59,4 +59,9 @@ export {
   type TimerErrorHandler,
   type TimerHandle,
 } from "./dispatcher/timers.ts";
-export { loopAsync, type LoopAsyncOptions, YIELD_EVERY_MS } from "./dispatcher/loop_async.ts";
+export {
+  loopAsync,
+  type LoopAsyncOptions,
+  SPIN_MS,
+  YIELD_EVERY_MS,
+} from "./dispatcher/loop_async.ts";
