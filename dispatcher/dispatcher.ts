@@ -42,6 +42,9 @@ function formatAddress(addr: Address): string {
 
 let nextId = 1;
 
+/** Sockets some channel has taken over (`setSocket`), so they are not closed behind its back. */
+const adopted = new WeakSet<Socket | FileWrapper>();
+
 /**
  * A thin wrapper around a non-blocking socket, with event handlers called by
  * the loop. Subclass it and override the `handle*` methods.
@@ -150,6 +153,7 @@ export class Dispatcher {
 
   /** Adopts `sock` and adds the channel to `map`. */
   setSocket(sock: Socket | FileWrapper, map?: SocketMap): void {
+    adopted.add(sock);
     this.socket = sock;
     this._fileno = sock.fileno();
     this.addChannel(map);
@@ -241,12 +245,18 @@ export class Dispatcher {
     }
     if (fd < 0) return null;
     if (this.acceptPausedUntil !== 0) this.acceptPausedUntil = 0;
+    this.#outOfFds = false;
     const conn = new Socket(sock.family, sock.type, sock.proto, fd);
     return [conn, sock.lastAcceptedAddress()];
   }
 
+  // Logged once per episode: the loop sets acceptPausedUntil back to 0 when
+  // each pause ends, so it cannot tell a retry from a new shortage.
+  #outOfFds = false;
+
   #backOffAccepting(error: OSError): void {
-    if (this.acceptPausedUntil === 0) {
+    if (!this.#outOfFds) {
+      this.#outOfFds = true;
       this.logInfo(
         `${error.message} on accept: ${this} pauses accepting, retrying every ${ACCEPT_BACKOFF_SECONDS}s until an fd is free`,
         "error",
@@ -415,10 +425,22 @@ export class Dispatcher {
     this.logInfo("unhandled connect event", "warning");
   }
 
-  /** A listener is readable: accept and pass the result to `handleAccepted`. */
+  /**
+   * A listener is readable: accept and pass the result to `handleAccepted`.
+   * If that throws before a channel adopted the socket, the socket is closed
+   * and the error goes on to `handleError`.
+   */
   handleAccept(): void {
     const pair = this.accept();
-    if (pair !== null) this.handleAccepted(pair[0], pair[1]);
+    if (pair === null) return;
+    try {
+      this.handleAccepted(pair[0], pair[1]);
+    } catch (error) {
+      // In Python the dropped socket object closes itself; here nothing else
+      // would ever close the fd, so a failing handler would leak one per connection.
+      if (!adopted.has(pair[0])) pair[0].close();
+      throw error;
+    }
   }
 
   /** A connection was accepted; the default closes it. */
@@ -439,7 +461,25 @@ export interface Dispatcher {
   /** Log types that `logInfo` does not print; default `{"warning"}`. */
   ignoreLogTypes: Set<string>;
 }
-Dispatcher.prototype.ignoreLogTypes = new Set(["warning"]);
+/** The shared default of `ignoreLogTypes`: read-only, like the reference's frozenset. */
+class FrozenSet<T> extends Set<T> {
+  frozen?: boolean;
+  constructor(items: Iterable<T>) {
+    super(items);
+    this.frozen = true;
+  }
+  override add(value: T): this {
+    if (this.frozen) throw new TypeError("the default ignoreLogTypes is shared: assign a new Set");
+    return super.add(value);
+  }
+  override delete(_value: T): boolean {
+    throw new TypeError("the default ignoreLogTypes is shared: assign a new Set");
+  }
+  override clear(): void {
+    throw new TypeError("the default ignoreLogTypes is shared: assign a new Set");
+  }
+}
+Dispatcher.prototype.ignoreLogTypes = new FrozenSet(["warning"]);
 markTrackedPredicate(Dispatcher.prototype.readable);
 markTrackedPredicate(Dispatcher.prototype.writable);
 

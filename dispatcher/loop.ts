@@ -13,7 +13,7 @@ import { Poller, timeoutMs } from "../ffi/poll.ts";
 import { Selector } from "../ffi/select.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 import { compactTraceback, DISCONNECTED, isReraised } from "./errors.ts";
-import { type SocketMap, socketMap, watchMap } from "./map.ts";
+import { announceRemoved, type SocketMap, socketMap, watchMap } from "./map.ts";
 import { nextTimerDelay, runDueTimers } from "./timers.ts";
 
 const { POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL } = C;
@@ -57,15 +57,21 @@ function forceClose(obj: Dispatcher): void {
   try {
     obj.close();
   } catch {
-    // close() is overridden and broken: take the channel out by hand.
-    try {
-      obj.socket?.close();
-    } catch { /* already closed */ }
+    // close() is overridden and broken: take the channel out by hand, as
+    // delChannel would: the pollers hear of it before the fd is closed (epoll
+    // must forget it first) and fileno() then says closed.
     const fd = obj._fileno;
     if (fd !== null && fd !== undefined) {
       const map = (obj as unknown as { _map: SocketMap })._map;
-      if (map?.get(fd) === obj) map.delete(fd);
+      if (map?.get(fd) === obj) {
+        announceRemoved(map, fd);
+        map.delete(fd);
+      }
+      obj._fileno = null;
     }
+    try {
+      obj.socket?.close();
+    } catch { /* already closed */ }
   }
 }
 
