@@ -65,3 +65,12 @@ export {
   SPIN_MS,
   YIELD_EVERY_MS,
 } from "./dispatcher/loop_async.ts";
+export {
+  AsyncChat,
+  type FifoEntry,
+  findPrefixAtEnd,
+  type Producer,
+  ProducerFifo,
+  SimpleProducer,
+  type Terminator,
+} from "./dispatcher/asynchat.ts";

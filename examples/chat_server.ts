@@ -1,0 +1,231 @@
+/**
+ * A multi-user line chat on `AsyncChat`.
+ *
+ *     deno run --allow-ffi examples/chat_server.ts [host] [port]    (default 127.0.0.1 8090)
+ *
+ * Options: --poller=select|poll|epoll (default epoll on Linux, poll elsewhere).
+ * Port 0 picks a free port; the "listening" line says which.
+ *
+ * Connect with `nc 127.0.0.1 8090` (or telnet). The first line you send is
+ * your nickname; after that every line goes to everyone else as
+ * `nick: text`. Commands: `/nick NAME`, `/who`, `/me ACTION`, `/help`,
+ * `/quit [MESSAGE]`. Joins, renames and leaves are announced with `* `.
+ *
+ * @module
+ */
+
+import { type Address, AsyncChat, Dispatcher, loop, type Socket } from "../mod.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Longest line a client may send, in bytes; longer ones are dropped. */
+export const MAX_LINE = 1024;
+/** Output entries a session may have queued before it counts as stuck (about 16 KiB each). */
+export const MAX_QUEUED = 256;
+
+const NICK = /^[\p{L}\p{N}_-]{1,20}$/u;
+
+function formatAddress(addr: Address): string {
+  return typeof addr === "string" ? addr || "unix" : `${addr[0]}:${addr[1]}`;
+}
+
+/** One connected client. */
+export class ChatSession extends AsyncChat {
+  /** The nickname, once chosen. */
+  nick: string | null = null;
+  #length = 0;
+  #tooLong = false;
+  #gone = false;
+
+  /** Greets the client and asks for a nickname. */
+  constructor(sock: Socket, readonly server: ChatServer, readonly peer: Address) {
+    super(sock, server.map);
+    this.setTerminator("\n");
+    this.push("* Welcome to the chat! Your nickname?\n");
+  }
+
+  override collectIncomingData(data: Uint8Array): void {
+    if (this.#tooLong) return;
+    this.#length += data.length;
+    if (this.#length > MAX_LINE + 1) {
+      this.#tooLong = true;
+      this.incoming = [];
+      return;
+    }
+    this._collectIncomingData(data);
+  }
+
+  override foundTerminator(): void {
+    const tooLong = this.#tooLong;
+    this.#tooLong = false;
+    this.#length = 0;
+    let line = decoder.decode(this._getData());
+    if (this.#gone) return; // after /quit: ignore what follows
+    if (tooLong) {
+      this.push(`* Line too long (max ${MAX_LINE} bytes), ignored\n`);
+      return;
+    }
+    if (line.endsWith("\r")) line = line.slice(0, -1);
+    if (this.nick === null) {
+      this.#chooseNick(line.trim());
+    } else if (line.startsWith("/")) {
+      this.#command(line);
+    } else if (line.length > 0) {
+      this.server.broadcast(`${this.nick}: ${line}\n`, this);
+    }
+  }
+
+  #chooseNick(nick: string): void {
+    const problem = this.server.nickProblem(nick);
+    if (problem) {
+      this.push(`* ${problem}; your nickname?\n`);
+      return;
+    }
+    this.nick = nick;
+    const others = this.server.nicks(this);
+    this.push(
+      `* Hello ${nick}! ${
+        others.length ? `Also here: ${others.join(", ")}.` : "Nobody else is here yet."
+      } Type /help for commands.\n`,
+    );
+    this.server.broadcast(`* ${nick} has joined\n`, this);
+    this.server.log(`+ ${nick} (${formatAddress(this.peer)})`);
+  }
+
+  #command(line: string): void {
+    const space = line.indexOf(" ");
+    const cmd = (space < 0 ? line : line.slice(0, space)).toLowerCase();
+    const arg = space < 0 ? "" : line.slice(space + 1).trim();
+    switch (cmd) {
+      case "/nick": {
+        const problem = this.server.nickProblem(arg);
+        if (problem) {
+          this.push(`* ${problem}\n`);
+          return;
+        }
+        const old = this.nick;
+        this.nick = arg;
+        this.push(`* You are now ${arg}\n`);
+        this.server.broadcast(`* ${old} is now known as ${arg}\n`, this);
+        this.server.log(`= ${old} -> ${arg}`);
+        return;
+      }
+      case "/who":
+        this.push(`* Here: ${this.server.nicks().join(", ")}\n`);
+        return;
+      case "/me":
+        if (arg) this.server.broadcast(`* ${this.nick} ${arg}\n`, this);
+        return;
+      case "/help":
+        this.push("* Commands: /nick NAME, /who, /me ACTION, /quit [MESSAGE], /help\n");
+        return;
+      case "/quit":
+        this.push(`* Goodbye, ${this.nick}!\n`);
+        this.closeWhenDone();
+        this.#leave(arg ? `says "${arg}"` : "");
+        return;
+      default:
+        this.push(`* Unknown command ${cmd}; try /help\n`);
+    }
+  }
+
+  /** Announces the departure once; the session stops taking part. */
+  #leave(why: string): void {
+    if (this.#gone) return;
+    this.#gone = true;
+    this.server.sessions.delete(this);
+    if (this.nick !== null) {
+      this.server.broadcast(`* ${this.nick} has left${why ? ` (${why})` : ""}\n`, this);
+      this.server.log(`- ${this.nick}`);
+    }
+  }
+
+  /** Queues a line unless the client has stopped reading: then it is cut off. */
+  deliver(bytes: Uint8Array): void {
+    if (this.#gone) return;
+    if (this.producerFifo.length > MAX_QUEUED) {
+      this.discardBuffers();
+      this.#leave("not reading");
+      this.close();
+      return;
+    }
+    this.push(bytes);
+  }
+
+  override handleClose(): void {
+    this.#leave("connection closed");
+    this.close();
+  }
+
+  override handleError(error: unknown): void {
+    this.server.log(`! ${this.nick ?? formatAddress(this.peer)}: ${error}`);
+    this.handleClose();
+  }
+}
+
+/** Listens, and keeps the sessions. */
+export class ChatServer extends Dispatcher {
+  /** Every session not yet gone. */
+  readonly sessions: Set<ChatSession> = new Set();
+
+  /** Listens on `host`:`port` (0 picks a free port) in `map`. */
+  constructor(host: string, port: number, readonly map?: Map<number, Dispatcher>) {
+    super(null, map);
+    this.createSocket(host.includes(":") ? 10 : 2);
+    this.setReuseAddr();
+    this.bind([host, port]);
+    this.listen(16);
+  }
+
+  /** The bound address (with the real port when 0 was asked for). */
+  address(): Address {
+    return (this.socket as Socket).getsockname();
+  }
+
+  override handleAccepted(sock: Socket, addr: Address): void {
+    this.sessions.add(new ChatSession(sock, this, addr));
+  }
+
+  /** Sends `text` to every named session but `except`. */
+  broadcast(text: string, except?: ChatSession): void {
+    const bytes = encoder.encode(text);
+    for (const s of [...this.sessions]) {
+      if (s !== except && s.nick !== null) s.deliver(bytes);
+    }
+  }
+
+  /** The nicknames in use, but `except`'s. */
+  nicks(except?: ChatSession): string[] {
+    const out: string[] = [];
+    for (const s of this.sessions) if (s !== except && s.nick !== null) out.push(s.nick);
+    return out;
+  }
+
+  /** Why `nick` cannot be used, or "" when it can. */
+  nickProblem(nick: string): string {
+    if (!NICK.test(nick)) return "A nickname is 1 to 20 letters, digits, - or _";
+    for (const s of this.sessions) {
+      if (s.nick !== null && s.nick.toLowerCase() === nick.toLowerCase()) {
+        return `The nickname ${nick} is taken`;
+      }
+    }
+    return "";
+  }
+
+  /** One line of server log on stdout. */
+  override log(message: unknown): void {
+    console.log(String(message));
+  }
+}
+
+if (import.meta.main) {
+  const args = Deno.args.filter((a) => !a.startsWith("--"));
+  const poller = (Deno.args.find((a) => a.startsWith("--poller="))?.slice(9) ??
+    (Deno.build.os === "linux" ? "epoll" : "poll")) as "select" | "poll" | "epoll";
+  const host = args[0] ?? "127.0.0.1";
+  const port = Number(args[1] ?? 8090);
+  const server = new ChatServer(host, port);
+  console.log(`chat server listening on ${formatAddress(server.address())}`);
+  loop({ poller });
+}
