@@ -302,7 +302,13 @@ export class Dispatcher {
       }
       throw error;
     }
-    if (n > 0) return recvScratch.slice(0, n);
+    if (n > 0) {
+      if (n * 2 < recvScratch.length) return recvScratch.slice(0, n);
+      // A big read keeps the buffer it landed in (no copy); a new one takes its place.
+      const out = recvScratch.subarray(0, n);
+      recvScratch = new Uint8Array(recvScratch.length);
+      return out;
+    }
     if (n === 0 && bufferSize > 0) this.handleClose();
     return new Uint8Array(0);
   }
