@@ -7,6 +7,7 @@
 
 import { errno as E, readErrno } from "./errno.ts";
 import { C, platform } from "./platform.ts";
+import { waitUninterrupted } from "./poll.ts";
 import { osError } from "./socket.ts";
 import { libc } from "./symbols.ts";
 
@@ -70,16 +71,8 @@ export class Epoll {
    */
   wait(timeout: number): number {
     const lib = libc();
-    const deadline = timeout < 0 ? Infinity : performance.now() + timeout;
-    for (;;) {
-      const left = deadline === Infinity
-        ? -1
-        : Math.max(0, Math.ceil(deadline - performance.now()));
-      const r = lib.epoll_wait(this.#epfd, this.#events, this.capacity, left);
-      if (r >= 0) return r;
-      const err = readErrno();
-      if (err !== E.EINTR) throw osError(err, "epoll_wait");
-    }
+    const epfd = this.#epfd, events = this.#events, max = this.capacity;
+    return waitUninterrupted("epoll_wait", timeout, (ms) => lib.epoll_wait(epfd, events, max, ms));
   }
 
   /**

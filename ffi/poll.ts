@@ -29,6 +29,26 @@ export function timeoutMs(seconds: number | null): number {
   return Math.min(0x7fffffff, Math.ceil(seconds * 1000));
 }
 
+/**
+ * Calls `wait(ms)` (a poll-like call taking a timeout in ms, -1: forever)
+ * until it is not interrupted: EINTR is retried with the time left, as
+ * Python does since PEP 475. Returns its result; other failures throw.
+ */
+export function waitUninterrupted(
+  syscall: string,
+  timeout: number,
+  wait: (ms: number) => number,
+): number {
+  const start = timeout > 0 ? performance.now() : 0;
+  for (let left = timeout;;) {
+    const r = wait(left);
+    if (r >= 0) return r;
+    const err = readErrno();
+    if (err !== E.EINTR) throw osError(err, syscall);
+    if (timeout > 0) left = Math.max(0, Math.ceil(start + timeout - performance.now()));
+  }
+}
+
 /** A pollfd array and the calls that wait on it. */
 export class Poller {
   /** The entries; fill with `fds.reserve(n)` and `fds.set(i, fd, events)`. */
@@ -41,16 +61,9 @@ export class Poller {
   poll(n: number, timeout: number): number {
     checkCount(this.fds, n);
     const lib = libc();
-    const deadline = timeout < 0 ? Infinity : performance.now() + timeout;
-    for (;;) {
-      const left = deadline === Infinity
-        ? -1
-        : Math.max(0, Math.ceil(deadline - performance.now()));
-      const r = lib.poll(this.fds.bytes, BigInt(n), left);
-      if (r >= 0) return r;
-      const err = readErrno();
-      if (err !== E.EINTR) throw osError(err, "poll");
-    }
+    const bytes = this.fds.bytes;
+    const count = BigInt(n);
+    return waitUninterrupted("poll", timeout, (ms) => lib.poll(bytes, count, ms));
   }
 
   /**
