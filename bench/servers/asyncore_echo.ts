@@ -1,0 +1,66 @@
+/**
+ * Our echo server for the bench: `examples/echo.ts` without the log line per
+ * connection, with `recv(65536)`, `listen(1024)` and TCP_NODELAY, as the
+ * other bench servers.
+ *
+ *     deno run --allow-ffi bench/servers/asyncore_echo.ts [host] [port]
+ *         [--poller=select|poll|epoll] [--loop=sync|async]
+ *
+ * `--loop=async` serves with `loopAsync()` instead of `loop()`. Prints
+ * `LISTENING <port>` once listening.
+ *
+ * @module
+ */
+
+import {
+  type Address,
+  Dispatcher,
+  DispatcherWithSend,
+  IPPROTO_TCP,
+  loop,
+  loopAsync,
+  type PollerName,
+  type Socket,
+  TCP_NODELAY,
+} from "../../mod.ts";
+
+const BUF = 65536;
+
+/** Sends back whatever arrives. */
+export class EchoHandler extends DispatcherWithSend {
+  override handleRead(): void {
+    const data = this.recv(BUF);
+    if (data.length > 0) this.send(data);
+  }
+}
+
+/** Listens and gives each connection an {@linkcode EchoHandler}. */
+export class EchoServer extends Dispatcher {
+  constructor(host: string, port: number) {
+    super();
+    this.createSocket();
+    this.setReuseAddr();
+    this.bind([host, port]);
+    this.listen(1024);
+  }
+
+  override handleAccepted(sock: Socket, _addr: Address): void {
+    sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
+    new EchoHandler(sock);
+  }
+}
+
+if (import.meta.main) {
+  const args = Deno.args.filter((a) => !a.startsWith("--"));
+  const flag = (name: string) =>
+    Deno.args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+  const poller = (flag("poller") ?? "epoll") as PollerName;
+  const server = new EchoServer(args[0] ?? "127.0.0.1", Number(args[1] ?? 0));
+  const [, port] = (server.socket as Socket).getsockname() as [string, number];
+  console.log(`LISTENING ${port}`);
+  if (flag("loop") === "async") {
+    await loopAsync({ poller });
+  } else {
+    loop({ poller });
+  }
+}
