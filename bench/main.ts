@@ -72,9 +72,10 @@ export const SERVERS: ServerSpec[] = [
   { name: "asyncore epoll", cmd: [...DENO_OURS, "--poller=epoll"] },
   { name: "asyncore poll", cmd: [...DENO_OURS, "--poller=poll"] },
   { name: "asyncore select", cmd: [...DENO_OURS, "--poller=select"], select: true },
-  // ---- HOOK (loopAsync): the lead's row goes here. Uncomment to run it;
-  // asyncore_echo.ts already understands --loop=async (loopAsync instead of loop).
-  // { name: "asyncore loopAsync epoll", cmd: [...DENO_OURS, "--poller=epoll", "--loop=async"] },
+  // The same handler reading with recvInto into one shared buffer (no allocation per read).
+  { name: "asyncore epoll recvInto", cmd: [...DENO_OURS, "--poller=epoll", "--recv-into"] },
+  // loopAsync instead of loop(): Deno's event loop keeps running beside it.
+  { name: "asyncore loopAsync epoll", cmd: [...DENO_OURS, "--poller=epoll", "--loop=async"] },
   {
     name: "Deno native",
     cmd: [DENO, "run", "--no-prompt", "--allow-net", `${BENCH}/servers/deno_echo.ts`],

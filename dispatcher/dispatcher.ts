@@ -75,6 +75,10 @@ export class Dispatcher {
   _map: SocketMap;
   /** The fd under which this channel is in its map, or null. */
   _fileno: number | null = null;
+  /** The epoll pass this channel is registered with, if any (internal). */
+  _epollPass: unknown = null;
+  /** The events registered with that pass (internal). */
+  _epollEvents = 0;
   readonly #id = nextId++;
 
   /**
@@ -311,6 +315,31 @@ export class Dispatcher {
     }
     if (n === 0 && bufferSize > 0) this.handleClose();
     return new Uint8Array(0);
+  }
+
+  /**
+   * Receives into `buffer` (up to `nbytes`) and returns the count: the
+   * allocation-free twin of {@linkcode recv}, for handlers that reuse one
+   * buffer. End of stream or a gone peer calls `handleClose` and returns 0;
+   * so does nothing to read, without closing.
+   */
+  recvInto(buffer: Uint8Array, nbytes: number = buffer.length): number {
+    if (!(buffer instanceof Uint8Array)) throw new TypeError("buffer must be a Uint8Array");
+    if (!Number.isInteger(nbytes) || nbytes < 0 || nbytes > buffer.length) {
+      throw new RangeError(`nbytes must be an integer 0-${buffer.length}, not ${nbytes}`);
+    }
+    let n: number;
+    try {
+      n = this.socket!.tryRecvInto(buffer, nbytes);
+    } catch (error) {
+      if (error instanceof OSError && DISCONNECTED.has(error.errno)) {
+        this.handleClose();
+        return 0;
+      }
+      throw error;
+    }
+    if (n === 0 && nbytes > 0) this.handleClose();
+    return n < 0 ? 0 : n;
   }
 
   /** Closes the socket and leaves the map. Safe to call twice. */

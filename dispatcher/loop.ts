@@ -343,8 +343,6 @@ function isTracked(obj: Dispatcher): boolean {
 export class EpollPass {
   readonly #map: SocketMap;
   readonly #ep: Epoll;
-  readonly #owner = new Map<number, Dispatcher>(); // fd -> channel registered in the kernel
-  readonly #mask = new Map<number, number>(); // fd -> events registered
   readonly #known = new Map<number, Dispatcher>(); // fd -> channel classified
   readonly #polled = new Set<Dispatcher>(); // custom predicates: asked every pass
   #dirty = new Set<Dispatcher>(); // tracked channels to ask again
@@ -380,33 +378,36 @@ export class EpollPass {
   // Called before the channel's fd is closed: afterwards epoll_ctl could no
   // longer name it, and a dup of the file would keep reporting it.
   #forget(fd: number): void {
-    if (this.#owner.delete(fd)) {
-      this.#mask.delete(fd);
-      this.#ep.ctl(C.EPOLL_CTL_DEL, fd, 0);
-    }
     this.#always.delete(fd);
     const obj = this.#known.get(fd);
     if (obj !== undefined) {
+      this.#unregister(fd, obj);
       this.#known.delete(fd);
       this.#polled.delete(obj);
       this.#dirty.delete(obj);
     }
   }
 
+  // What a channel has registered lives on the channel itself (`_epollPass`,
+  // `_epollEvents`): a pass then needs no lookup per event.
+  #unregister(fd: number, obj: Dispatcher): void {
+    if (obj._epollPass !== this) return;
+    obj._epollPass = null;
+    obj._epollEvents = 0;
+    this.#ep.ctl(C.EPOLL_CTL_DEL, fd, 0);
+  }
+
   #register(fd: number, obj: Dispatcher, events: number): void {
-    const owner = this.#owner.get(fd);
-    if (owner === obj && this.#mask.get(fd) === events) return;
+    const mine = obj._epollPass === this;
+    if (mine && obj._epollEvents === events) return;
     if (events === 0) {
       // poll() reports nothing for an unregistered fd; epoll would still report HUP/ERR.
-      if (this.#owner.delete(fd)) {
-        this.#mask.delete(fd);
-        this.#ep.ctl(C.EPOLL_CTL_DEL, fd, 0);
-      }
+      this.#unregister(fd, obj);
       this.#always.delete(fd);
       return;
     }
     let err: number;
-    if (owner === obj) {
+    if (mine) {
       err = this.#ep.ctl(C.EPOLL_CTL_MOD, fd, events);
       if (err === platform.errno.ENOENT) err = this.#ep.ctl(C.EPOLL_CTL_ADD, fd, events);
     } else {
@@ -416,12 +417,14 @@ export class EpollPass {
     if (err !== 0) {
       // EPERM: a regular file, always ready as poll() says. EBADF and the
       // like: the channel finds out when it next uses its fd.
+      obj._epollPass = null;
+      obj._epollEvents = 0;
       this.#always.set(fd, events);
       return;
     }
     this.#always.delete(fd);
-    this.#owner.set(fd, obj);
-    this.#mask.set(fd, events);
+    obj._epollPass = this;
+    obj._epollEvents = events;
   }
 
   #evaluate(obj: Dispatcher, now: number): void {
@@ -475,10 +478,10 @@ export class EpollPass {
     for (let i = 0; i < n; i++) {
       const fd = this.#ep.fd(i);
       const obj = map.get(fd);
-      if (obj === undefined || this.#owner.get(fd) !== obj) continue;
+      if (obj === undefined || obj._epollPass !== this) continue;
       readwrite(obj, this.#ep.events(i));
       // Its handlers may have changed what it wants.
-      if (this.#known.get(fd) === obj) dirty.add(obj);
+      dirty.add(obj);
     }
     if (always > 0) {
       for (const [fd, events] of [...this.#always]) {

@@ -4,9 +4,10 @@
  * other bench servers.
  *
  *     deno run --allow-ffi bench/servers/asyncore_echo.ts [host] [port]
- *         [--poller=select|poll|epoll] [--loop=sync|async]
+ *         [--poller=select|poll|epoll] [--loop=sync|async] [--recv-into]
  *
- * `--loop=async` serves with `loopAsync()` instead of `loop()`. Prints
+ * `--loop=async` serves with `loopAsync()` instead of `loop()`; `--recv-into`
+ * reads with `recvInto` into one shared buffer instead of `recv`. Prints
  * `LISTENING <port>` once listening.
  *
  * @module
@@ -34,6 +35,19 @@ export class EchoHandler extends DispatcherWithSend {
   }
 }
 
+/** One buffer for every connection: a handler's data is sent (or queued as a copy) before the next runs. */
+const shared = new Uint8Array(BUF);
+
+/** The same echo without an allocation per read: `recvInto` a shared buffer. */
+export class RecvIntoEchoHandler extends DispatcherWithSend {
+  override handleRead(): void {
+    const n = this.recvInto(shared);
+    if (n > 0) this.send(shared.subarray(0, n));
+  }
+}
+
+let Handler: typeof EchoHandler = EchoHandler;
+
 /** Listens and gives each connection an {@linkcode EchoHandler}. */
 export class EchoServer extends Dispatcher {
   constructor(host: string, port: number) {
@@ -46,7 +60,7 @@ export class EchoServer extends Dispatcher {
 
   override handleAccepted(sock: Socket, _addr: Address): void {
     sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
-    new EchoHandler(sock);
+    new Handler(sock);
   }
 }
 
@@ -55,6 +69,7 @@ if (import.meta.main) {
   const flag = (name: string) =>
     Deno.args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
   const poller = (flag("poller") ?? "epoll") as PollerName;
+  if (Deno.args.includes("--recv-into")) Handler = RecvIntoEchoHandler;
   const server = new EchoServer(args[0] ?? "127.0.0.1", Number(args[1] ?? 0));
   const [, port] = (server.socket as Socket).getsockname() as [string, number];
   console.log(`LISTENING ${port}`);

@@ -1,0 +1,117 @@
+// Dispatcher additions beyond asyncore: recvInto, the big-read path of recv,
+// and the read-only default of ignoreLogTypes.
+import { assert, assertEquals, assertThrows } from "@std/assert";
+import {
+  type Address,
+  AF_UNIX,
+  Dispatcher,
+  DispatcherWithSend,
+  loop,
+  type PollerName,
+  type Socket,
+  type SocketMap,
+} from "../mod.ts";
+import { assertNoFdLeak, concat, randomBytes, sha256, tempSocketPath } from "./_util.ts";
+
+const POLLERS: PollerName[] = ["select", "poll", "epoll"];
+const shared = new Uint8Array(65536);
+
+/** Echoes with recvInto into one shared buffer. */
+class RecvIntoEcho extends DispatcherWithSend {
+  closes = 0;
+  override handleRead(): void {
+    const n = this.recvInto(shared);
+    if (n > 0) this.send(shared.subarray(0, n));
+  }
+  override handleClose(): void {
+    this.closes++;
+    this.close();
+  }
+}
+
+class Server extends Dispatcher {
+  handlers: RecvIntoEcho[] = [];
+  constructor(addr: Address, map: SocketMap) {
+    super(null, map);
+    this.createSocket(AF_UNIX);
+    this.bind(addr);
+    this.listen(8);
+  }
+  override handleAccepted(sock: Socket): void {
+    this.handlers.push(new RecvIntoEcho(sock, this._map));
+  }
+}
+
+/** Sends `data`, keeps every echoed chunk with recv (big reads keep their buffer). */
+class Client extends DispatcherWithSend {
+  got: Uint8Array[] = [];
+  received = 0;
+  constructor(addr: Address, map: SocketMap, readonly data: Uint8Array) {
+    super(null, map);
+    this.createSocket(AF_UNIX);
+    this.connect(addr);
+  }
+  override handleConnect(): void {
+    this.send(this.data);
+  }
+  override handleRead(): void {
+    const chunk = this.recv(65536);
+    this.got.push(chunk);
+    this.received += chunk.length;
+    if (this.received === this.data.length) this.close();
+  }
+  override handleClose(): void {
+    this.close();
+  }
+}
+
+for (const poller of POLLERS) {
+  Deno.test(`recvInto echoes 4 MiB exactly, and recv's chunks stay intact (${poller})`, async () => {
+    await assertNoFdLeak(async () => {
+      const map: SocketMap = new Map();
+      const path = tempSocketPath("recv-into");
+      const server = new Server(path, map);
+      const data = randomBytes(4 * 1024 * 1024, 7);
+      const client = new Client(path, map, data);
+      const deadline = performance.now() + 20_000;
+      while (client.fileno() !== null && performance.now() < deadline) {
+        loop({ timeout: 0.05, map, count: 10, poller });
+      }
+      // Each chunk recv returned is its own memory: later reads did not overwrite it.
+      assertEquals(client.received, data.length);
+      assertEquals(await sha256(concat(client.got)), await sha256(data));
+      // The client's close reaches the server's handler as end of stream.
+      while (server.handlers.some((h) => h.fileno() !== null) && performance.now() < deadline) {
+        loop({ timeout: 0.05, map, count: 1, poller });
+      }
+      assertEquals(server.handlers.map((h) => h.closes), [1]);
+      server.close();
+      Deno.removeSync(path);
+    });
+  });
+}
+
+Deno.test("recvInto checks its arguments", async () => {
+  await assertNoFdLeak(() => {
+    const map: SocketMap = new Map();
+    const d = new Dispatcher(null, map);
+    d.createSocket();
+    assertThrows(() => d.recvInto(new Uint8Array(4), 5), RangeError);
+    assertThrows(() => d.recvInto(new Uint8Array(4), -1), RangeError);
+    assertThrows(() => d.recvInto([1, 2] as unknown as Uint8Array), TypeError);
+    d.close();
+    assert(map.size === 0);
+  });
+});
+
+Deno.test("the default ignoreLogTypes is shared and read-only; an assigned Set is free", () => {
+  const a = new Dispatcher();
+  const b = new Dispatcher();
+  assert(a.ignoreLogTypes === b.ignoreLogTypes);
+  assert(a.ignoreLogTypes.has("warning"));
+  assertThrows(() => a.ignoreLogTypes.add("info"), TypeError, "assign a new Set");
+  assertThrows(() => a.ignoreLogTypes.delete("warning"), TypeError);
+  a.ignoreLogTypes = new Set(["info"]);
+  a.ignoreLogTypes.add("error");
+  assertEquals([...b.ignoreLogTypes], ["warning"]);
+});
