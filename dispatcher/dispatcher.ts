@@ -40,6 +40,27 @@ function formatAddress(addr: Address): string {
   return addr[0].includes(":") ? `[${addr[0]}]:${addr[1]}` : `${addr[0]}:${addr[1]}`;
 }
 
+/**
+ * Small reads are handed out as views into a shared slab, as Node.js does
+ * for small Buffers: a new ArrayBuffer per read costs more than the read.
+ * (So `data.buffer` of a small result is the slab, not just the data.)
+ */
+const POOL_SIZE = 64 * 1024;
+const POOL_MAX = 4096;
+let pool = new ArrayBuffer(POOL_SIZE);
+let poolUsed = 0;
+
+function fromPool(src: Uint8Array, n: number): Uint8Array {
+  if (poolUsed + n > POOL_SIZE) {
+    pool = new ArrayBuffer(POOL_SIZE);
+    poolUsed = 0;
+  }
+  const out = new Uint8Array(pool, poolUsed, n);
+  out.set(n === src.length ? src : src.subarray(0, n));
+  poolUsed = (poolUsed + n + 7) & ~7; // keep views 8-byte aligned
+  return out;
+}
+
 let nextId = 1;
 
 /** Sockets some channel has taken over (`setSocket`), so they are not closed behind its back. */
@@ -307,6 +328,7 @@ export class Dispatcher {
       throw error;
     }
     if (n > 0) {
+      if (n <= POOL_MAX) return fromPool(recvScratch, n);
       if (n * 2 < recvScratch.length) return recvScratch.slice(0, n);
       // A big read keeps the buffer it landed in (no copy); a new one takes its place.
       const out = recvScratch.subarray(0, n);

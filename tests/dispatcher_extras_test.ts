@@ -8,7 +8,7 @@ import {
   DispatcherWithSend,
   loop,
   type PollerName,
-  type Socket,
+  Socket,
   type SocketMap,
 } from "../mod.ts";
 import { assertNoFdLeak, concat, randomBytes, sha256, tempSocketPath } from "./_util.ts";
@@ -114,4 +114,37 @@ Deno.test("the default ignoreLogTypes is shared and read-only; an assigned Set i
   a.ignoreLogTypes = new Set(["info"]);
   a.ignoreLogTypes.add("error");
   assertEquals([...b.ignoreLogTypes], ["warning"]);
+});
+
+Deno.test("small recv results are views of a shared slab that never overlap", async () => {
+  await assertNoFdLeak(async () => {
+    const map: SocketMap = new Map();
+    const path = tempSocketPath("pool");
+    const listener = new Socket(AF_UNIX);
+    listener.bind(path);
+    listener.listen(1);
+    const writer = new Socket(AF_UNIX);
+    writer.connect(path);
+    const [accepted] = listener.accept();
+    const reader = new Dispatcher(accepted, map);
+    const data = randomBytes(4_000_000, 11);
+    const kept: Uint8Array[] = [];
+    const sizes = [1, 7, 64, 300, 1000, 4096, 3, 2048];
+    let off = 0;
+    for (let i = 0; off < data.length; i++) {
+      const n = Math.min(sizes[i % sizes.length], data.length - off);
+      writer.sendall(data.subarray(off, off + n));
+      off += n;
+      // Each send is read at once, so each recv returns exactly that piece.
+      const got = reader.recv(65536);
+      assertEquals(got.length, n);
+      kept.push(got);
+    }
+    // Later reads did not overwrite earlier ones.
+    assertEquals(await sha256(concat(kept)), await sha256(data));
+    reader.close();
+    writer.close();
+    listener.close();
+    Deno.removeSync(path);
+  });
 });
