@@ -14,7 +14,15 @@
  * @module
  */
 
-import { type Address, AsyncChat, Dispatcher, loop, type Socket } from "../mod.ts";
+import {
+  type Address,
+  AF_INET,
+  AF_INET6,
+  AsyncChat,
+  Dispatcher,
+  loop,
+  type Socket,
+} from "../mod.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -172,7 +180,7 @@ export class ChatServer extends Dispatcher {
   /** Listens on `host`:`port` (0 picks a free port) in `map`. */
   constructor(host: string, port: number, readonly map?: Map<number, Dispatcher>) {
     super(null, map);
-    this.createSocket(host.includes(":") ? 10 : 2);
+    this.createSocket(host.includes(":") ? AF_INET6 : AF_INET);
     this.setReuseAddr();
     this.bind([host, port]);
     this.listen(16);

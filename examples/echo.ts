@@ -8,7 +8,15 @@
  * @module
  */
 
-import { type Address, Dispatcher, DispatcherWithSend, loop, type Socket } from "../mod.ts";
+import {
+  type Address,
+  AF_INET,
+  AF_INET6,
+  Dispatcher,
+  DispatcherWithSend,
+  loop,
+  type Socket,
+} from "../mod.ts";
 
 /** Sends back whatever arrives. */
 export class EchoHandler extends DispatcherWithSend {
@@ -22,7 +30,7 @@ export class EchoHandler extends DispatcherWithSend {
 export class EchoServer extends Dispatcher {
   constructor(host: string, port: number) {
     super();
-    this.createSocket(host.includes(":") ? 10 : 2);
+    this.createSocket(host.includes(":") ? AF_INET6 : AF_INET);
     this.setReuseAddr();
     this.bind([host, port]);
     this.listen(5);

@@ -63,9 +63,6 @@ function checkSize(n: number, what: string): void {
   }
 }
 
-/** Options for {@linkcode Socket.recvfrom}-style calls that take flags. */
-export type SocketFlags = number;
-
 /** A socket over one fd. Blocking by default, as in Python; see `setblocking`. */
 export class Socket {
   #fd: number;
