@@ -75,34 +75,32 @@ function forceClose(obj: Dispatcher): void {
   }
 }
 
-/** A read event for `obj`, errors to `handleError` (asyncore's `read`). */
-export function read(obj: Dispatcher): void {
+/** Calls one event method of `obj`; what it throws goes to `handleError` (ExitNow leaves). */
+function fire(
+  obj: Dispatcher,
+  event: "handleReadEvent" | "handleWriteEvent" | "handleExptEvent",
+): void {
   try {
-    obj.handleReadEvent();
+    obj[event]();
   } catch (error) {
     if (isReraised(error)) throw error;
     handleErrorSafely(obj, error);
   }
+}
+
+/** A read event for `obj`, errors to `handleError` (asyncore's `read`). */
+export function read(obj: Dispatcher): void {
+  fire(obj, "handleReadEvent");
 }
 
 /** A write event for `obj`, errors to `handleError` (asyncore's `write`). */
 export function write(obj: Dispatcher): void {
-  try {
-    obj.handleWriteEvent();
-  } catch (error) {
-    if (isReraised(error)) throw error;
-    handleErrorSafely(obj, error);
-  }
+  fire(obj, "handleWriteEvent");
 }
 
 /** An exceptional-condition event for `obj` (asyncore's `_exception`). */
 export function exception(obj: Dispatcher): void {
-  try {
-    obj.handleExptEvent();
-  } catch (error) {
-    if (isReraised(error)) throw error;
-    handleErrorSafely(obj, error);
-  }
+  fire(obj, "handleExptEvent");
 }
 
 /**
