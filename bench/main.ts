@@ -32,6 +32,7 @@
  *   --max-other=PCT      used more than PCT percent of a CPU during it (default 10)
  *   --loadgen=c|ts       force the load generator
  *   --no-conn-cost       skip the connection-cost measurement
+ *   --no-extras          skip the AsyncChat parsing and loopAsync benchmarks run at the end
  *   --record             also write the run into bench/RESULTS.md (between its markers)
  *
  * Results go to stdout (markdown) and to bench/out/results.{md,json}.
@@ -139,6 +140,8 @@ interface Options {
   maxOther: number;
   loadgen: "c" | "ts" | null;
   connCost: boolean;
+  /** Also run bench/asynchat_bench.ts and bench/loop_async_bench.ts. */
+  extras: boolean;
   record: boolean;
   quick: boolean;
 }
@@ -158,6 +161,7 @@ function parseOptions(args: string[]): Options {
     maxOther: 10,
     loadgen: null,
     connCost: true,
+    extras: true,
     record: false,
     quick: false,
   };
@@ -219,6 +223,9 @@ function parseOptions(args: string[]): Options {
       case "loadgen":
         if (v !== "c" && v !== "ts") throw new Error("--loadgen is c or ts");
         o.loadgen = v;
+        break;
+      case "no-extras":
+        o.extras = false;
         break;
       case "no-conn-cost":
         o.connCost = false;
@@ -706,6 +713,38 @@ async function runRow(env: Env, opts: Options, server: ServerSpec, sc: Scenario)
   }
 }
 
+// ---- the other benchmarks of the project ----
+
+/**
+ * Runs `bench/asynchat_bench.ts` (AsyncChat input parsing: linear in the
+ * input?) and `bench/loop_async_bench.ts` (loopAsync against loop() and Deno
+ * native, and loopAsync's idle CPU), each its own process after the servers
+ * are done, and returns their output as sections of the report.
+ */
+async function runExtras(opts: Options): Promise<string[]> {
+  const out: string[] = [];
+  const scripts: [string, string, string[]][] = [
+    [
+      "AsyncChat input and output (bench/asynchat_bench.ts)",
+      `${BENCH}/asynchat_bench.ts`,
+      opts.quick ? ["--quick"] : [],
+    ],
+    [
+      "loopAsync against loop() and Deno native (bench/loop_async_bench.ts)",
+      `${BENCH}/loop_async_bench.ts`,
+      opts.quick ? ["--seconds=1"] : [],
+    ],
+  ];
+  for (const [title, script, args] of scripts) {
+    console.error(`\n${title} ...`);
+    const r = await run([DENO, "run", "--allow-all", script, ...args]);
+    const text = r.ok ? r.stdout.trimEnd() : `failed (exit ${r.code}):\n${r.stderr.trimEnd()}`;
+    console.error(text);
+    out.push("", `### ${title}`, "", "```", text, "```");
+  }
+  return out;
+}
+
 // ---- soak ----
 
 /** One soak run. */
@@ -1084,6 +1123,7 @@ async function main(): Promise<void> {
   }
 
   const elapsed = (performance.now() - started) / 1000;
+  const extras = opts.extras ? await runExtras(opts) : [];
   const md = [
     `Run of ${new Date().toISOString()} (${elapsed.toFixed(0)} s${opts.quick ? ", --quick" : ""})`,
     "",
@@ -1097,6 +1137,7 @@ async function main(): Promise<void> {
     "### Connection cost",
     "",
     connCostTable(rows, cost),
+    ...extras,
   ].join("\n");
   console.log(md);
   await Deno.mkdir(OUT, { recursive: true });
