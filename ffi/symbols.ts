@@ -123,10 +123,14 @@ function load(): Libc {
     return Deno.dlopen(platform.libc, symbols).symbols;
   } catch (error) {
     if (isPermissionError(error)) {
-      throw new Error(
+      // One sentence, not a stack of this library's internals: the fix is a flag.
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 0;
+      const clear = new Error(
         "asyncore needs access to libc through FFI: run deno with --allow-ffi",
-        { cause: error },
       );
+      Error.stackTraceLimit = limit;
+      throw clear;
     }
     throw error;
   }

@@ -294,3 +294,20 @@ Deno.test({
     }
   },
 });
+
+Deno.test("without --allow-ffi the user gets one sentence naming the flag", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", "examples/echo.ts", "127.0.0.1", "0"],
+    cwd: new URL("..", import.meta.url).pathname,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr).trim();
+  assertEquals(out.success, false);
+  assertEquals(
+    stderr,
+    "error: Uncaught (in promise) Error: asyncore needs access to libc through FFI: run deno with --allow-ffi",
+  );
+});
