@@ -11,12 +11,21 @@ const BLOCK = 16 * 1024;
 
 /** Bytes waiting to be sent. */
 export class ByteQueue {
+  readonly #owner: { _interestChanged(): void } | null;
   #chunks: Uint8Array[] = [];
   #head = 0; // index of the first live chunk
   #offset = 0; // bytes of chunks[head] already consumed
   #length = 0;
   #tail: Uint8Array | null = null; // packing block, the last chunk when set
   #tailUsed = 0;
+
+  /**
+   * `owner` is told when the queue turns non-empty or empty (its
+   * `writable()` answer depends on that; the epoll pass asks it again then).
+   */
+  constructor(owner: { _interestChanged(): void } | null = null) {
+    this.#owner = owner;
+  }
 
   /** The number of queued bytes. */
   get length(): number {
@@ -27,6 +36,7 @@ export class ByteQueue {
   push(data: Uint8Array): void {
     const n = data.length;
     if (n === 0) return;
+    if (this.#length === 0) this.#owner?._interestChanged();
     this.#length += n;
     if (n < BLOCK / 4) {
       if (this.#tail === null || this.#tailUsed + n > this.#tail.length) {
@@ -46,6 +56,7 @@ export class ByteQueue {
   /** Appends `data` without copying it: the caller promises not to change it. */
   pushOwned(data: Uint8Array): void {
     if (data.length === 0) return;
+    if (this.#length === 0) this.#owner?._interestChanged();
     this.#length += data.length;
     this.#tail = null;
     this.#chunks.push(data);
@@ -62,6 +73,7 @@ export class ByteQueue {
   /** Drops the first `n` queued bytes. */
   consume(n: number): void {
     if (n > this.#length) n = this.#length;
+    if (n <= 0) return;
     this.#length -= n;
     while (n > 0) {
       const chunk = this.#chunks[this.#head];
@@ -73,7 +85,10 @@ export class ByteQueue {
       n -= left;
       this.#dropHead();
     }
-    if (this.#length === 0) this.clear();
+    if (this.#length === 0) {
+      this.#reset();
+      this.#owner?._interestChanged();
+    }
   }
 
   #dropHead(): void {
@@ -89,6 +104,12 @@ export class ByteQueue {
 
   /** Empties the queue. */
   clear(): void {
+    const had = this.#length;
+    this.#reset();
+    if (had !== 0) this.#owner?._interestChanged();
+  }
+
+  #reset(): void {
     this.#chunks = [];
     this.#head = 0;
     this.#offset = 0;

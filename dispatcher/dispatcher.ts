@@ -546,7 +546,7 @@ markTrackedPredicate(Dispatcher.prototype.writable);
  */
 export class DispatcherWithSend extends Dispatcher {
   /** Bytes waiting to be sent. */
-  outBuffer: ByteQueue = new ByteQueue();
+  outBuffer: ByteQueue = new ByteQueue(this);
 
   /** Sends from the front of `outBuffer`. */
   initiateSend(): void {
@@ -554,7 +554,6 @@ export class DispatcherWithSend extends Dispatcher {
     if (out.length === 0) return;
     const sent = super.send(out.front(65536));
     out.consume(sent);
-    if (out.length === 0) this._interestChanged();
   }
 
   /** Sends more of the buffer. */
@@ -578,11 +577,9 @@ export class DispatcherWithSend extends Dispatcher {
       const sent = super.send(bytes);
       if (sent < bytes.length && this.socket !== null && this._fileno !== null) {
         this.outBuffer.push(bytes.subarray(sent));
-        this._interestChanged();
       }
       return bytes.length;
     }
-    if (this.outBuffer.length === 0) this._interestChanged();
     this.outBuffer.push(bytes);
     this.initiateSend();
     return bytes.length;

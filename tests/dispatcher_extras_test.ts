@@ -4,6 +4,7 @@ import { assert, assertEquals, assertThrows } from "@std/assert";
 import {
   type Address,
   AF_UNIX,
+  callLater,
   Dispatcher,
   DispatcherWithSend,
   loop,
@@ -144,6 +145,40 @@ Deno.test("small recv results are views of a shared slab that never overlap", as
     assertEquals(await sha256(concat(kept)), await sha256(data));
     reader.close();
     writer.close();
+    listener.close();
+    Deno.removeSync(path);
+  });
+});
+
+Deno.test("epoll notices output queued straight into outBuffer between passes", async () => {
+  await assertNoFdLeak(() => {
+    const map: SocketMap = new Map();
+    const path = tempSocketPath("outbuf");
+    const listener = new Socket(AF_UNIX);
+    listener.bind(path);
+    listener.listen(1);
+    const peer = new Socket(AF_UNIX);
+    peer.connect(path);
+    const [accepted] = listener.accept();
+    const sender = new DispatcherWithSend(accepted, map);
+    // The first pass registers the idle channel (nothing to write) and waits;
+    // a timer then queues data by hand, without send(); the second pass of the
+    // same loop() must want POLLOUT at once instead of waiting its 5 s.
+    const timer = callLater(0.05, () => {
+      sender.outBuffer.push(new TextEncoder().encode("queued by hand"));
+    });
+    const t0 = performance.now();
+    try {
+      loop({ timeout: 5, map, count: 2, poller: "epoll" });
+    } finally {
+      timer.cancel();
+    }
+    assert(performance.now() - t0 < 1000, "the write waited for the pass timeout");
+    assertEquals(sender.outBuffer.length, 0);
+    peer.setblocking(false);
+    assertEquals(new TextDecoder().decode(peer.recv(100)), "queued by hand");
+    sender.close();
+    peer.close();
     listener.close();
     Deno.removeSync(path);
   });
