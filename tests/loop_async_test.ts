@@ -17,7 +17,6 @@ import {
   type PollerName,
   type Socket,
   type SocketMap,
-  YIELD_EVERY_MS,
 } from "../mod.ts";
 import * as os from "../ffi/os.ts";
 import { assertNoFdLeak, delay, randomBytes } from "./_util.ts";
