@@ -91,6 +91,7 @@ const linuxX86_64: Platform = {
     SO_LINGER: 13,
     SO_REUSEPORT: 15,
     SO_ACCEPTCONN: 30,
+    SO_PROTOCOL: 38,
     SO_DOMAIN: 39,
     IPPROTO_IP: 0,
     IPPROTO_TCP: 6,

@@ -107,7 +107,7 @@ export class Socket {
     this.#fd = this.#call("socket", () => lib.socket(family, flags, proto));
   }
 
-  /** Adopts an existing fd, reading its family and type from the kernel. */
+  /** Adopts an existing fd, reading its family, type and protocol from the kernel. */
   static fromFd(fd: number): Socket {
     if (!Number.isInteger(fd) || fd < 0) {
       throw new RangeError(`fd must be a non-negative integer, not ${fd}`);
@@ -115,8 +115,9 @@ export class Socket {
     const probe = new Socket(C.AF_UNIX, C.SOCK_STREAM, 0, fd);
     const family = probe.getsockopt(C.SOL_SOCKET, C.SO_DOMAIN);
     const type = probe.getsockopt(C.SOL_SOCKET, C.SO_TYPE);
+    const proto = probe.getsockopt(C.SOL_SOCKET, C.SO_PROTOCOL);
     probe.detach();
-    return new Socket(family, type, 0, fd);
+    return new Socket(family, type, proto, fd);
   }
 
   /** The fd, or -1 once closed or detached. */

@@ -983,7 +983,7 @@ leakTest("socket: blocking mode: connect, accept and sendall", () => {
 // ---------------------------------------------------------------------------
 // fd ownership
 
-leakTest("socket: fromFd adopts an fd with its family, type and blocking mode", () => {
+leakTest("socket: fromFd adopts an fd with its family, type, protocol and blocking mode", () => {
   const path = tempSocketPath("fromfd");
   const kinds: [number, number][] = [
     [AF_INET, SOCK_STREAM],
@@ -1002,6 +1002,8 @@ leakTest("socket: fromFd adopts an fd with its family, type and blocking mode", 
         assertEquals(adopted.fileno(), fd);
         assertEquals(adopted.family, family);
         assertEquals(adopted.type, type);
+        // The kernel names the protocol it picked: TCP 6 and UDP 17 for IP, 0 for Unix.
+        assertEquals(adopted.proto, family === AF_UNIX ? 0 : type === SOCK_STREAM ? 6 : 17);
         assertEquals(adopted.getblocking(), false);
         adopted.setblocking(true);
         assertEquals(adopted.getblocking(), true);
