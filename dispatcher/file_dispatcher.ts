@@ -5,11 +5,8 @@
  * @module
  */
 
-import { errno as E, readErrno } from "../ffi/errno.ts";
 import { C } from "../ffi/platform.ts";
-import { osError } from "../ffi/socket.ts";
 import * as os from "../ffi/os.ts";
-import { libc } from "../ffi/symbols.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import type { SocketMap } from "./map.ts";
 
@@ -46,17 +43,7 @@ export class FileWrapper {
 
   /** Reads into `buffer`; returns the count, -1 when it would block. */
   tryRecvInto(buffer: Uint8Array, n: number = buffer.length): number {
-    const lib = libc();
-    let repeated = false;
-    for (;;) {
-      const r = lib.read(this.fd, buffer, BigInt(Math.min(n, buffer.length)));
-      if (r >= 0) return r;
-      const err = readErrno();
-      if (err === E.EINTR) continue;
-      if (err === E.EAGAIN) return -1;
-      if (repeated) throw osError(err, "read");
-      repeated = true; // confirm: errno may have been overwritten
-    }
+    return os.tryRead(this.fd, buffer, n);
   }
 
   /** Writes `data`; returns the count (`OSError(EAGAIN)` when it would block). */
@@ -69,14 +56,9 @@ export class FileWrapper {
     return this.send(data);
   }
 
-  /** Writes `data`; returns the count, -1 when it would block. */
+  /** Writes `data`; returns the count, -1 when it would block (no error is built). */
   trySend(data: Uint8Array): number {
-    try {
-      return this.send(data);
-    } catch (error) {
-      if ((error as { errno?: number }).errno === E.EAGAIN) return -1;
-      throw error;
-    }
+    return os.tryWrite(this.fd, data);
   }
 
   /** Only `getsockopt(SOL_SOCKET, SO_ERROR)` is supported: it answers 0. */

@@ -34,7 +34,7 @@ function isOpen(obj: Dispatcher): boolean {
  * loop reports that on stderr and closes the channel by force, so one broken
  * channel cannot stop the others.
  */
-export function handleErrorSafely(obj: Dispatcher, error: unknown): void {
+function handleErrorSafely(obj: Dispatcher, error: unknown): void {
   try {
     obj.handleError(error);
   } catch (inner) {

@@ -48,12 +48,24 @@ export function pipe(nonblocking = true): [number, number] {
   return [fds[0], fds[1]];
 }
 
+/** Reads into `buffer` (up to `n` bytes); returns the count, 0 at end of file, -1 if it would block. */
+export function tryRead(fd: number, buffer: Uint8Array, n: number = buffer.length): number {
+  const len = BigInt(Math.min(n, buffer.length, MAX_IO));
+  return settle("read", () => libc().read(fd, buffer, len), true);
+}
+
+/** Writes `data` to `fd`; returns the count, -1 if it would block. */
+export function tryWrite(fd: number, data: Uint8Array): number {
+  const len = BigInt(Math.min(data.length, MAX_IO));
+  return settle("write", () => libc().write(fd, data, len), true);
+}
+
 /** Reads up to `n` bytes from `fd`; empty at end of file. `OSError(EAGAIN)` if it would block. */
 export function read(fd: number, n: number): Uint8Array {
   checkFd(fd);
   if (!Number.isInteger(n) || n < 0) throw new RangeError(`read size must be >= 0, not ${n}`);
   const buf = new Uint8Array(Math.min(n, MAX_IO));
-  const got = settle("read", () => libc().read(fd, buf, BigInt(buf.length)), true);
+  const got = tryRead(fd, buf);
   if (got < 0) throw osError(E.EAGAIN, "read");
   return buf.subarray(0, got);
 }
@@ -61,8 +73,7 @@ export function read(fd: number, n: number): Uint8Array {
 /** Writes `data` to `fd`; returns the count. `OSError(EAGAIN)` if it would block. */
 export function write(fd: number, data: Uint8Array): number {
   checkFd(fd);
-  const n = Math.min(data.length, MAX_IO);
-  const put = settle("write", () => libc().write(fd, data, BigInt(n)), true);
+  const put = tryWrite(fd, data);
   if (put < 0) throw osError(E.EAGAIN, "write");
   return put;
 }
