@@ -140,3 +140,6 @@ export function randomBytes(n: number, seed = 1): Uint8Array {
   for (let i = 0; i < n; i++) out[i] = (r() * 256) | 0;
   return out;
 }
+
+/** The pollers every dispatcher test runs over. */
+export const POLLERS: readonly ("select" | "poll" | "epoll")[] = ["select", "poll", "epoll"];
