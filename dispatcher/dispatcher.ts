@@ -20,6 +20,7 @@ import {
   socketMap,
 } from "./map.ts";
 import { markTrackedPredicate } from "./loop.ts";
+import { kPolicy } from "./_interest.ts";
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -208,6 +209,15 @@ export class Dispatcher {
   /** Whether the loop should watch for writing. */
   writable(): boolean {
     return true;
+  }
+
+  /**
+   * Library policy applied to what the predicates asked for (see
+   * `_interest.ts`); the base class applies none.
+   * @ignore
+   */
+  [kPolicy](want: number): number {
+    return want;
   }
 
   // ---- socket methods ----
