@@ -5,10 +5,8 @@
  * @module
  */
 
-import { errno as E, readErrno } from "./errno.ts";
 import { C, platform } from "./platform.ts";
-import { waitUninterrupted } from "./poll.ts";
-import { osError } from "./socket.ts";
+import { attempt, check, waitUninterrupted } from "./_syscall.ts";
 import { libc } from "./symbols.ts";
 
 const SIZE = platform.structs.epollEvent;
@@ -24,8 +22,8 @@ export class Epoll {
   /** Creates the instance (close-on-exec) with room for `maxEvents` per wait. */
   constructor(maxEvents = 1024) {
     if (!platform.hasEpoll) throw new Error(`epoll is not available on ${platform.name}`);
-    const fd = libc().epoll_create1(C.EPOLL_CLOEXEC);
-    if (fd < 0) throw osError(readErrno(), "epoll_create1");
+    const lib = libc();
+    const fd = check(attempt(() => lib.epoll_create1(C.EPOLL_CLOEXEC)), "epoll_create1");
     this.#epfd = fd;
     this.#events = new Uint8Array(SIZE * maxEvents);
     this.#view = new DataView(this.#events.buffer);
@@ -50,18 +48,17 @@ export class Epoll {
 
   /**
    * `epoll_ctl(op, fd, events)` with `fd` as the event data. Returns 0 or the
-   * errno (`ENOENT`, `EEXIST`, `EPERM`, `EBADF`) for the caller to decide on.
+   * errno (`ENOENT`, `EEXIST`, `EPERM`, `EBADF`), confirmed by the errno
+   * policy, for the caller to decide on.
    */
   ctl(op: number, fd: number, events: number): number {
     this.#ctlView.setUint32(0, events, true);
     this.#ctlView.setUint32(4, fd, true);
     this.#ctlView.setUint32(8, 0, true);
     const lib = libc();
-    for (;;) {
-      if (lib.epoll_ctl(this.#epfd, op, fd, this.#ctlBuf) === 0) return 0;
-      const err = readErrno();
-      if (err !== E.EINTR) return err;
-    }
+    const epfd = this.#epfd, buf = this.#ctlBuf;
+    const r = attempt(() => lib.epoll_ctl(epfd, op, fd, buf));
+    return r >= 0 ? 0 : -r;
   }
 
   /**

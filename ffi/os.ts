@@ -7,7 +7,7 @@
 
 import { errno as E, readErrno } from "./errno.ts";
 import { C } from "./platform.ts";
-import { osError } from "./socket.ts";
+import { attempt, check, osError } from "./_syscall.ts";
 import { libc } from "./symbols.ts";
 
 const MAX_IO = 0x3fff_0000;
@@ -17,21 +17,12 @@ function checkFd(fd: number): void {
 }
 
 /**
- * Calls `fn` until it does not fail with EINTR; a failure other than
- * "would block" is confirmed by one repeat (errno can be overwritten between
- * the call and its read). Returns the result, or -1 for "would block".
+ * Makes `fn` by the errno policy of `_syscall.ts`. Returns the result, or -1
+ * for "would block" when that is an expected answer; other failures throw.
  */
 function settle(syscall: string, fn: () => number, wouldBlockOk: boolean): number {
-  let repeated = false;
-  for (;;) {
-    const r = fn();
-    if (r >= 0) return r;
-    const err = readErrno();
-    if (err === E.EINTR) continue;
-    if (err === E.EAGAIN && wouldBlockOk) return -1;
-    if (repeated) throw osError(err, syscall);
-    repeated = true;
-  }
+  const r = attempt(fn, wouldBlockOk ? E.EAGAIN : 0);
+  return r === -E.EAGAIN && wouldBlockOk ? -1 : check(r, syscall);
 }
 
 /** Duplicates `fd` (the copy is close-on-exec free, as `dup(2)` makes it). */

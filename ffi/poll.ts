@@ -5,8 +5,7 @@
  * @module
  */
 
-import { errno as E, readErrno } from "./errno.ts";
-import { osError } from "./socket.ts";
+import { waitUninterrupted } from "./_syscall.ts";
 import { PollFdArray } from "./structs.ts";
 import { platform } from "./platform.ts";
 import { libc } from "./symbols.ts";
@@ -29,25 +28,8 @@ export function timeoutMs(seconds: number | null): number {
   return Math.min(0x7fffffff, Math.ceil(seconds * 1000));
 }
 
-/**
- * Calls `wait(ms)` (a poll-like call taking a timeout in ms, -1: forever)
- * until it is not interrupted: EINTR is retried with the time left, as
- * Python does since PEP 475. Returns its result; other failures throw.
- */
-export function waitUninterrupted(
-  syscall: string,
-  timeout: number,
-  wait: (ms: number) => number,
-): number {
-  const start = timeout > 0 ? performance.now() : 0;
-  for (let left = timeout;;) {
-    const r = wait(left);
-    if (r >= 0) return r;
-    const err = readErrno();
-    if (err !== E.EINTR) throw osError(err, syscall);
-    if (timeout > 0) left = Math.max(0, Math.ceil(start + timeout - performance.now()));
-  }
-}
+/** EINTR-retrying waits live with the rest of the errno policy. */
+export { waitUninterrupted };
 
 /** A pollfd array and the calls that wait on it. */
 export class Poller {

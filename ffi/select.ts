@@ -6,8 +6,7 @@
  * @module
  */
 
-import { errno as E, readErrno } from "./errno.ts";
-import { osError } from "./socket.ts";
+import { waitUninterrupted } from "./_syscall.ts";
 import { checkSelectable, encodeTimeval, FdSet } from "./structs.ts";
 import { platform } from "./platform.ts";
 import { libc } from "./symbols.ts";
@@ -43,24 +42,23 @@ export class Selector {
     }
     if (nfds > 0) checkSelectable(nfds - 1);
     const lib = libc();
-    const deadline = timeout === null ? Infinity : performance.now() + timeout * 1000;
     const bytes = Math.ceil(nfds / 8);
     this.#save(bytes);
-    for (;;) {
-      const left = deadline === Infinity ? null : Math.max(0, deadline - performance.now()) / 1000;
-      if (left !== null) encodeTimeval(this.#timeval, left);
-      const r = lib.select(
+    const ms = timeout === null ? -1 : Math.min(0x7fffffff, Math.ceil(timeout * 1000));
+    let first = true;
+    return waitUninterrupted("select", ms, (left) => {
+      // select() rewrote the sets on the interrupted try.
+      if (!first) this.#restore(bytes);
+      first = false;
+      if (left >= 0) encodeTimeval(this.#timeval, left / 1000);
+      return lib.select(
         nfds,
         this.read.bytes,
         this.write.bytes,
         this.except.bytes,
-        left === null ? null : this.#timeval,
+        left < 0 ? null : this.#timeval,
       );
-      if (r >= 0) return r;
-      const err = readErrno();
-      if (err !== E.EINTR) throw osError(err, "select");
-      this.#restore(bytes);
-    }
+    });
   }
 
   // select() rewrites the sets; a retry after EINTR needs the originals.

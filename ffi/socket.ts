@@ -2,27 +2,25 @@
  * `Socket`: a thin object over one file descriptor, like Python's
  * `socket.socket`. Every failing call throws {@linkcode OSError}.
  *
- * errno is read right after a failed call, but the runtime can overwrite it
- * in between (seen about once in 100,000 calls). So a failed call whose errno
- * is not the expected "would block" answer is made once more and the second
- * answer is believed; a failed call has no effect, so repeating it is safe
- * (`close` is never repeated). A false "would block" heals by itself: the
- * level-triggered loop reports the fd again on the next pass.
+ * errno is settled by the one policy of `_syscall.ts` (EINTR retried, "would
+ * block" believed on a non-blocking socket, anything else confirmed by a
+ * repeat); the `try*` calls make one call per would-block and build no
+ * exception on that path.
  *
  * @module
  */
 
-import { errno as E, OSError, readErrno } from "./errno.ts";
+import { attempt, check, osError } from "./_syscall.ts";
+import { errno as E } from "./errno.ts";
 import { C, platform } from "./platform.ts";
 import { encodeAddress } from "./resolve.ts";
 import { type Address, decodeSockaddr } from "./structs.ts";
-import { holdSpareFd, releaseSpareFd } from "./spare_fd.ts";
+import { holdSpareFd } from "./spare_fd.ts";
 import { libc } from "./symbols.ts";
 
 const SOCK_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
 const MSG_NOSIGNAL = C.MSG_NOSIGNAL;
 const EAGAIN = E.EAGAIN;
-const EINTR = E.EINTR;
 /** Lengths handed to one call are capped so `ssize_t` results fit in an `i32`. */
 const MAX_IO = 0x3fff_0000;
 
@@ -44,18 +42,7 @@ function asBytes(data: BytesLike): Uint8Array {
   );
 }
 
-/**
- * Builds the `OSError` for `err`. Out of fds, the spare fd is freed while the
- * error and its stack are built, so Deno has the fd it needs to format them.
- */
-export function osError(err: number, syscall: string, filename?: string): OSError {
-  if (err !== E.EMFILE && err !== E.ENFILE) return new OSError(err, { syscall, filename });
-  releaseSpareFd();
-  const error = new OSError(err, { syscall, filename });
-  void error.stack;
-  holdSpareFd();
-  return error;
-}
+export { osError };
 
 function checkSize(n: number, what: string): void {
   if (!Number.isInteger(n) || n < 0) {
@@ -148,23 +135,14 @@ export class Socket {
     return this.#call("fcntl", () => lib.fcntl(fd, C.F_GETFL, 0));
   }
 
-  /**
-   * Makes `fn` (a libc call returning -1 on failure) and settles its errno:
-   * EINTR is retried, "would block" on a non-blocking socket is believed,
-   * anything else is confirmed by one repeat (see the module note).
-   */
-  #call(syscall: string, fn: () => number, filename?: string, trusted = EAGAIN): number {
-    let repeated = false;
-    for (;;) {
-      const r = fn();
-      if (r !== -1) return r;
-      const err = readErrno();
-      if (err === EINTR) continue;
-      if (repeated || (err === trusted && !this.#blocking)) {
-        throw osError(err, syscall, filename);
-      }
-      repeated = true;
-    }
+  /** The errno believed at once for this socket: "would block" only when non-blocking. */
+  #expected(err = EAGAIN): number {
+    return this.#blocking ? 0 : err;
+  }
+
+  /** Makes `fn` by the errno policy; a failure throws `OSError`. */
+  #call(syscall: string, fn: () => number, filename?: string): number {
+    return check(attempt(fn, this.#expected()), syscall, filename);
   }
 
   #encode(addr: Address): number {
@@ -217,19 +195,12 @@ export class Socket {
     const lib = libc();
     const fd = this.#fd;
     const flags = C.SOCK_CLOEXEC | (this.#blocking ? 0 : C.SOCK_NONBLOCK);
-    lenBuf[0] = addrBuf.length;
-    let r = lib.accept4(fd, addrBuf, lenBuf, flags);
-    if (r < 0) {
-      try {
-        r = this.#call("accept", () => {
-          lenBuf[0] = addrBuf.length;
-          return lib.accept4(fd, addrBuf, lenBuf, flags);
-        });
-      } catch (error) {
-        if (error instanceof OSError && error.errno === EAGAIN) return -1;
-        throw error;
-      }
-    }
+    const r = attempt(() => {
+      lenBuf[0] = addrBuf.length;
+      return lib.accept4(fd, addrBuf, lenBuf, flags);
+    }, this.#expected());
+    if (r === -EAGAIN) return -1;
+    check(r, "accept");
     this.#peer = decodeSockaddr(addrBuf, lenBuf[0]);
     return r;
   }
@@ -245,13 +216,11 @@ export class Socket {
     const len = this.#encode(addr);
     const lib = libc();
     const fd = this.#fd;
-    try {
-      this.#call("connect", () => lib.connect(fd, addrBuf, len), undefined, E.EINPROGRESS);
-      return 0;
-    } catch (error) {
-      if (error instanceof OSError && !(error.errno === E.EBADF && fd < 0)) return error.errno;
-      throw error;
-    }
+    const r = attempt(() => lib.connect(fd, addrBuf, len), this.#expected(E.EINPROGRESS));
+    if (r >= 0) return 0;
+    // A closed socket is a programming error, not a connect result.
+    if (r === -E.EBADF && fd < 0) check(r, "connect");
+    return -r;
   }
 
   /** Sends `data` (strings as UTF-8); returns the number of bytes sent. */
@@ -275,9 +244,10 @@ export class Socket {
     const bytes = asBytes(data);
     const n = Math.min(bytes.length, MAX_IO);
     const fl = flags | MSG_NOSIGNAL;
-    const r = libc().send(this.#fd, bytes, BigInt(n), fl);
-    if (r >= 0) return r;
-    return this.#settleIO("send", () => libc().send(this.#fd, bytes, BigInt(n), fl));
+    const lib = libc();
+    const fd = this.#fd;
+    const r = attempt(() => lib.send(fd, bytes, BigInt(n), fl), this.#expected());
+    return r === -EAGAIN ? -1 : check(r, "send");
   }
 
   /** Receives up to `n` bytes; an empty result means the peer closed. */
@@ -302,32 +272,10 @@ export class Socket {
       throw new RangeError(`recv size ${n} exceeds the buffer (${buffer.length} bytes)`);
     }
     const len = Math.min(n, MAX_IO);
-    const r = libc().recv(this.#fd, buffer, BigInt(len), flags);
-    if (r >= 0) return r;
-    return this.#settleIO("recv", () => libc().recv(this.#fd, buffer, BigInt(len), flags), true);
-  }
-
-  /**
-   * The failure path of send/recv: -1 for "would block", a count if the
-   * confirming repeat went through, else an `OSError`. A repeat that reads
-   * end-of-stream after a real error reports that error.
-   */
-  #settleIO(syscall: string, again: () => number, eofKeepsError = false): number {
-    let first = 0;
-    for (let err = readErrno();; err = readErrno()) {
-      if (err === EINTR) {
-        // retried below
-      } else if (err === EAGAIN && !this.#blocking) {
-        return -1;
-      } else if (first !== 0) {
-        throw osError(err, syscall);
-      } else {
-        first = err;
-      }
-      const r = again();
-      if (r > 0 || (r === 0 && !(eofKeepsError && first !== 0))) return r;
-      if (r === 0) throw osError(first, syscall);
-    }
+    const lib = libc();
+    const fd = this.#fd;
+    const r = attempt(() => lib.recv(fd, buffer, BigInt(len), flags), this.#expected(), true);
+    return r === -EAGAIN ? -1 : check(r, "recv");
   }
 
   /** Sends a datagram to `addr`; returns the bytes sent. */
