@@ -27,7 +27,8 @@
 import { errno as E, OSError } from "../ffi/errno.ts";
 import type { Socket } from "../ffi/socket.ts";
 import { Dispatcher } from "./dispatcher.ts";
-import { markTrackedPredicate } from "./loop.ts";
+import { kAdopt } from "./byte_queue.ts";
+import { notifyInterest, trackPredicates } from "./_interest.ts";
 import type { SocketMap } from "./map.ts";
 
 const encoder = new TextEncoder();
@@ -138,14 +139,19 @@ export class ProducerFifo {
   #items: (FifoEntry | undefined)[] = new Array(8);
   #head = 0;
   #length = 0;
-  readonly #owner: { _interestChanged(): void } | null;
+  #owner: (() => void) | null = null;
 
   /**
-   * `owner` is told when the queue turns empty or non-empty (its
-   * `writable()` answer depends on that; the epoll pass asks it again then).
+   * Makes `notify` the owner, told when the queue turns empty or non-empty
+   * (its channel's `writable()` depends on that); `null` releases the
+   * queue. A fifo serves one channel at a time.
+   * @ignore
    */
-  constructor(owner: { _interestChanged(): void } | null = null) {
-    this.#owner = owner;
+  [kAdopt](notify: (() => void) | null): void {
+    if (notify !== null && this.#owner !== null) {
+      throw new TypeError("this ProducerFifo already belongs to another channel");
+    }
+    this.#owner = notify;
   }
 
   /** The number of queued entries. */
@@ -171,7 +177,7 @@ export class ProducerFifo {
   push(entry: FifoEntry): void {
     if (this.#length === this.#items.length) this.#grow();
     this.#items[(this.#head + this.#length) & (this.#items.length - 1)] = entry;
-    if (this.#length++ === 0) this.#owner?._interestChanged();
+    if (this.#length++ === 0) this.#owner?.();
   }
 
   /** Inserts at the front (the reference's `appendleft`). */
@@ -179,7 +185,7 @@ export class ProducerFifo {
     if (this.#length === this.#items.length) this.#grow();
     this.#head = (this.#head - 1) & (this.#items.length - 1);
     this.#items[this.#head] = entry;
-    if (this.#length++ === 0) this.#owner?._interestChanged();
+    if (this.#length++ === 0) this.#owner?.();
   }
 
   /** Removes and returns the front entry (undefined when empty). */
@@ -188,7 +194,7 @@ export class ProducerFifo {
     const entry = this.#items[this.#head];
     this.#items[this.#head] = undefined;
     this.#head = (this.#head + 1) & (this.#items.length - 1);
-    if (--this.#length === 0) this.#owner?._interestChanged();
+    if (--this.#length === 0) this.#owner?.();
     return entry;
   }
 
@@ -198,7 +204,7 @@ export class ProducerFifo {
     this.#items = new Array(8);
     this.#head = 0;
     this.#length = 0;
-    if (had !== 0) this.#owner?._interestChanged();
+    if (had !== 0) this.#owner?.();
   }
 
   /** The entries, front first. */
@@ -248,8 +254,7 @@ export class AsyncChat extends Dispatcher {
 
   /** Bytes gathered by `_collectIncomingData`, joined and cleared by `_getData`. */
   incoming: Uint8Array[] = [];
-  /** The output queue: byte arrays, producers, and null for "close here". */
-  readonly producerFifo: ProducerFifo = new ProducerFifo(this);
+  #fifo: ProducerFifo = this.#adopt(new ProducerFifo());
   /**
    * The current terminator (see `setTerminator`); a number counts down as
    * bytes arrive. Null (the default) hands every byte to `collectIncomingData`.
@@ -268,6 +273,33 @@ export class AsyncChat extends Dispatcher {
   /** Wraps a connected `sock`, or starts without a socket (see `Dispatcher`). */
   constructor(sock: Socket | null = null, map?: SocketMap) {
     super(sock, map);
+  }
+
+  /**
+   * The output queue: byte arrays, producers, and null for "close here".
+   * Assigning a new `ProducerFifo` works under every poller (the channel
+   * adopts it); anything else is a `TypeError`.
+   */
+  get producerFifo(): ProducerFifo {
+    return this.#fifo;
+  }
+  set producerFifo(fifo: ProducerFifo) {
+    if (fifo === this.#fifo) return;
+    if (!(fifo instanceof ProducerFifo)) {
+      throw new TypeError(
+        `producerFifo must be a ProducerFifo, not ${fifo === null ? "null" : typeof fifo}`,
+      );
+    }
+    const old = this.#fifo;
+    this.#fifo = this.#adopt(fifo);
+    old[kAdopt](null);
+    this.#block = null;
+    notifyInterest(this);
+  }
+
+  #adopt(fifo: ProducerFifo): ProducerFifo {
+    fifo[kAdopt](() => notifyInterest(this));
+    return fifo;
   }
 
   /**
@@ -700,5 +732,4 @@ export class SimpleProducer implements Producer {
     return result;
   }
 }
-markTrackedPredicate(AsyncChat.prototype.readable);
-markTrackedPredicate(AsyncChat.prototype.writable);
+trackPredicates(AsyncChat.prototype.readable, AsyncChat.prototype.writable);

@@ -9,9 +9,12 @@
 
 const BLOCK = 16 * 1024;
 
+/** The method by which a channel adopts a queue (internal). */
+export const kAdopt: unique symbol = Symbol("asyncore.adopt");
+
 /** Bytes waiting to be sent. */
 export class ByteQueue {
-  readonly #owner: { _interestChanged(): void } | null;
+  #owner: (() => void) | null = null;
   #chunks: Uint8Array[] = [];
   #head = 0; // index of the first live chunk
   #offset = 0; // bytes of chunks[head] already consumed
@@ -20,11 +23,16 @@ export class ByteQueue {
   #tailUsed = 0;
 
   /**
-   * `owner` is told when the queue turns non-empty or empty (its
-   * `writable()` answer depends on that; the epoll pass asks it again then).
+   * Makes `notify` the owner, told when the queue turns non-empty or empty
+   * (its channel's `writable()` depends on that); `null` releases the
+   * queue. A queue serves one channel at a time.
+   * @ignore
    */
-  constructor(owner: { _interestChanged(): void } | null = null) {
-    this.#owner = owner;
+  [kAdopt](notify: (() => void) | null): void {
+    if (notify !== null && this.#owner !== null) {
+      throw new TypeError("this ByteQueue already belongs to another channel");
+    }
+    this.#owner = notify;
   }
 
   /** The number of queued bytes. */
@@ -36,7 +44,7 @@ export class ByteQueue {
   push(data: Uint8Array): void {
     const n = data.length;
     if (n === 0) return;
-    if (this.#length === 0) this.#owner?._interestChanged();
+    if (this.#length === 0) this.#owner?.();
     this.#length += n;
     if (n < BLOCK / 4) {
       if (this.#tail === null || this.#tailUsed + n > this.#tail.length) {
@@ -56,7 +64,7 @@ export class ByteQueue {
   /** Appends `data` without copying it: the caller promises not to change it. */
   pushOwned(data: Uint8Array): void {
     if (data.length === 0) return;
-    if (this.#length === 0) this.#owner?._interestChanged();
+    if (this.#length === 0) this.#owner?.();
     this.#length += data.length;
     this.#tail = null;
     this.#chunks.push(data);
@@ -87,7 +95,7 @@ export class ByteQueue {
     }
     if (this.#length === 0) {
       this.#reset();
-      this.#owner?._interestChanged();
+      this.#owner?.();
     }
   }
 
@@ -106,7 +114,7 @@ export class ByteQueue {
   clear(): void {
     const had = this.#length;
     this.#reset();
-    if (had !== 0) this.#owner?._interestChanged();
+    if (had !== 0) this.#owner?.();
   }
 
   #reset(): void {

@@ -9,18 +9,12 @@ import { errno as E, OSError, strerror } from "../ffi/errno.ts";
 import { C } from "../ffi/platform.ts";
 import { type BytesLike, Socket } from "../ffi/socket.ts";
 import type { Address } from "../ffi/structs.ts";
-import { ByteQueue } from "./byte_queue.ts";
+import { ByteQueue, kAdopt } from "./byte_queue.ts";
 import { compactTraceback, DISCONNECTED } from "./errors.ts";
 import type { FileWrapper } from "./file_dispatcher.ts";
-import {
-  announceAdded,
-  announceChanged,
-  announceRemoved,
-  type SocketMap,
-  socketMap,
-} from "./map.ts";
-import { markTrackedPredicate } from "./loop.ts";
-import { kPolicy } from "./_interest.ts";
+import { announceAdded, announceRemoved, type SocketMap, socketMap } from "./map.ts";
+import { callLater, type TimerHandle } from "./timers.ts";
+import { ChannelCore, kCore, kPolicy, notifyInterest, READ, trackPredicates } from "./_interest.ts";
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -74,12 +68,6 @@ const adopted = new WeakSet<Socket | FileWrapper>();
 export class Dispatcher {
   /** Log every `send` (used by `DispatcherWithSend`). */
   debug = false;
-  /** The socket is connected. */
-  connected = false;
-  /** The socket is listening. */
-  accepting = false;
-  /** A non-blocking connect is under way. */
-  connecting = false;
   /** Used by subclasses (asynchat) to mark a channel that closes once drained. */
   closing = false;
   /** The peer address (connected) or the bound address (listening). */
@@ -88,19 +76,13 @@ export class Dispatcher {
   socket: Socket | FileWrapper | null = null;
   /** The family and type given to `createSocket`. */
   familyAndType: [number, number] | null = null;
-  /**
-   * Until when (`performance.now()` ms) a listening channel that ran out of
-   * fds leaves accepting alone; 0 when it is not backing off.
-   */
-  acceptPausedUntil = 0;
-  /** The map this channel lives in (internal). */
-  _map: SocketMap;
-  /** The fd under which this channel is in its map, or null. */
-  _fileno: number | null = null;
-  /** The epoll pass this channel is registered with, if any (internal). */
-  _epollPass: unknown = null;
-  /** The events registered with that pass (internal). */
-  _epollEvents = 0;
+  /** @ignore */
+  readonly [kCore]: ChannelCore;
+  #connected = false;
+  #accepting = false;
+  #connecting = false;
+  #acceptPausedUntil = 0;
+  #acceptResume: TimerHandle | null = null;
   readonly #id = nextId++;
 
   /**
@@ -108,7 +90,7 @@ export class Dispatcher {
    * empty (call `createSocket`). `map` defaults to the global `socketMap`.
    */
   constructor(sock: Socket | null = null, map?: SocketMap) {
-    this._map = map ?? socketMap;
+    this[kCore] = new ChannelCore(map ?? socketMap);
     if (sock) {
       sock.setblocking(false);
       this.setSocket(sock, map);
@@ -136,38 +118,78 @@ export class Dispatcher {
     return `<${status.join(" ")} at #${this.#id}>`;
   }
 
+  // State the library's predicates read: each change tells the pollers, so
+  // the epoll backend can leave idle channels alone (see `_interest.ts`).
+
+  /** The socket is connected. */
+  get connected(): boolean {
+    return this.#connected;
+  }
+  set connected(value: boolean) {
+    if (this.#connected === value) return;
+    this.#connected = value;
+    notifyInterest(this);
+  }
+
+  /** The socket is listening. */
+  get accepting(): boolean {
+    return this.#accepting;
+  }
+  set accepting(value: boolean) {
+    if (this.#accepting === value) return;
+    this.#accepting = value;
+    notifyInterest(this);
+  }
+
+  /** A non-blocking connect is under way. */
+  get connecting(): boolean {
+    return this.#connecting;
+  }
+  set connecting(value: boolean) {
+    if (this.#connecting === value) return;
+    this.#connecting = value;
+    notifyInterest(this);
+  }
+
+  /**
+   * Until when (`performance.now()` ms) a listening channel that ran out of
+   * fds leaves accepting alone; 0 when it is not backing off.
+   */
+  get acceptPausedUntil(): number {
+    return this.#acceptPausedUntil;
+  }
+
+  /**
+   * The map this channel lives in (asyncore's `_map`), for handing on to the
+   * channels it creates: `new Handler(sock, this._map)`.
+   */
+  get _map(): SocketMap {
+    return this[kCore].map;
+  }
+
   /** Adds this channel to `map` (default: its own map). */
   addChannel(map?: SocketMap): void {
-    const m = map ?? this._map;
-    const fd = this._fileno!;
+    const m = map ?? this[kCore].map;
+    const fd = this[kCore].fd!;
     m.set(fd, this);
     announceAdded(m, fd);
   }
 
   /** Removes this channel from `map` (default: its own map). */
   delChannel(map?: SocketMap): void {
-    const fd = this._fileno;
-    const m = map ?? this._map;
+    const core = this[kCore];
+    const fd = core.fd;
+    const m = map ?? core.map;
     if (fd !== null && m.get(fd) === this) {
       announceRemoved(m, fd);
       m.delete(fd);
     }
-    this._fileno = null;
-  }
-
-  /**
-   * Tells the loop that state `readable()`/`writable()` depend on has
-   * changed (the epoll pass asks the library's own predicates again only
-   * then). Call it from a subclass that changes such state outside a handler.
-   */
-  _interestChanged(): void {
-    const fd = this._fileno;
-    if (fd !== null) announceChanged(this._map, fd);
+    core.fd = null;
   }
 
   /** The fd of the socket, or null once closed. */
   fileno(): number | null {
-    return this._fileno;
+    return this[kCore].fd;
   }
 
   /** Creates a non-blocking socket (`AF_INET`, `SOCK_STREAM` by default) and adds the channel. */
@@ -181,7 +203,7 @@ export class Dispatcher {
   setSocket(sock: Socket | FileWrapper, map?: SocketMap): void {
     adopted.add(sock);
     this.socket = sock;
-    this._fileno = sock.fileno();
+    this[kCore].fd = sock.fileno();
     this.addChannel(map);
   }
 
@@ -213,10 +235,17 @@ export class Dispatcher {
 
   /**
    * Library policy applied to what the predicates asked for (see
-   * `_interest.ts`); the base class applies none.
+   * `_interest.ts`): a listener backing off from EMFILE does not read.
    * @ignore
    */
   [kPolicy](want: number): number {
+    const paused = this.#acceptPausedUntil;
+    if (paused !== 0 && want & READ) {
+      // Checked against the clock too, so single passes (poll(), poll2())
+      // driven by a program without timers also resume.
+      if (performance.now() < paused) return want & ~READ;
+      this.#acceptPausedUntil = 0;
+    }
     return want;
   }
 
@@ -225,7 +254,6 @@ export class Dispatcher {
   /** Starts listening. */
   listen(num: number): void {
     this.accepting = true;
-    this._interestChanged();
     (this.socket as Socket).listen(num);
   }
 
@@ -242,7 +270,6 @@ export class Dispatcher {
   connect(address: Address): void {
     this.connected = false;
     this.connecting = true;
-    this._interestChanged();
     const err = (this.socket as Socket).connectEx(address);
     if (err === E.EINPROGRESS || err === E.EALREADY || err === E.EWOULDBLOCK) {
       this.addr = address;
@@ -279,14 +306,14 @@ export class Dispatcher {
       throw error;
     }
     if (fd < 0) return null;
-    if (this.acceptPausedUntil !== 0) this.acceptPausedUntil = 0;
+    if (this.#acceptPausedUntil !== 0) this.#endAcceptPause();
     this.#outOfFds = false;
     const conn = new Socket(sock.family, sock.type, sock.proto, fd);
     return [conn, sock.lastAcceptedAddress()];
   }
 
-  // Logged once per episode: the loop sets acceptPausedUntil back to 0 when
-  // each pause ends, so it cannot tell a retry from a new shortage.
+  // Logged once per episode: each pause ends by itself, so the end of a pause
+  // cannot tell a retry from a new shortage.
   #outOfFds = false;
 
   #backOffAccepting(error: OSError): void {
@@ -297,7 +324,20 @@ export class Dispatcher {
         "error",
       );
     }
-    this.acceptPausedUntil = performance.now() + ACCEPT_BACKOFF_SECONDS * 1000;
+    this.#acceptPausedUntil = performance.now() + ACCEPT_BACKOFF_SECONDS * 1000;
+    // The end of the pause is an event of its own: it shortens the loop's
+    // wait and tells the pollers to ask this listener again.
+    this.#acceptResume?.cancel();
+    this.#acceptResume = callLater(ACCEPT_BACKOFF_SECONDS, () => {
+      this.#acceptResume = null;
+      notifyInterest(this);
+    });
+  }
+
+  #endAcceptPause(): void {
+    this.#acceptPausedUntil = 0;
+    this.#acceptResume?.cancel();
+    this.#acceptResume = null;
   }
 
   /**
@@ -379,6 +419,7 @@ export class Dispatcher {
     this.connected = false;
     this.accepting = false;
     this.connecting = false;
+    if (this.#acceptResume !== null) this.#endAcceptPause();
     this.delChannel();
     const sock = this.socket;
     if (sock !== null) {
@@ -427,7 +468,6 @@ export class Dispatcher {
     this.handleConnect();
     this.connected = true;
     this.connecting = false;
-    this._interestChanged();
   }
 
   /** A write event: finish a connect if one is under way, then `handleWrite`. */
@@ -547,16 +587,43 @@ class FrozenSet<T> extends Set<T> {
   }
 }
 Dispatcher.prototype.ignoreLogTypes = new FrozenSet(["warning"]);
-markTrackedPredicate(Dispatcher.prototype.readable);
-markTrackedPredicate(Dispatcher.prototype.writable);
+trackPredicates(Dispatcher.prototype.readable, Dispatcher.prototype.writable);
 
 /**
  * A dispatcher with an output buffer: `send` queues what the socket does not
  * take at once, and the loop sends the rest as the socket becomes writable.
  */
 export class DispatcherWithSend extends Dispatcher {
-  /** Bytes waiting to be sent. */
-  outBuffer: ByteQueue = new ByteQueue(this);
+  #out: ByteQueue = this.#adopt(new ByteQueue());
+
+  /**
+   * Bytes waiting to be sent. Assigning a new `ByteQueue` (the port of
+   * Python's `self.out_buffer = b''`) works under every poller: the channel
+   * adopts it. Anything else is a `TypeError`, as is a queue that already
+   * belongs to another channel.
+   */
+  get outBuffer(): ByteQueue {
+    return this.#out;
+  }
+  set outBuffer(queue: ByteQueue) {
+    if (queue === this.#out) return;
+    if (!(queue instanceof ByteQueue)) {
+      throw new TypeError(
+        `outBuffer must be a ByteQueue (e.g. new ByteQueue()), not ${
+          queue === null ? "null" : typeof queue
+        }`,
+      );
+    }
+    const old = this.#out;
+    this.#out = this.#adopt(queue);
+    old[kAdopt](null);
+    notifyInterest(this);
+  }
+
+  #adopt(queue: ByteQueue): ByteQueue {
+    queue[kAdopt](() => notifyInterest(this));
+    return queue;
+  }
 
   /** Sends from the front of `outBuffer`. */
   initiateSend(): void {
@@ -585,7 +652,7 @@ export class DispatcherWithSend extends Dispatcher {
     if (this.debug) this.logInfo(`sending ${bytes.length} bytes`);
     if (this.outBuffer.length === 0 && this.connected && this.socket !== null) {
       const sent = super.send(bytes);
-      if (sent < bytes.length && this.socket !== null && this._fileno !== null) {
+      if (sent < bytes.length && this.socket !== null && this[kCore].fd !== null) {
         this.outBuffer.push(bytes.subarray(sent));
       }
       return bytes.length;
@@ -595,4 +662,4 @@ export class DispatcherWithSend extends Dispatcher {
     return bytes.length;
   }
 }
-markTrackedPredicate(DispatcherWithSend.prototype.writable);
+trackPredicates(DispatcherWithSend.prototype.writable);

@@ -100,8 +100,6 @@ export class FileDispatcher extends Dispatcher {
 
   /** Wraps a duplicate of `fd` and adds the channel. */
   setFile(fd: number): void {
-    this.socket = new FileWrapper(fd);
-    this._fileno = this.socket.fileno();
-    this.addChannel();
+    this.setSocket(new FileWrapper(fd));
   }
 }

@@ -17,14 +17,8 @@
 import { C } from "../ffi/platform.ts";
 import { Poller, timeoutMs } from "../ffi/poll.ts";
 import * as os from "../ffi/os.ts";
-import {
-  collectInterest,
-  type LoopOptions,
-  passRunner,
-  pausedTimeout,
-  resolveLoopOptions,
-  timeoutWithTimers,
-} from "./loop.ts";
+import { createBackend, resolveLoopOptions, runPass, timeoutWithTimers } from "./_backend.ts";
+import type { LoopOptions } from "./loop.ts";
 import { type SocketMap, watchMap } from "./map.ts";
 import { onTimerScheduled, runDueTimers } from "./timers.ts";
 
@@ -97,7 +91,7 @@ export async function loopAsync(options: LoopAsyncOptions = {}): Promise<void> {
   if (serving.has(map)) throw new Error("loopAsync is already serving this map");
   serving.add(map);
   const waker = new Waker();
-  const runner = passRunner(poller, map);
+  const backend = createBackend(poller, map);
   const waitSet = new Poller();
   const wake = () => waker.wake();
   // Code outside the loop (a timer of Deno's, a promise, a Deno.serve
@@ -118,7 +112,7 @@ export async function loopAsync(options: LoopAsyncOptions = {}): Promise<void> {
         lastYield = performance.now();
         if (signal?.aborted || map.size === 0) break;
       }
-      const handled = runner.run(0);
+      const handled = runPass(backend, 0);
       runDueTimers();
       if (handled > 0) {
         busy = true;
@@ -134,28 +128,19 @@ export async function loopAsync(options: LoopAsyncOptions = {}): Promise<void> {
     signal?.removeEventListener("abort", wake);
     unlisten();
     unwatch();
-    runner.close();
+    backend.close();
     waker.close();
     serving.delete(map);
   }
 
   // Waits on the worker thread until a watched fd or the waker is ready.
   async function waitReady(seconds: number | null): Promise<void> {
-    let n: number;
-    let wait = seconds;
-    if (runner.epoll) {
-      if (runner.epoll.sync() > 0) wait = 0;
-      waitSet.fds.reserve(2);
-      waitSet.fds.set(0, runner.epoll.fileno(), C.POLLIN);
-      n = 1;
-    } else {
-      n = collectInterest(map, waitSet, 1);
-    }
-    wait = pausedTimeout(wait);
+    const readyNow = backend.prepare();
+    let n = backend.fillWaitSet(waitSet.fds, 0);
     waitSet.fds.set(n++, waker.readFd, C.POLLIN);
     waker.waiting = true;
     try {
-      await waitSet.pollAsync(n, timeoutMs(wait));
+      await waitSet.pollAsync(n, readyNow ? 0 : timeoutMs(seconds));
     } finally {
       waker.waiting = false;
       waker.drain();

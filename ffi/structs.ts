@@ -254,6 +254,11 @@ export class PollFdArray {
   revents(i: number): number {
     return this.#view.getUint16(i * S.pollfd + 6, true);
   }
+
+  /** The `events` asked for in entry `i`. */
+  events(i: number): number {
+    return this.#view.getUint16(i * S.pollfd + 4, true);
+  }
 }
 
 /** Writes `seconds` (fractions allowed) as a `struct timeval`. */

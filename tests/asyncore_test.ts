@@ -47,7 +47,7 @@ import {
   socketMap,
   write,
 } from "../mod.ts";
-import { exception } from "../dispatcher/loop.ts";
+import { exception } from "../dispatcher/_events.ts";
 import { strerror } from "../ffi/errno.ts";
 import * as os from "../ffi/os.ts";
 import { libc } from "../ffi/symbols.ts";
@@ -221,6 +221,9 @@ Deno.test("readwrite: flag combinations (hang-up with data, channel closed midwa
   class Recorder {
     _fileno: number | null = 7;
     calls: string[] = [];
+    fileno(): number | null {
+      return this._fileno;
+    }
     closeOnRead = false;
     handleReadEvent(): void {
       this.calls.push("read");
