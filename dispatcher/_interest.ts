@@ -32,6 +32,9 @@ export const WRITE = 2;
  */
 export const kPolicy: unique symbol = Symbol("asyncore.interestPolicy");
 
+/** The method by which a channel adopts an output queue, so its changes notify the channel. */
+export const kAdopt: unique symbol = Symbol("asyncore.adopt");
+
 /** The key of a channel's {@linkcode ChannelCore}. */
 export const kCore: unique symbol = Symbol("asyncore.core");
 

@@ -27,8 +27,7 @@
 import { errno as E, OSError } from "../ffi/errno.ts";
 import type { Socket } from "../ffi/socket.ts";
 import { Dispatcher } from "./dispatcher.ts";
-import { kAdopt } from "./byte_queue.ts";
-import { notifyInterest, trackPredicates } from "./_interest.ts";
+import { kAdopt, notifyInterest, trackPredicates } from "./_interest.ts";
 import type { SocketMap } from "./map.ts";
 
 const encoder = new TextEncoder();

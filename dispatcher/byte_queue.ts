@@ -7,10 +7,9 @@
  * @module
  */
 
-const BLOCK = 16 * 1024;
+import { kAdopt } from "./_interest.ts";
 
-/** The method by which a channel adopts a queue (internal). */
-export const kAdopt: unique symbol = Symbol("asyncore.adopt");
+const BLOCK = 16 * 1024;
 
 /** Bytes waiting to be sent. */
 export class ByteQueue {

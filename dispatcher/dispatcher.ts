@@ -9,12 +9,20 @@ import { errno as E, OSError, strerror } from "../ffi/errno.ts";
 import { C } from "../ffi/platform.ts";
 import { type BytesLike, Socket } from "../ffi/socket.ts";
 import type { Address } from "../ffi/structs.ts";
-import { ByteQueue, kAdopt } from "./byte_queue.ts";
+import { ByteQueue } from "./byte_queue.ts";
 import { compactTraceback, DISCONNECTED } from "./errors.ts";
 import type { FileWrapper } from "./file_dispatcher.ts";
 import { announceAdded, announceRemoved, type SocketMap, socketMap } from "./map.ts";
 import { callLater, type TimerHandle } from "./timers.ts";
-import { ChannelCore, kCore, kPolicy, notifyInterest, READ, trackPredicates } from "./_interest.ts";
+import {
+  ChannelCore,
+  kAdopt,
+  kCore,
+  kPolicy,
+  notifyInterest,
+  READ,
+  trackPredicates,
+} from "./_interest.ts";
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -162,6 +170,7 @@ export class Dispatcher {
   /**
    * The map this channel lives in (asyncore's `_map`), for handing on to the
    * channels it creates: `new Handler(sock, this._map)`.
+   * @ignore
    */
   get _map(): SocketMap {
     return this[kCore].map;

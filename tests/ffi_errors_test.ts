@@ -24,7 +24,7 @@ import { Selector } from "../ffi/select.ts";
 import { Poller } from "../ffi/poll.ts";
 import { decodeSockaddr } from "../ffi/structs.ts";
 import * as os from "../ffi/os.ts";
-import { assertNoFdLeak, tempSocketPath } from "./_util.ts";
+import { assertNoFdLeak, hasCommand, tempSocketPath } from "./_util.ts";
 
 /** A test that must leave no fd behind. */
 function leakTest(name: string, fn: () => unknown | Promise<unknown>): void {
@@ -493,4 +493,22 @@ leakTest("errors: 100,000 sends on a closed Socket all throw EBADF", () => {
     assertEquals([...codes], [], "every send threw EBADF");
     for (let k = 0; k < 20_000; k++) expectOSError(() => s.recv(8), "EBADF", "recv");
   }
+});
+
+Deno.test({
+  name: "errors: tryAccept makes one accept4 call per would-block (strace)",
+  ignore: !hasCommand("strace"),
+  async fn() {
+    const script = new URL("./fixtures/accept_would_block.ts", import.meta.url).pathname;
+    const out = await new Deno.Command("strace", {
+      args: ["-f", "-c", "-e", "trace=accept4", Deno.execPath(), "run", "--allow-ffi", script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    const summary = new TextDecoder().decode(out.stderr);
+    assertEquals(stdout.trim(), "would-block 1000");
+    const calls = Number(summary.match(/^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+\d*\s*accept4$/m)?.[1]);
+    assertEquals(calls, 1000, summary);
+  },
 });
