@@ -11,11 +11,13 @@ import { Epoll } from "../ffi/epoll.ts";
 import { C, platform } from "../ffi/platform.ts";
 import { Poller, timeoutMs } from "../ffi/poll.ts";
 import { Selector } from "../ffi/select.ts";
+import { checkStopSignals, type StopSignal } from "../ffi/signals.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 import { compactTraceback, DISCONNECTED, isReraised } from "./errors.ts";
 import { announceRemoved, type SocketMap, socketMap, watchMap } from "./map.ts";
 import { nextTimerDelay, runDueTimers } from "./timers.ts";
 import { kPolicy } from "./_interest.ts";
+import { LoopSession } from "./_loop_session.ts";
 
 const { POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL } = C;
 const WANT_READ = POLLIN | POLLPRI;
@@ -521,6 +523,14 @@ export interface LoopOptions {
   count?: number | null;
   /** The readiness backend; overrides `usePoll`. `"epoll"` is the best choice on Linux. */
   poller?: PollerName;
+  /**
+   * Signals that make `loop()` throw {@linkcode KeyboardInterrupt} after the
+   * current pass (e.g. `["SIGINT", "SIGTERM"]`), as Python's Ctrl-C. While the
+   * loop runs they do nothing else; when it returns or throws, what they did
+   * before (end the process, a Deno listener) is restored. Sync `loop()` only:
+   * for `loopAsync` use its `signal` with `Deno.addSignalListener`.
+   */
+  stopSignals?: StopSignal[];
 }
 
 /** Checked loop options with defaults filled in. */
@@ -533,6 +543,8 @@ export interface ResolvedLoopOptions {
   count: number;
   /** The backend. */
   poller: PollerName;
+  /** Signals that stop the loop (sync `loop()` only). */
+  stopSignals?: StopSignal[];
 }
 
 /** Validates loop arguments in either call form. */
@@ -569,7 +581,8 @@ export function resolveLoopOptions(
   if (poller === "epoll" && !platform.hasEpoll) {
     throw new RangeError(`epoll is not available on ${platform.name}; use "poll"`);
   }
-  return { timeout, map, count, poller };
+  const stopSignals = o.stopSignals === undefined ? undefined : checkStopSignals(o.stopSignals);
+  return { timeout, map, count, poller, stopSignals };
 }
 
 /** A pass function bound to one map, and what releases it. */
@@ -615,15 +628,19 @@ export function loop(
 export function loop(
   ...args: [LoopOptions?] | [(number | null)?, boolean?, SocketMap?, (number | null)?]
 ): void {
-  const { timeout, map, count, poller } = resolveLoopOptions(args);
+  const { timeout, map, count, poller, stopSignals } = resolveLoopOptions(args);
   const runner = passRunner(poller, map);
+  let session: LoopSession | undefined;
   try {
+    session = new LoopSession(stopSignals);
     for (let left = count; map.size > 0 && left > 0; left--) {
       runner.run(timeoutWithTimers(timeout));
       runDueTimers();
+      session.check();
     }
   } finally {
     runner.close();
+    session?.end();
   }
 }
 

@@ -91,7 +91,12 @@ class Waker {
  * per map at a time.
  */
 export async function loopAsync(options: LoopAsyncOptions = {}): Promise<void> {
-  const { timeout, map, count, poller } = resolveLoopOptions([options]);
+  const { timeout, map, count, poller, stopSignals } = resolveLoopOptions([options]);
+  if (stopSignals) {
+    throw new TypeError(
+      "stopSignals is for the sync loop(); loopAsync stops on its `signal` (abort it from Deno.addSignalListener)",
+    );
+  }
   const signal = options.signal;
   if (signal?.aborted) return;
   if (serving.has(map)) throw new Error("loopAsync is already serving this map");

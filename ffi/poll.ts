@@ -9,6 +9,7 @@ import { errno as E, readErrno } from "./errno.ts";
 import { osError } from "./socket.ts";
 import { PollFdArray } from "./structs.ts";
 import { platform } from "./platform.ts";
+import { stopRequested } from "./signals.ts";
 import { libc } from "./symbols.ts";
 
 // The kernel reads and writes n entries: more than the array holds would be
@@ -32,7 +33,8 @@ export function timeoutMs(seconds: number | null): number {
 /**
  * Calls `wait(ms)` (a poll-like call taking a timeout in ms, -1: forever)
  * until it is not interrupted: EINTR is retried with the time left, as
- * Python does since PEP 475. Returns its result; other failures throw.
+ * Python does since PEP 475, unless a stop signal arrived (then 0: nothing
+ * ready). Returns its result; other failures throw.
  */
 export function waitUninterrupted(
   syscall: string,
@@ -45,6 +47,7 @@ export function waitUninterrupted(
     if (r >= 0) return r;
     const err = readErrno();
     if (err !== E.EINTR) throw osError(err, syscall);
+    if (stopRequested()) return 0; // a stop signal (ffi/signals.ts): the loop ends the pass
     if (timeout > 0) left = Math.max(0, Math.ceil(start + timeout - performance.now()));
   }
 }

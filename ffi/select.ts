@@ -10,6 +10,7 @@ import { errno as E, readErrno } from "./errno.ts";
 import { osError } from "./socket.ts";
 import { checkSelectable, encodeTimeval, FdSet } from "./structs.ts";
 import { platform } from "./platform.ts";
+import { stopRequested } from "./signals.ts";
 import { libc } from "./symbols.ts";
 
 /** Three fd sets and a timeval, reused by every call. */
@@ -59,6 +60,7 @@ export class Selector {
       if (r >= 0) return r;
       const err = readErrno();
       if (err !== E.EINTR) throw osError(err, "select");
+      if (stopRequested()) return 0; // a stop signal (ffi/signals.ts): the loop ends the pass
       this.#restore(bytes);
     }
   }
