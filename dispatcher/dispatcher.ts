@@ -127,6 +127,24 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * The wrapped {@linkcode Socket}, typed as one: `this.sock.getsockname()`
+   * needs no cast. `socket` stays the field Python has (it may also hold a
+   * `FileWrapper`, or nothing yet).
+   *
+   * @throws {TypeError} When the channel has no socket yet (call
+   * `createSocket`/`setSocket`) or wraps a file (`FileDispatcher`).
+   */
+  get sock(): Socket {
+    const s = this.socket;
+    if (s instanceof Socket) return s;
+    throw new TypeError(
+      s === null
+        ? `${this.constructor.name} has no socket yet (call createSocket or setSocket first)`
+        : `${this.constructor.name} wraps a file (fd ${s.fileno()}), not a Socket`,
+    );
+  }
+
   /** Like Python's repr: `<EchoHandler connected 127.0.0.1:4242 at #3>`. */
   toString(): string {
     const status = [this.constructor.name];
@@ -326,6 +344,7 @@ export class Dispatcher {
     if (!Number.isInteger(bufferSize) || bufferSize < 0) {
       throw new RangeError(`bufferSize must be a non-negative integer, not ${bufferSize}`);
     }
+    if (bufferSize === 0) return new Uint8Array(0); // as Python's socket.recv(0): no system call
     if (bufferSize > recvScratch.length) recvScratch = new Uint8Array(bufferSize);
     let n: number;
     try {

@@ -634,7 +634,7 @@ export function loop(
   try {
     session = new LoopSession(stopSignals);
     for (let left = count; map.size > 0 && left > 0; left--) {
-      runner.run(timeoutWithTimers(timeout));
+      runner.run(session.wait(timeoutWithTimers(timeout)));
       runDueTimers();
       session.check();
     }

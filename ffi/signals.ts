@@ -13,6 +13,11 @@
  * signal before the trap is released gets the default action (the process
  * ends), as a second Ctrl-C ends a stuck program.
  *
+ * The kernel interrupts the wait of the thread it delivers to, which is the
+ * process's first thread when that one does not block the signal. Where the
+ * loop runs on another thread (`deno test`, a Worker), the caller caps each
+ * wait instead (see `dispatcher/_loop_session.ts`).
+ *
  * `signalfd` would need the signal blocked in every thread of the process,
  * and Deno's own threads are out of reach.
  *
@@ -108,6 +113,17 @@ export class SignalTrap {
       if (handlerOf(this.#now) === SIG_DFL) return this.#fired = this.#names[i];
     }
     return null;
+  }
+
+  /**
+   * Whether a signal sent to the process may miss this thread's wait: the
+   * kernel gives a process-wide signal to the process's first thread when it
+   * can, and JS may run on another one (`deno test` does). The trap still
+   * sees it, but only when the current wait ends.
+   */
+  static offMainThread(): boolean {
+    const lib = libc();
+    return lib.gettid() !== lib.getpid();
   }
 
   /** Puts back what each signal did before. Idempotent. */

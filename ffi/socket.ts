@@ -283,6 +283,7 @@ export class Socket {
   /** Receives up to `n` bytes; an empty result means the peer closed. */
   recv(n: number, flags = 0): Uint8Array {
     checkSize(n, "recv size");
+    if (n === 0) return new Uint8Array(0); // as Python: no system call, so never EAGAIN
     if (n > scratch.length) scratch = new Uint8Array(Math.min(n, MAX_IO));
     const got = this.tryRecvInto(scratch, Math.min(n, MAX_IO), flags);
     if (got === -1) throw osError(EAGAIN, "recv");

@@ -110,6 +110,10 @@ const symbols = {
   gethostname: { parameters: ["buffer", "usize"], result: "i32" },
   /** int sigaction(int sig, const struct sigaction *act, struct sigaction *old); */
   sigaction: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  /** pid_t gettid(void); */
+  gettid: { parameters: [], result: "i32" },
+  /** pid_t getpid(void); */
+  getpid: { parameters: [], result: "i32" },
   /**
    * The address of getpid(2), used as a signal handler that does nothing (see
    * ffi/signals.ts): it takes no arguments, touches no memory and is
