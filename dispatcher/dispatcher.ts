@@ -69,7 +69,29 @@ const adopted = new WeakSet<Socket | FileWrapper>();
 
 /**
  * A thin wrapper around a non-blocking socket, with event handlers called by
- * the loop. Subclass it and override the `handle*` methods.
+ * the loop, as Python's `asyncore.dispatcher`. Subclass it and override the
+ * `handle*` methods; a handler that throws goes to `handleError`.
+ *
+ * @example A listening server that hands each connection to a handler
+ * ```ts ignore
+ * import { type Address, Dispatcher, loop, type Socket } from "jsr:@asyncore/deno";
+ *
+ * class Server extends Dispatcher {
+ *   constructor(port: number) {
+ *     super();
+ *     this.createSocket();
+ *     this.setReuseAddr();
+ *     this.bind(["127.0.0.1", port]);
+ *     this.listen(5);
+ *   }
+ *   override handleAccepted(sock: Socket, addr: Address) {
+ *     console.log("connection from", addr);
+ *     sock.close();
+ *   }
+ * }
+ * new Server(8080);
+ * loop();
+ * ```
  */
 export class Dispatcher {
   /** Log every `send` (used by `DispatcherWithSend`). */
@@ -106,6 +128,10 @@ export class Dispatcher {
   /**
    * Wraps `sock` (made non-blocking; connected if it has a peer) or starts
    * empty (call `createSocket`). `map` defaults to the global `socketMap`.
+   *
+   * @param sock A socket to serve (e.g. the one `handleAccepted` receives), or null.
+   * @param map The map the loop serves this channel from.
+   * @throws {OSError} When `sock` cannot be made non-blocking or queried.
    */
   constructor(sock: Socket | null = null, map?: SocketMap) {
     this._map = map ?? socketMap;
@@ -570,8 +596,21 @@ markTrackedPredicate(Dispatcher.prototype.readable);
 markTrackedPredicate(Dispatcher.prototype.writable);
 
 /**
- * A dispatcher with an output buffer: `send` queues what the socket does not
- * take at once, and the loop sends the rest as the socket becomes writable.
+ * A dispatcher with an output buffer, as Python's `dispatcher_with_send`:
+ * `send` queues what the socket does not take at once, and the loop sends
+ * the rest as the socket becomes writable.
+ *
+ * @example The echo handler
+ * ```ts ignore
+ * import { DispatcherWithSend } from "jsr:@asyncore/deno";
+ *
+ * class EchoHandler extends DispatcherWithSend {
+ *   override handleRead() {
+ *     const data = this.recv(8192);
+ *     if (data.length > 0) this.send(data); // never blocks, never drops
+ *   }
+ * }
+ * ```
  */
 export class DispatcherWithSend extends Dispatcher {
   /** Bytes waiting to be sent. */

@@ -615,7 +615,28 @@ export function timeoutWithTimers(timeout: number | null): number | null {
 /**
  * Runs passes until the map is empty or `count` passes are done, firing
  * due timers after each pass. Call as in Python, `loop(timeout, usePoll,
- * map, count)`, or with an options object.
+ * map, count)`, or with an options object. It blocks the thread: Deno's
+ * timers and promises wait until it returns (see `loopAsync`).
+ *
+ * @param options `timeout` (seconds per wait, default 30), `map`, `count`,
+ * `poller` (`"select"`, `"poll"`, `"epoll"`), `stopSignals`.
+ * @throws {KeyboardInterrupt} When a signal named in `stopSignals` arrives.
+ * @throws {ExitNow} When a handler throws it.
+ * @throws {RangeError} For a bad option (negative timeout, unknown poller,
+ * an fd of 1024 or more under select).
+ *
+ * @example Serving until Ctrl-C, then cleaning up (Python's `except KeyboardInterrupt`)
+ * ```ts ignore
+ * import { closeAll, KeyboardInterrupt, loop } from "jsr:@asyncore/deno";
+ *
+ * try {
+ *   loop({ poller: "epoll", stopSignals: ["SIGINT", "SIGTERM"] });
+ * } catch (error) {
+ *   if (!(error instanceof KeyboardInterrupt)) throw error;
+ * } finally {
+ *   closeAll();
+ * }
+ * ```
  */
 export function loop(options?: LoopOptions): void;
 /** Positional form, as asyncore's `loop(timeout, use_poll, map, count)`. */

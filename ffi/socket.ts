@@ -63,7 +63,22 @@ function checkSize(n: number, what: string): void {
   }
 }
 
-/** A socket over one fd. Blocking by default, as in Python; see `setblocking`. */
+/**
+ * A socket over one fd, as Python's `socket.socket`. Blocking by default, as
+ * in Python (see `setblocking`); a dispatcher makes it non-blocking. Failed
+ * calls throw {@linkcode OSError} with Python's `errno`.
+ *
+ * @example A blocking client, as a Python script would write it
+ * ```ts ignore
+ * import { Socket } from "jsr:@asyncore/deno";
+ *
+ * const s = new Socket(); // AF_INET, SOCK_STREAM
+ * s.connect(["127.0.0.1", 8080]);
+ * s.sendall("hello\n");
+ * console.log(new TextDecoder().decode(s.recv(1024)));
+ * s.close();
+ * ```
+ */
 export class Socket {
   #fd: number;
   #blocking: boolean;
@@ -78,6 +93,13 @@ export class Socket {
    * Creates a socket, or adopts `fileno` when given (as Python's
    * `socket.socket(family, type, proto, fileno)`). `type` may carry
    * `SOCK_NONBLOCK`; `SOCK_CLOEXEC` is always set.
+   *
+   * @param family `AF_INET` (default), `AF_INET6` or `AF_UNIX`.
+   * @param type `SOCK_STREAM` (default) or `SOCK_DGRAM`, optionally or-ed with `SOCK_NONBLOCK`.
+   * @param proto The protocol number; 0 picks the usual one.
+   * @param fileno An open socket fd to adopt instead of creating one.
+   * @throws {OSError} When `socket(2)` fails (`EMFILE`, `EAFNOSUPPORT`, ...).
+   * @throws {TypeError} When `family`, `type` or `proto` is not an integer.
    */
   constructor(
     family: number = C.AF_INET,
