@@ -655,7 +655,7 @@ export function loop(
   try {
     session = new LoopSession(stopSignals);
     for (let left = count; map.size > 0 && left > 0; left--) {
-      runner.run(session.wait(timeoutWithTimers(timeout)));
+      runner.run(timeoutWithTimers(timeout));
       runDueTimers();
       session.check();
     }

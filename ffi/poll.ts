@@ -9,7 +9,7 @@ import { errno as E, readErrno } from "./errno.ts";
 import { osError } from "./socket.ts";
 import { PollFdArray } from "./structs.ts";
 import { platform } from "./platform.ts";
-import { stopRequested } from "./signals.ts";
+import { stopRequested, stopSliceMs } from "./signals.ts";
 import { libc } from "./symbols.ts";
 
 // The kernel reads and writes n entries: more than the array holds would be
@@ -34,7 +34,9 @@ export function timeoutMs(seconds: number | null): number {
  * Calls `wait(ms)` (a poll-like call taking a timeout in ms, -1: forever)
  * until it is not interrupted: EINTR is retried with the time left, as
  * Python does since PEP 475, unless a stop signal arrived (then 0: nothing
- * ready). Returns its result; other failures throw.
+ * ready). Where the kernel would not interrupt this thread for a stop signal
+ * the wait is made in slices (ffi/signals.ts). Returns its result; other
+ * failures throw.
  */
 export function waitUninterrupted(
   syscall: string,
@@ -43,12 +45,18 @@ export function waitUninterrupted(
 ): number {
   const start = timeout > 0 ? performance.now() : 0;
   for (let left = timeout;;) {
-    const r = wait(left);
-    if (r >= 0) return r;
-    const err = readErrno();
-    if (err !== E.EINTR) throw osError(err, syscall);
+    const slice = stopSliceMs(left);
+    const r = wait(slice);
+    if (r > 0 || (r === 0 && slice === left)) return r;
+    if (r < 0) {
+      const err = readErrno();
+      if (err !== E.EINTR) throw osError(err, syscall);
+    }
     if (stopRequested()) return 0; // a stop signal (ffi/signals.ts): the loop ends the pass
-    if (timeout > 0) left = Math.max(0, Math.ceil(start + timeout - performance.now()));
+    if (timeout > 0) {
+      left = Math.max(0, Math.ceil(start + timeout - performance.now()));
+      if (left === 0 && r === 0) return 0;
+    }
   }
 }
 

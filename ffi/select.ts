@@ -10,7 +10,7 @@ import { errno as E, readErrno } from "./errno.ts";
 import { osError } from "./socket.ts";
 import { checkSelectable, encodeTimeval, FdSet } from "./structs.ts";
 import { platform } from "./platform.ts";
-import { stopRequested } from "./signals.ts";
+import { stopRequested, stopSliceMs } from "./signals.ts";
 import { libc } from "./symbols.ts";
 
 /** Three fd sets and a timeval, reused by every call. */
@@ -49,17 +49,23 @@ export class Selector {
     this.#save(bytes);
     for (;;) {
       const left = deadline === Infinity ? null : Math.max(0, deadline - performance.now()) / 1000;
-      if (left !== null) encodeTimeval(this.#timeval, left);
+      // Sliced only while a stop signal may miss this thread (ffi/signals.ts).
+      const sliceMs = stopSliceMs(left === null ? -1 : Math.ceil(left * 1000));
+      const sliced = sliceMs >= 0 && (left === null || sliceMs < left * 1000);
+      const wait = sliced ? sliceMs / 1000 : left;
+      if (wait !== null) encodeTimeval(this.#timeval, wait);
       const r = lib.select(
         nfds,
         this.read.bytes,
         this.write.bytes,
         this.except.bytes,
-        left === null ? null : this.#timeval,
+        wait === null ? null : this.#timeval,
       );
-      if (r >= 0) return r;
-      const err = readErrno();
-      if (err !== E.EINTR) throw osError(err, "select");
+      if (r > 0 || (r === 0 && !sliced)) return r;
+      if (r < 0) {
+        const err = readErrno();
+        if (err !== E.EINTR) throw osError(err, "select");
+      }
       if (stopRequested()) return 0; // a stop signal (ffi/signals.ts): the loop ends the pass
       this.#restore(bytes);
     }

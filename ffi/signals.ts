@@ -15,8 +15,9 @@
  *
  * The kernel interrupts the wait of the thread it delivers to, which is the
  * process's first thread when that one does not block the signal. Where the
- * loop runs on another thread (`deno test`, a Worker), the caller caps each
- * wait instead (see `dispatcher/_loop_session.ts`).
+ * loop runs on another thread (`deno test`, a Worker), the waits are made in
+ * slices of {@linkcode STOP_SLICE_MS} and the trap is read between them
+ * ({@linkcode stopSliceMs}); a pass still waits as long as it was asked to.
  *
  * `signalfd` would need the signal blocked in every thread of the process,
  * and Deno's own threads are out of reach.
@@ -135,6 +136,24 @@ export class SignalTrap {
     const at = traps.indexOf(this);
     if (at >= 0) traps.splice(at, 1);
   }
+}
+
+/** Longest slice of a wait while stop signals are armed off the first thread, in ms. */
+export const STOP_SLICE_MS = 250;
+
+let offMain: boolean | undefined;
+
+/**
+ * The part of a wait of `ms` (-1: forever) to make before looking for a stop
+ * signal again: all of it normally; at most {@linkcode STOP_SLICE_MS} while a
+ * trap is armed and this thread is not the process's first, since the kernel
+ * interrupts only the thread it delivers to.
+ */
+export function stopSliceMs(ms: number): number {
+  if (traps.length === 0) return ms;
+  offMain ??= SignalTrap.offMainThread();
+  if (!offMain) return ms;
+  return ms < 0 || ms > STOP_SLICE_MS ? STOP_SLICE_MS : ms;
 }
 
 /**

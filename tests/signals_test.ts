@@ -65,6 +65,32 @@ for (const poller of POLLERS) {
   }
 }
 
+for (const poller of POLLERS) {
+  Deno.test(`signals: with stopSignals armed, another signal (SIGUSR1) neither stops nor shortens a pass (${poller})`, async () => {
+    let usr1 = 0;
+    const onUsr1 = () => usr1++;
+    Deno.addSignalListener("SIGUSR1", onUsr1);
+    try {
+      await assertNoFdLeak(async () => {
+        const map: SocketMap = new Map();
+        const d = listener(map);
+        const killer = killLater("USR1", 0.2);
+        const start = performance.now();
+        // One pass of 1 s: the signal, and the slices the wait is cut into here, must not end it.
+        loop({ map, poller, timeout: 1, count: 1, stopSignals: ["SIGINT", "SIGTERM"] });
+        const ms = performance.now() - start;
+        await killer.status;
+        assert(ms >= 950, `the pass ended after ${ms} ms`);
+        d.close();
+        for (let i = 0; i < 500 && usr1 === 0; i++) await delay(10);
+        assertEquals(usr1, 1, "the SIGUSR1 listener ran once the loop returned");
+      });
+    } finally {
+      Deno.removeSignalListener("SIGUSR1", onUsr1);
+    }
+  });
+}
+
 Deno.test("signals: a signal that arrives while a handler runs stops the loop after that pass", async () => {
   await assertNoFdLeak(() => {
     const map: SocketMap = new Map();
