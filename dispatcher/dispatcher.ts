@@ -159,15 +159,17 @@ export class Dispatcher {
    * `FileWrapper`, or nothing yet).
    *
    * @throws {TypeError} When the channel has no socket yet (call
-   * `createSocket`/`setSocket`) or wraps a file (`FileDispatcher`).
+   * `createSocket`/`setSocket`) or holds something else (a `FileDispatcher`'s
+   * `FileWrapper`).
    */
   get sock(): Socket {
     const s = this.socket;
     if (s instanceof Socket) return s;
+    const name = this.constructor.name;
     throw new TypeError(
       s === null
-        ? `${this.constructor.name} has no socket yet (call createSocket or setSocket first)`
-        : `${this.constructor.name} wraps a file (fd ${s.fileno()}), not a Socket`,
+        ? `${name} has no socket yet (call createSocket or setSocket first)`
+        : `${name}.socket is a ${s.constructor.name} (fd ${s.fileno()}), not a Socket`,
     );
   }
 

@@ -150,7 +150,8 @@ export function getaddrinfo(
  * @returns The name `gethostname(2)` reports, e.g. `"vm"`.
  */
 export function gethostname(): string {
-  const buf = new Uint8Array(C.HOST_NAME_MAX + 1 + 192);
+  // Linux names are at most HOST_NAME_MAX (64) bytes; room to spare, and a NUL is kept.
+  const buf = new Uint8Array(256);
   const lib = libc();
   while (lib.gethostname(buf, BigInt(buf.length - 1)) !== 0) {
     const err = readErrno();

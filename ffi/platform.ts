@@ -156,7 +156,6 @@ const linuxX86_64: Platform = {
     NI_DGRAM: 0x10,
     NI_MAXHOST: 1025,
     NI_MAXSERV: 32,
-    HOST_NAME_MAX: 64,
     SIGHUP: 1,
     SIGINT: 2,
     SIGQUIT: 3,

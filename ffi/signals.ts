@@ -106,6 +106,11 @@ export class SignalTrap {
     traps.push(this);
   }
 
+  /** The signal {@linkcode fired} has already seen, without asking the kernel again. */
+  seen(): StopSignal | null {
+    return this.#fired;
+  }
+
   /** The first signal that arrived since the trap was armed, or null (one `sigaction` per signal). */
   fired(): StopSignal | null {
     if (this.#fired !== null) return this.#fired;

@@ -52,7 +52,7 @@ Deno.test("porting: Dispatcher.sock is the Socket, typed; a clear TypeError othe
     d.close();
     const [r, w] = pipe();
     const f = new FileDispatcher(r, map);
-    assertThrows(() => f.sock, TypeError, "wraps a file");
+    assertThrows(() => f.sock, TypeError, "is a FileWrapper");
     f.close();
     close(r);
     close(w);
