@@ -34,11 +34,25 @@
 export { errno, GaiError, OSError, type OSErrorOptions } from "./ffi/errno.ts";
 export { type BytesLike, Socket } from "./ffi/socket.ts";
 export type { Address } from "./ffi/structs.ts";
+export {
+  type AddrInfo,
+  getaddrinfo,
+  getfqdn,
+  gethostbyname,
+  gethostname,
+  getnameinfo,
+} from "./ffi/netdb.ts";
+export type { StopSignal } from "./ffi/signals.ts";
 export * from "./ffi/constants.ts";
 export { ACCEPT_BACKOFF_SECONDS, Dispatcher, DispatcherWithSend } from "./dispatcher/dispatcher.ts";
 export { ByteQueue } from "./dispatcher/byte_queue.ts";
 export { FileDispatcher, FileWrapper, type HasFileno } from "./dispatcher/file_dispatcher.ts";
-export { compactTraceback, ExitNow, type TracebackFrame } from "./dispatcher/errors.ts";
+export {
+  compactTraceback,
+  ExitNow,
+  KeyboardInterrupt,
+  type TracebackFrame,
+} from "./dispatcher/errors.ts";
 export { type SocketMap, socketMap } from "./dispatcher/map.ts";
 export {
   closeAll,

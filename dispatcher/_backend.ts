@@ -8,6 +8,7 @@
 
 import { platform } from "../ffi/platform.ts";
 import { timeoutMs } from "../ffi/poll.ts";
+import { checkStopSignals, type StopSignal } from "../ffi/signals.ts";
 import type { PollFdArray } from "../ffi/structs.ts";
 import { EpollBackend } from "./_backend_epoll.ts";
 import { PollBackend } from "./_backend_poll.ts";
@@ -58,6 +59,8 @@ export interface ResolvedLoopOptions {
   count: number;
   /** The backend. */
   poller: PollerName;
+  /** Signals that stop the loop (sync `loop()` only). */
+  stopSignals?: StopSignal[];
 }
 
 /** Validates loop arguments in either call form. */
@@ -94,7 +97,8 @@ export function resolveLoopOptions(
   if (poller === "epoll" && !platform.hasEpoll) {
     throw new RangeError(`epoll is not available on ${platform.name}; use "poll"`);
   }
-  return { timeout, map, count, poller };
+  const stopSignals = o.stopSignals === undefined ? undefined : checkStopSignals(o.stopSignals);
+  return { timeout, map, count, poller, stopSignals };
 }
 
 /** The wait of the next pass: `timeout`, shortened to the next due timer. */

@@ -269,7 +269,13 @@ export class AsyncChat extends Dispatcher {
   #block: Uint8Array | null = null;
   #blockUsed = 0;
 
-  /** Wraps a connected `sock`, or starts without a socket (see `Dispatcher`). */
+  /**
+   * Wraps a connected `sock`, or starts without a socket (see `Dispatcher`).
+   *
+   * @param sock The connection to serve (from `handleAccepted`), or null to `createSocket` later.
+   * @param map The map the loop serves this channel from; default `socketMap`.
+   * @throws {OSError} When `sock` cannot be made non-blocking or queried.
+   */
   constructor(sock: Socket | null = null, map?: SocketMap) {
     super(sock, map);
   }

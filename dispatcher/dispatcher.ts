@@ -71,7 +71,29 @@ const adopted = new WeakSet<Socket | FileWrapper>();
 
 /**
  * A thin wrapper around a non-blocking socket, with event handlers called by
- * the loop. Subclass it and override the `handle*` methods.
+ * the loop, as Python's `asyncore.dispatcher`. Subclass it and override the
+ * `handle*` methods; a handler that throws goes to `handleError`.
+ *
+ * @example A listening server that hands each connection to a handler
+ * ```ts ignore
+ * import { type Address, Dispatcher, loop, type Socket } from "jsr:@asyncore/deno";
+ *
+ * class Server extends Dispatcher {
+ *   constructor(port: number) {
+ *     super();
+ *     this.createSocket();
+ *     this.setReuseAddr();
+ *     this.bind(["127.0.0.1", port]);
+ *     this.listen(5);
+ *   }
+ *   override handleAccepted(sock: Socket, addr: Address) {
+ *     console.log("connection from", addr);
+ *     sock.close();
+ *   }
+ * }
+ * new Server(8080);
+ * loop();
+ * ```
  */
 export class Dispatcher {
   /** Log every `send` (used by `DispatcherWithSend`). */
@@ -96,6 +118,10 @@ export class Dispatcher {
   /**
    * Wraps `sock` (made non-blocking; connected if it has a peer) or starts
    * empty (call `createSocket`). `map` defaults to the global `socketMap`.
+   *
+   * @param sock A socket to serve (e.g. the one `handleAccepted` receives), or null.
+   * @param map The map the loop serves this channel from.
+   * @throws {OSError} When `sock` cannot be made non-blocking or queried.
    */
   constructor(sock: Socket | null = null, map?: SocketMap) {
     this[kCore] = new ChannelCore(map ?? socketMap);
@@ -115,6 +141,26 @@ export class Dispatcher {
         }
       }
     }
+  }
+
+  /**
+   * The wrapped {@linkcode Socket}, typed as one: `this.sock.getsockname()`
+   * needs no cast. `socket` stays the field Python has (it may also hold a
+   * `FileWrapper`, or nothing yet).
+   *
+   * @throws {TypeError} When the channel has no socket yet (call
+   * `createSocket`/`setSocket`) or holds something else (a `FileDispatcher`'s
+   * `FileWrapper`).
+   */
+  get sock(): Socket {
+    const s = this.socket;
+    if (s instanceof Socket) return s;
+    const name = this.constructor.name;
+    throw new TypeError(
+      s === null
+        ? `${name} has no socket yet (call createSocket or setSocket first)`
+        : `${name}.socket is a ${s.constructor.name} (fd ${s.fileno()}), not a Socket`,
+    );
   }
 
   /** Like Python's repr: `<EchoHandler connected 127.0.0.1:4242 at #3>`. */
@@ -375,6 +421,7 @@ export class Dispatcher {
     if (!Number.isInteger(bufferSize) || bufferSize < 0) {
       throw new RangeError(`bufferSize must be a non-negative integer, not ${bufferSize}`);
     }
+    if (bufferSize === 0) return new Uint8Array(0); // as Python's socket.recv(0): no system call
     if (bufferSize > recvScratch.length) recvScratch = new Uint8Array(bufferSize);
     let n: number;
     try {
@@ -599,8 +646,21 @@ Dispatcher.prototype.ignoreLogTypes = new FrozenSet(["warning"]);
 trackPredicates(Dispatcher.prototype.readable, Dispatcher.prototype.writable);
 
 /**
- * A dispatcher with an output buffer: `send` queues what the socket does not
- * take at once, and the loop sends the rest as the socket becomes writable.
+ * A dispatcher with an output buffer, as Python's `dispatcher_with_send`:
+ * `send` queues what the socket does not take at once, and the loop sends
+ * the rest as the socket becomes writable.
+ *
+ * @example The echo handler
+ * ```ts ignore
+ * import { DispatcherWithSend } from "jsr:@asyncore/deno";
+ *
+ * class EchoHandler extends DispatcherWithSend {
+ *   override handleRead() {
+ *     const data = this.recv(8192);
+ *     if (data.length > 0) this.send(data); // never blocks, never drops
+ *   }
+ * }
+ * ```
  */
 export class DispatcherWithSend extends Dispatcher {
   #out: ByteQueue = this.#adopt(new ByteQueue());

@@ -16,6 +16,37 @@ export class ExitNow extends Error {
   }
 }
 
+/**
+ * Thrown by `loop()` when a signal named in its `stopSignals` option arrives,
+ * as Python raises `KeyboardInterrupt` on Ctrl-C. Like `ExitNow` it is never
+ * handed to `handleError`.
+ *
+ * @example Stopping on Ctrl-C and cleaning up
+ * ```ts ignore
+ * import { closeAll, KeyboardInterrupt, loop } from "./mod.ts";
+ *
+ * try {
+ *   loop({ stopSignals: ["SIGINT", "SIGTERM"] });
+ * } catch (error) {
+ *   if (!(error instanceof KeyboardInterrupt)) throw error;
+ *   console.log(`stopping on ${error.signal}`);
+ * } finally {
+ *   closeAll();
+ * }
+ * ```
+ */
+export class KeyboardInterrupt extends Error {
+  /** The signal that arrived, e.g. `"SIGINT"`. */
+  readonly signal: string;
+
+  /** Builds the exception for `signal`. */
+  constructor(signal = "SIGINT") {
+    super(`interrupted by ${signal}`);
+    this.name = "KeyboardInterrupt";
+    this.signal = signal;
+  }
+}
+
 /** The errnos that mean the connection is gone, as asyncore's `_DISCONNECTED`. */
 export const DISCONNECTED: ReadonlySet<number> = new Set([
   E.ECONNRESET,
@@ -28,7 +59,7 @@ export const DISCONNECTED: ReadonlySet<number> = new Set([
 
 /** Whether `error` is one the loop re-throws instead of handing to `handleError`. */
 export function isReraised(error: unknown): boolean {
-  return error instanceof ExitNow;
+  return error instanceof ExitNow || error instanceof KeyboardInterrupt;
 }
 
 /** One frame: `[file, function, line]`. */

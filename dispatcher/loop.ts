@@ -8,6 +8,7 @@
 
 import { OSError } from "../ffi/errno.ts";
 import { platform } from "../ffi/platform.ts";
+import type { StopSignal } from "../ffi/signals.ts";
 import {
   type Backend,
   createBackend,
@@ -20,6 +21,7 @@ import { SelectBackend } from "./_backend_select.ts";
 import { isReraised } from "./errors.ts";
 import { type SocketMap, socketMap } from "./map.ts";
 import { runDueTimers } from "./timers.ts";
+import { LoopSession } from "./_loop_session.ts";
 
 export { read, readwrite, write } from "./_events.ts";
 
@@ -68,12 +70,41 @@ export interface LoopOptions {
   count?: number | null;
   /** The readiness backend; overrides `usePoll`. `"epoll"` is the best choice on Linux. */
   poller?: PollerName;
+  /**
+   * Signals that make `loop()` throw {@linkcode KeyboardInterrupt} after the
+   * current pass (e.g. `["SIGINT", "SIGTERM"]`), as Python's Ctrl-C. While the
+   * loop runs they do nothing else; when it returns or throws, what they did
+   * before (end the process, a Deno listener) is restored. Sync `loop()` only:
+   * for `loopAsync` use its `signal` with `Deno.addSignalListener`.
+   */
+  stopSignals?: StopSignal[];
 }
 
 /**
  * Runs passes until the map is empty or `count` passes are done, firing
  * due timers after each pass. Call as in Python, `loop(timeout, usePoll,
- * map, count)`, or with an options object.
+ * map, count)`, or with an options object. It blocks the thread: Deno's
+ * timers and promises wait until it returns (see `loopAsync`).
+ *
+ * @param options `timeout` (seconds per wait, default 30), `map`, `count`,
+ * `poller` (`"select"`, `"poll"`, `"epoll"`), `stopSignals`.
+ * @throws {KeyboardInterrupt} When a signal named in `stopSignals` arrives.
+ * @throws {ExitNow} When a handler throws it.
+ * @throws {RangeError} For a bad option (negative timeout, unknown poller,
+ * an fd of 1024 or more under select).
+ *
+ * @example Serving until Ctrl-C, then cleaning up (Python's `except KeyboardInterrupt`)
+ * ```ts ignore
+ * import { closeAll, KeyboardInterrupt, loop } from "jsr:@asyncore/deno";
+ *
+ * try {
+ *   loop({ poller: "epoll", stopSignals: ["SIGINT", "SIGTERM"] });
+ * } catch (error) {
+ *   if (!(error instanceof KeyboardInterrupt)) throw error;
+ * } finally {
+ *   closeAll();
+ * }
+ * ```
  */
 export function loop(options?: LoopOptions): void;
 /** Positional form, as asyncore's `loop(timeout, use_poll, map, count)`. */
@@ -86,15 +117,19 @@ export function loop(
 export function loop(
   ...args: [LoopOptions?] | [(number | null)?, boolean?, SocketMap?, (number | null)?]
 ): void {
-  const { timeout, map, count, poller } = resolveLoopOptions(args);
+  const { timeout, map, count, poller, stopSignals } = resolveLoopOptions(args);
   const backend = createBackend(poller, map);
+  let session: LoopSession | undefined;
   try {
+    session = new LoopSession(stopSignals);
     for (let left = count; map.size > 0 && left > 0; left--) {
       runPass(backend, timeoutWithTimers(timeout));
       runDueTimers();
+      session.check();
     }
   } finally {
     backend.close();
+    session?.end();
   }
 }
 

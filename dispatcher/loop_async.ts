@@ -83,9 +83,36 @@ class Waker {
  * never rejects and leaves the channels open, so the loop can be resumed).
  * Rejects with what `loop()` would throw (e.g. `ExitNow`). One `loopAsync`
  * per map at a time.
+ *
+ * @param options As `loop()`'s (without `stopSignals`), plus `signal`: an `AbortSignal` that stops it.
+ * @returns A promise that settles when the loop stops.
+ * @throws {TypeError} When `stopSignals` is given (use `signal`, see the example) or
+ * another `loopAsync` already serves the map.
+ *
+ * @example Stopping on Ctrl-C: Deno's signal listeners run while it waits
+ * ```ts ignore
+ * import { closeAll, loopAsync } from "jsr:@asyncore/deno";
+ *
+ * const stop = new AbortController();
+ * const onSignal = () => stop.abort();
+ * Deno.addSignalListener("SIGINT", onSignal);
+ * Deno.addSignalListener("SIGTERM", onSignal);
+ * try {
+ *   await loopAsync({ poller: "epoll", signal: stop.signal });
+ * } finally {
+ *   Deno.removeSignalListener("SIGINT", onSignal);
+ *   Deno.removeSignalListener("SIGTERM", onSignal);
+ *   closeAll();
+ * }
+ * ```
  */
 export async function loopAsync(options: LoopAsyncOptions = {}): Promise<void> {
-  const { timeout, map, count, poller } = resolveLoopOptions([options]);
+  const { timeout, map, count, poller, stopSignals } = resolveLoopOptions([options]);
+  if (stopSignals) {
+    throw new TypeError(
+      "stopSignals is for the sync loop(); loopAsync stops on its `signal` (abort it from Deno.addSignalListener)",
+    );
+  }
   const signal = options.signal;
   if (signal?.aborted) return;
   if (serving.has(map)) throw new Error("loopAsync is already serving this map");

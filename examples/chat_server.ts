@@ -3,8 +3,10 @@
  *
  *     deno run --allow-ffi examples/chat_server.ts [host] [port]    (default 127.0.0.1 8090)
  *
- * Options: --poller=select|poll|epoll (default epoll on Linux, poll elsewhere).
- * Port 0 picks a free port; the "listening" line says which.
+ * Options: --poller=select|poll|epoll (default epoll on Linux, poll elsewhere),
+ * --help. Port 0 picks a free port; the "listening" line says which. Ctrl-C
+ * or SIGTERM closes every connection and exits 0; a bad argument prints one
+ * line and exits 2.
  *
  * Connect with `nc 127.0.0.1 8090` (or telnet). The first line you send is
  * your nickname; after that every line goes to everyone else as
@@ -16,13 +18,18 @@
 
 import {
   type Address,
-  AF_INET,
-  AF_INET6,
+  AI_PASSIVE,
   AsyncChat,
+  closeAll,
   Dispatcher,
+  getaddrinfo,
+  KeyboardInterrupt,
   loop,
+  SOCK_STREAM,
   type Socket,
+  socketMap,
 } from "../mod.ts";
+import { openOrExit, parseCommandLine, parsePort } from "./_cli.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -180,15 +187,24 @@ export class ChatServer extends Dispatcher {
   /** Listens on `host`:`port` (0 picks a free port) in `map`. */
   constructor(host: string, port: number, readonly map?: Map<number, Dispatcher>) {
     super(null, map);
-    this.createSocket(host.includes(":") ? AF_INET6 : AF_INET);
+    // As a Python server does: the resolver picks the family ("localhost", "::1", a name).
+    const [[family, , , , address]] = getaddrinfo(
+      host || null,
+      port,
+      0,
+      SOCK_STREAM,
+      0,
+      AI_PASSIVE,
+    );
+    this.createSocket(family);
     this.setReuseAddr();
-    this.bind([host, port]);
+    this.bind(address);
     this.listen(16);
   }
 
   /** The bound address (with the real port when 0 was asked for). */
   address(): Address {
-    return (this.socket as Socket).getsockname();
+    return this.sock.getsockname();
   }
 
   override handleAccepted(sock: Socket, addr: Address): void {
@@ -227,13 +243,35 @@ export class ChatServer extends Dispatcher {
   }
 }
 
+const HELP = `
+Usage: deno run --allow-ffi examples/chat_server.ts [host] [port] [--poller=select|poll|epoll]
+
+A multi-user line chat: connect with \`nc 127.0.0.1 8090\`; the first line is your
+nickname, then /nick NAME, /who, /me ACTION, /help, /quit [MESSAGE].
+  host      address or name to listen on (default 127.0.0.1)
+  port      0-65535 (default 8090; 0 picks a free port)
+  --poller  readiness backend (default epoll on Linux, poll elsewhere)
+  -h, --help
+Ctrl-C (SIGINT) or SIGTERM closes every connection and exits 0.
+`;
+
 if (import.meta.main) {
-  const args = Deno.args.filter((a) => !a.startsWith("--"));
-  const poller = (Deno.args.find((a) => a.startsWith("--poller="))?.slice(9) ??
-    (Deno.build.os === "linux" ? "epoll" : "poll")) as "select" | "poll" | "epoll";
-  const host = args[0] ?? "127.0.0.1";
-  const port = Number(args[1] ?? 8090);
-  const server = new ChatServer(host, port);
+  const prog = "chat_server";
+  const { positionals, poller } = parseCommandLine(prog, HELP, Deno.args, {
+    maxPositionals: 2,
+    poller: Deno.build.os === "linux" ? "epoll" : "poll",
+  });
+  const host = positionals[0] ?? "127.0.0.1";
+  const port = parsePort(prog, positionals[1] ?? "8090");
+  const server = openOrExit(prog, () => new ChatServer(host, port));
   console.log(`chat server listening on ${formatAddress(server.address())}`);
-  loop({ poller });
+  // Python: try: asyncore.loop() except KeyboardInterrupt: ... finally: asyncore.close_all()
+  try {
+    loop({ poller, stopSignals: ["SIGINT", "SIGTERM"] });
+  } catch (error) {
+    if (!(error instanceof KeyboardInterrupt)) throw error;
+    console.log(`chat server stopping (${error.signal}): closing ${socketMap.size} channel(s)`);
+  } finally {
+    closeAll(socketMap, true);
+  }
 }

@@ -3,20 +3,27 @@
  *
  *     deno run --allow-ffi examples/echo.ts [host] [port]     (default localhost 8080)
  *
- * Options: --poller=select|poll|epoll (default epoll on Linux).
+ * Options: --poller=select|poll|epoll (default epoll on Linux), --help.
+ * Ctrl-C or SIGTERM closes every connection and exits 0; a bad argument
+ * prints one line and exits 2.
  *
  * @module
  */
 
 import {
   type Address,
-  AF_INET,
-  AF_INET6,
+  AI_PASSIVE,
+  closeAll,
   Dispatcher,
   DispatcherWithSend,
+  getaddrinfo,
+  KeyboardInterrupt,
   loop,
+  SOCK_STREAM,
   type Socket,
+  socketMap,
 } from "../mod.ts";
+import { openOrExit, parseCommandLine, parsePort } from "./_cli.ts";
 
 /** Sends back whatever arrives. */
 export class EchoHandler extends DispatcherWithSend {
@@ -30,9 +37,18 @@ export class EchoHandler extends DispatcherWithSend {
 export class EchoServer extends Dispatcher {
   constructor(host: string, port: number) {
     super();
-    this.createSocket(host.includes(":") ? AF_INET6 : AF_INET);
+    // As a Python server does: the resolver picks the family ("localhost", "::1", a name).
+    const [[family, , , , address]] = getaddrinfo(
+      host || null,
+      port,
+      0,
+      SOCK_STREAM,
+      0,
+      AI_PASSIVE,
+    );
+    this.createSocket(family);
     this.setReuseAddr();
-    this.bind([host, port]);
+    this.bind(address);
     this.listen(5);
   }
 
@@ -42,17 +58,34 @@ export class EchoServer extends Dispatcher {
   }
 }
 
+const HELP = `
+Usage: deno run --allow-ffi examples/echo.ts [host] [port] [--poller=select|poll|epoll]
+
+The classic asyncore echo server: every connection gets back what it sends.
+  host      address or name to listen on (default localhost)
+  port      0-65535 (default 8080; 0 picks a free port)
+  --poller  readiness backend (default epoll)
+  -h, --help
+Ctrl-C (SIGINT) or SIGTERM closes every connection and exits 0.
+`;
+
 if (import.meta.main) {
-  const args = Deno.args.filter((a) => !a.startsWith("--"));
-  const poller = (Deno.args.find((a) => a.startsWith("--poller="))?.slice(9) ?? "epoll") as
-    | "select"
-    | "poll"
-    | "epoll";
-  const host = args[0] ?? "localhost";
-  const port = Number(args[1] ?? 8080);
-  const server = new EchoServer(host, port);
-  console.log(
-    `echo server listening on ${JSON.stringify((server.socket as Socket).getsockname())}`,
-  );
-  loop({ poller });
+  const prog = "echo";
+  const { positionals, poller } = parseCommandLine(prog, HELP, Deno.args, {
+    maxPositionals: 2,
+    poller: "epoll",
+  });
+  const host = positionals[0] ?? "localhost";
+  const port = parsePort(prog, positionals[1] ?? "8080");
+  const server = openOrExit(prog, () => new EchoServer(host, port));
+  console.log(`echo server listening on ${JSON.stringify(server.sock.getsockname())}`);
+  // Python: try: asyncore.loop() except KeyboardInterrupt: ... finally: asyncore.close_all()
+  try {
+    loop({ poller, stopSignals: ["SIGINT", "SIGTERM"] });
+  } catch (error) {
+    if (!(error instanceof KeyboardInterrupt)) throw error;
+    console.log(`echo server stopping (${error.signal}): closing ${socketMap.size} channel(s)`);
+  } finally {
+    closeAll(socketMap, true);
+  }
 }

@@ -12,7 +12,8 @@
  * @module
  */
 
-import { AF_INET, AF_INET6, Dispatcher, loop, type PollerName, type SocketMap } from "../mod.ts";
+import { Dispatcher, GaiError, getaddrinfo, loop, SOCK_STREAM, type SocketMap } from "../mod.ts";
+import { parseCommandLine, parsePort, usageError } from "./_cli.ts";
 
 /** Writes all of `data` to stdout; `writeSync` may take only part of it. */
 export function writeAllStdout(data: Uint8Array): void {
@@ -33,8 +34,8 @@ export class HTTPClient extends Dispatcher {
   error: unknown = null;
 
   /**
-   * Connects to `[host, port]` and queues the request. An IPv6 literal
-   * host (`"::1"`) gets an `AF_INET6` socket.
+   * Connects to `[host, port]` and queues the request. The first address
+   * `getaddrinfo` gives decides the family (`"::1"` is IPv6).
    */
   constructor(host: string, path: string, port = 80, map?: SocketMap) {
     super(null, map);
@@ -43,8 +44,10 @@ export class HTTPClient extends Dispatcher {
     this.buffer = new TextEncoder().encode(
       `GET ${path} HTTP/1.0\r\nHost: ${hostHeader}\r\n\r\n`,
     );
-    this.createSocket(host.includes(":") ? AF_INET6 : AF_INET);
-    this.connect([host, port]);
+    // As a Python client does: the resolver picks the family and the address.
+    const [[family, , , , address]] = getaddrinfo(host, port, 0, SOCK_STREAM);
+    this.createSocket(family);
+    this.connect(address);
   }
 
   /** Nothing to do: the request goes out when the socket is writable. */
@@ -96,24 +99,40 @@ export function parseTarget(args: string[]): [host: string, port: number, path: 
   return [args[0], 80, args[1] ?? "/"];
 }
 
+const HELP = `
+Usage: deno run --allow-ffi examples/http_client.ts URL | host [path] [--poller=select|poll|epoll]
+
+Sends one HTTP/1.0 GET and writes the whole response (status line and headers
+included) to stdout, byte for byte.
+  URL       http://host[:port]/path
+  host      with an optional path (port 80, path "/")
+  --poller  readiness backend (default select, as asyncore's loop())
+  -h, --help
+Exit status: 0 when a response arrived, 1 when the connection failed, 2 for a
+bad argument or a host that does not resolve.
+`;
+
 if (import.meta.main) {
-  const args = Deno.args.filter((a) => !a.startsWith("--"));
-  const poller = (Deno.args.find((a) => a.startsWith("--poller="))?.slice(9) ??
-    "select") as PollerName;
+  const prog = "http_client";
+  const { positionals, poller } = parseCommandLine(prog, HELP, Deno.args, {
+    maxPositionals: 2,
+    poller: "select",
+  });
   let target: [string, number, string];
   try {
-    target = parseTarget(args);
+    target = parseTarget(positionals);
   } catch (error) {
-    console.error((error as Error).message);
-    Deno.exit(2);
+    usageError(prog, (error as Error).message);
   }
   const [host, port, path] = target;
+  parsePort(prog, String(port));
   let client: HTTPClient;
   try {
     client = new HTTPClient(host, path, port);
   } catch (error) {
-    // A name that does not resolve, or a connect refused at once.
-    console.error(`http_client: ${(error as Error).message}`);
+    if (error instanceof GaiError) usageError(prog, `unknown host: ${error.message}`);
+    // A connect refused at once.
+    console.error(`${prog}: ${(error as Error).message}`);
     Deno.exit(1);
   }
   loop({ poller });

@@ -21,6 +21,7 @@
  */
 
 import { errno as E, OSError, readErrno } from "./errno.ts";
+import { stopRequested, stopSliceMs } from "./signals.ts";
 import { holdSpareFd, releaseSpareFd } from "./spare_fd.ts";
 
 const EINTR = E.EINTR;
@@ -73,8 +74,11 @@ export function check(r: number, syscall: string, filename?: string): number {
 /**
  * Calls `wait(ms)` (a poll-like call taking a timeout in ms, -1: forever)
  * until it is not interrupted: EINTR is retried with the time left, as
- * Python does since PEP 475; another failure is confirmed by one repeat and
- * thrown. Returns the number of ready entries.
+ * Python does since PEP 475, unless a stop signal arrived (then 0: nothing
+ * ready, and the loop ends the pass). Where the kernel would not interrupt
+ * this thread for a stop signal the wait is made in slices (`signals.ts`).
+ * Another failure is confirmed by one repeat and thrown. Returns the number
+ * of ready entries.
  */
 export function waitUninterrupted(
   syscall: string,
@@ -82,16 +86,22 @@ export function waitUninterrupted(
   wait: (ms: number) => number,
 ): number {
   const start = timeout > 0 ? performance.now() : 0;
-  let left = timeout;
   let first = 0;
-  for (;;) {
-    const r = wait(left);
-    if (r >= 0) return r;
-    const err = readErrno();
-    if (err !== EINTR) {
-      if (first !== 0) throw osError(err !== 0 ? err : first, syscall);
-      first = err !== 0 ? err : EIO;
+  for (let left = timeout;;) {
+    const slice = stopSliceMs(left);
+    const r = wait(slice);
+    if (r > 0 || (r === 0 && slice === left)) return r;
+    if (r < 0) {
+      const err = readErrno();
+      if (err !== EINTR) {
+        if (first !== 0) throw osError(err !== 0 ? err : first, syscall);
+        first = err !== 0 ? err : EIO;
+      }
     }
-    if (timeout > 0) left = Math.max(0, Math.ceil(start + timeout - performance.now()));
+    if (stopRequested()) return 0;
+    if (timeout > 0) {
+      left = Math.max(0, Math.ceil(start + timeout - performance.now()));
+      if (left === 0 && r === 0) return 0;
+    }
   }
 }

@@ -7,6 +7,8 @@
 
 import { C } from "./platform.ts";
 
+/** Unspecified address family (`getaddrinfo`: any). */
+export const AF_UNSPEC: number = C.AF_UNSPEC;
 /** IPv4 address family. */
 export const AF_INET: number = C.AF_INET;
 /** IPv6 address family. */
@@ -17,6 +19,8 @@ export const AF_UNIX: number = C.AF_UNIX;
 export const SOCK_STREAM: number = C.SOCK_STREAM;
 /** Datagram socket type (UDP, Unix datagram). */
 export const SOCK_DGRAM: number = C.SOCK_DGRAM;
+/** Raw socket type (appears in `getaddrinfo` results). */
+export const SOCK_RAW: number = C.SOCK_RAW;
 /** Creation flag: make the socket non-blocking (Linux). */
 export const SOCK_NONBLOCK: number = C.SOCK_NONBLOCK;
 /** Creation flag: close on exec (always set by this library). */
@@ -71,6 +75,34 @@ export const MSG_OOB: number = C.MSG_OOB;
 export const MSG_PEEK: number = C.MSG_PEEK;
 /** Flag: do not block for this one call. */
 export const MSG_DONTWAIT: number = C.MSG_DONTWAIT;
+/** getaddrinfo: addresses for binding (`host` null gives the any-address). */
+export const AI_PASSIVE: number = C.AI_PASSIVE;
+/** getaddrinfo: fill in the canonical name of the first result. */
+export const AI_CANONNAME: number = C.AI_CANONNAME;
+/** getaddrinfo: `host` must be an address literal; no lookup. */
+export const AI_NUMERICHOST: number = C.AI_NUMERICHOST;
+/** getaddrinfo: with `AF_INET6`, return IPv4-mapped addresses when there is no IPv6 one. */
+export const AI_V4MAPPED: number = C.AI_V4MAPPED;
+/** getaddrinfo: with `AI_V4MAPPED`, return IPv6 and IPv4-mapped addresses. */
+export const AI_ALL: number = C.AI_ALL;
+/** getaddrinfo: only families this host has an address for. */
+export const AI_ADDRCONFIG: number = C.AI_ADDRCONFIG;
+/** getaddrinfo: `port` must be numeric; no service lookup. */
+export const AI_NUMERICSERV: number = C.AI_NUMERICSERV;
+/** getnameinfo: return the host as an address literal. */
+export const NI_NUMERICHOST: number = C.NI_NUMERICHOST;
+/** getnameinfo: return the port as digits. */
+export const NI_NUMERICSERV: number = C.NI_NUMERICSERV;
+/** getnameinfo: only the host part of a local name. */
+export const NI_NOFQDN: number = C.NI_NOFQDN;
+/** getnameinfo: fail (`EAI_NONAME`) when the host has no name. */
+export const NI_NAMEREQD: number = C.NI_NAMEREQD;
+/** getnameinfo: the service is a datagram one (`53` is `"domain"` either way; some differ). */
+export const NI_DGRAM: number = C.NI_DGRAM;
+/** getnameinfo: the longest host name, with its NUL. */
+export const NI_MAXHOST: number = C.NI_MAXHOST;
+/** getnameinfo: the longest service name, with its NUL. */
+export const NI_MAXSERV: number = C.NI_MAXSERV;
 
 /** Encodes a `struct linger` for `setsockopt(SOL_SOCKET, SO_LINGER, ...)`. */
 export function encodeLinger(onoff: boolean, seconds: number): Uint8Array {

@@ -36,7 +36,20 @@ export interface StructLayouts {
     protocol: number;
     addrlen: number;
     addr: number;
+    canonname: number;
     next: number;
+  };
+  /** Offsets inside `struct hostent`. */
+  hostent: {
+    size: number;
+    name: number;
+    aliases: number;
+  };
+  /** Offsets inside the C library's `struct sigaction` (glibc's, not the kernel's). */
+  sigaction: {
+    size: number;
+    handler: number;
+    flags: number;
   };
 }
 
@@ -128,10 +141,28 @@ const linuxX86_64: Platform = {
     O_CLOEXEC: 0o2000000,
     F_GETFL: 3,
     F_SETFL: 4,
+    SOCK_RAW: 3,
     AI_PASSIVE: 0x1,
+    AI_CANONNAME: 0x2,
     AI_NUMERICHOST: 0x4,
+    AI_V4MAPPED: 0x8,
+    AI_ALL: 0x10,
     AI_ADDRCONFIG: 0x20,
     AI_NUMERICSERV: 0x400,
+    NI_NUMERICHOST: 0x1,
+    NI_NUMERICSERV: 0x2,
+    NI_NOFQDN: 0x4,
+    NI_NAMEREQD: 0x8,
+    NI_DGRAM: 0x10,
+    NI_MAXHOST: 1025,
+    NI_MAXSERV: 32,
+    SIGHUP: 1,
+    SIGINT: 2,
+    SIGQUIT: 3,
+    SIGUSR1: 10,
+    SIGUSR2: 12,
+    SIGTERM: 15,
+    SA_RESETHAND: 0x80000000,
     RLIMIT_NOFILE: 7,
   },
   errno: {
@@ -301,8 +332,11 @@ const linuxX86_64: Platform = {
       protocol: 12,
       addrlen: 16,
       addr: 24,
+      canonname: 32,
       next: 40,
     },
+    hostent: { size: 32, name: 0, aliases: 8 },
+    sigaction: { size: 152, handler: 0, flags: 136 },
   },
 };
 

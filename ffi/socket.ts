@@ -50,7 +50,22 @@ function checkSize(n: number, what: string): void {
   }
 }
 
-/** A socket over one fd. Blocking by default, as in Python; see `setblocking`. */
+/**
+ * A socket over one fd, as Python's `socket.socket`. Blocking by default, as
+ * in Python (see `setblocking`); a dispatcher makes it non-blocking. Failed
+ * calls throw {@linkcode OSError} with Python's `errno`.
+ *
+ * @example A blocking client, as a Python script would write it
+ * ```ts ignore
+ * import { Socket } from "jsr:@asyncore/deno";
+ *
+ * const s = new Socket(); // AF_INET, SOCK_STREAM
+ * s.connect(["127.0.0.1", 8080]);
+ * s.sendall("hello\n");
+ * console.log(new TextDecoder().decode(s.recv(1024)));
+ * s.close();
+ * ```
+ */
 export class Socket {
   #fd: number;
   #blocking: boolean;
@@ -65,6 +80,13 @@ export class Socket {
    * Creates a socket, or adopts `fileno` when given (as Python's
    * `socket.socket(family, type, proto, fileno)`). `type` may carry
    * `SOCK_NONBLOCK`; `SOCK_CLOEXEC` is always set.
+   *
+   * @param family `AF_INET` (default), `AF_INET6` or `AF_UNIX`.
+   * @param type `SOCK_STREAM` (default) or `SOCK_DGRAM`, optionally or-ed with `SOCK_NONBLOCK`.
+   * @param proto The protocol number; 0 picks the usual one.
+   * @param fileno An open socket fd to adopt instead of creating one.
+   * @throws {OSError} When `socket(2)` fails (`EMFILE`, `EAFNOSUPPORT`, ...).
+   * @throws {TypeError} When `family`, `type` or `proto` is not an integer.
    */
   constructor(
     family: number = C.AF_INET,
@@ -253,6 +275,7 @@ export class Socket {
   /** Receives up to `n` bytes; an empty result means the peer closed. */
   recv(n: number, flags = 0): Uint8Array {
     checkSize(n, "recv size");
+    if (n === 0) return new Uint8Array(0); // as Python: no system call, so never EAGAIN
     if (n > scratch.length) scratch = new Uint8Array(Math.min(n, MAX_IO));
     const got = this.tryRecvInto(scratch, Math.min(n, MAX_IO), flags);
     if (got === -1) throw osError(EAGAIN, "recv");

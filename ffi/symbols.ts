@@ -96,6 +96,30 @@ const symbols = {
   },
   /** void freeaddrinfo(struct addrinfo *res); */
   freeaddrinfo: { parameters: ["pointer"], result: "void" },
+  /** int getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen, char *serv, socklen_t servlen, int flags); */
+  getnameinfo: {
+    parameters: ["buffer", "u32", "buffer", "u32", "buffer", "u32", "i32"],
+    result: "i32",
+  },
+  /** int gethostbyaddr_r(const void *addr, socklen_t len, int type, struct hostent *ret, char *buf, size_t buflen, struct hostent **result, int *h_errnop); */
+  gethostbyaddr_r: {
+    parameters: ["buffer", "u32", "i32", "buffer", "buffer", "usize", "buffer", "buffer"],
+    result: "i32",
+  },
+  /** int gethostname(char *name, size_t len); */
+  gethostname: { parameters: ["buffer", "usize"], result: "i32" },
+  /** int sigaction(int sig, const struct sigaction *act, struct sigaction *old); */
+  sigaction: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  /** pid_t gettid(void); */
+  gettid: { parameters: [], result: "i32" },
+  /** pid_t getpid(void); */
+  getpid: { parameters: [], result: "i32" },
+  /**
+   * The address of getpid(2), used as a signal handler that does nothing (see
+   * ffi/signals.ts): it takes no arguments, touches no memory and is
+   * async-signal-safe.
+   */
+  getpidAddress: { name: "getpid", type: "pointer" },
   /** const char *gai_strerror(int code); */
   gai_strerror: { parameters: ["i32"], result: "pointer" },
   /** char *strerror(int errnum); */

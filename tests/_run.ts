@@ -38,8 +38,10 @@ if (!Deno.env.get("JSR_URL") && await exists(mirror)) {
   env.JSR_URL = url;
 }
 
-// /proc/self/fd (fd-leak checks) needs --allow-all in Deno 2; the library itself needs only --allow-ffi.
-const permissions = ["--allow-all"];
+// The permission set is deno.json's "test.permissions" (-P), so `deno test -P` and this task
+// run with the same one: all, because /proc/self/fd (the fd-leak checks) needs --allow-all in
+// Deno 2. The library itself needs only --allow-ffi.
+const permissions = ["-P"];
 const args = Deno.args.some((a) => !a.startsWith("-")) ? Deno.args : [...Deno.args, "tests/"];
 const child = new Deno.Command(Deno.execPath(), {
   args: ["test", ...permissions, ...args],

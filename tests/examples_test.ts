@@ -139,8 +139,9 @@ sys.exit(0 if got == data else 1)
         for (const p of clientPorts) assert(seen.includes(p), `no Incoming line for port ${p}`);
       } finally {
         const status = await stop(server);
-        // Killed by us, not exited on its own with an error.
-        assertEquals(status.signal, "SIGTERM", await server.stderr);
+        // Stopped by our SIGTERM, cleanly (stopSignals), not exited on its own with an error.
+        assertEquals([status.code, status.signal], [0, null], await server.stderr);
+        assert(server.stdout.matching(/stopping \(SIGTERM\)/).length === 1);
       }
     });
   },
