@@ -242,6 +242,16 @@ export class Dispatcher {
     core.fd = null;
   }
 
+  /**
+   * Tells the loop that this channel's `readable()`/`writable()` answer may
+   * have changed. The library's own state sends this notice by itself; a
+   * class with predicates of its own whose answer changes from outside the
+   * loop (a Deno timer, a promise) calls it to wake a waiting `loopAsync`.
+   */
+  interestChanged(): void {
+    notifyInterest(this);
+  }
+
   /** The fd of the socket, or null once closed. */
   fileno(): number | null {
     return this[kCore].fd;

@@ -347,11 +347,13 @@ Deno.test("timers: loopAsync fires callLater on time and callEvery repeats", asy
     try {
       await done;
       assertEquals(ticks.length, 4, "callEvery did not tick 4 times within 3 s");
+      // Never early; late only by what a loaded machine adds (the bounds are
+      // loose so a busy CI machine does not fail them).
       assertGreaterOrEqual(onceAt, 49);
-      assertLess(onceAt, 70);
+      assertLess(onceAt, 50 + 250);
       ticks.forEach((t, i) => {
         assertGreaterOrEqual(t, 25 * (i + 1) - 1);
-        assertLess(t, 25 * (i + 1) + 20);
+        assertLess(t, 25 * (i + 1) + 250);
       });
     } finally {
       clearTimeout(guard);
