@@ -37,6 +37,13 @@ export type { Address } from "./ffi/structs.ts";
 export * from "./ffi/constants.ts";
 export { ACCEPT_BACKOFF_SECONDS, Dispatcher, DispatcherWithSend } from "./dispatcher/dispatcher.ts";
 export { ByteQueue } from "./dispatcher/byte_queue.ts";
+export {
+  FileProducer,
+  type FileProducerOptions,
+  FileQueue,
+  type FileQueueOwner,
+} from "./dispatcher/file_producer.ts";
+export { type HasFilenoLike, type SendfileSource } from "./ffi/sendfile.ts";
 export { FileDispatcher, FileWrapper, type HasFileno } from "./dispatcher/file_dispatcher.ts";
 export { compactTraceback, ExitNow, type TracebackFrame } from "./dispatcher/errors.ts";
 export { type SocketMap, socketMap } from "./dispatcher/map.ts";

@@ -12,6 +12,8 @@ import type { Address } from "../ffi/structs.ts";
 import { ByteQueue } from "./byte_queue.ts";
 import { compactTraceback, DISCONNECTED } from "./errors.ts";
 import type { FileWrapper } from "./file_dispatcher.ts";
+import { FileProducer, type FileProducerOptions, FileQueue } from "./file_producer.ts";
+import type { SendfileSource } from "../ffi/sendfile.ts";
 import {
   announceAdded,
   announceChanged,
@@ -557,10 +559,13 @@ markTrackedPredicate(Dispatcher.prototype.writable);
 export class DispatcherWithSend extends Dispatcher {
   /** Bytes waiting to be sent. */
   outBuffer: ByteQueue = new ByteQueue(this);
+  /** Files queued by `sendFile`, and what was sent after them (internal); null when none. */
+  _files: FileQueue | null = null;
 
-  /** Sends from the front of `outBuffer`. */
+  /** Sends from the front of `outBuffer` (then of the queued files). */
   initiateSend(): void {
     const out = this.outBuffer;
+    if (out.length === 0 && this._files !== null) this._files.step(this);
     if (out.length === 0) return;
     const sent = super.send(out.front(65536));
     out.consume(sent);
@@ -573,7 +578,7 @@ export class DispatcherWithSend extends Dispatcher {
 
   /** Writable while connecting or while output is queued. */
   override writable(): boolean {
-    return !this.connected || this.outBuffer.length > 0;
+    return !this.connected || this.outBuffer.length > 0 || this._files !== null;
   }
 
   /**
@@ -583,6 +588,10 @@ export class DispatcherWithSend extends Dispatcher {
   override send(data: BytesLike): number {
     const bytes = toBytes(data);
     if (this.debug) this.logInfo(`sending ${bytes.length} bytes`);
+    if (this._files !== null) {
+      this._files.pushBytes(bytes); // after the queued file
+      return bytes.length;
+    }
     if (this.outBuffer.length === 0 && this.connected && this.socket !== null) {
       const sent = super.send(bytes);
       if (sent < bytes.length && this.socket !== null && this._fileno !== null) {
@@ -593,6 +602,40 @@ export class DispatcherWithSend extends Dispatcher {
     this.outBuffer.push(bytes);
     this.initiateSend();
     return bytes.length;
+  }
+
+  /**
+   * Queues a file after everything sent so far (and before anything sent
+   * later), and starts sending it; the loop sends the rest with
+   * non-blocking `sendfile(2)`. `file` is an fd (left open), a path
+   * (closed when sent or when the channel closes) or an object with
+   * `fileno()`; see {@linkcode FileProducer}. Returns the producer (its
+   * `sent` counts the bytes gone).
+   *
+   * @example
+   * ```ts ignore
+   * this.send("HTTP/1.0 200 OK\r\n\r\n");
+   * this.sendFile("index.html");
+   * this.send("more bytes, after the file");
+   * ```
+   */
+  sendFile(file: SendfileSource | FileProducer, options?: FileProducerOptions): FileProducer {
+    const producer = file instanceof FileProducer ? file : new FileProducer(file, options);
+    if (this._files === null) {
+      this._files = new FileQueue();
+      this._interestChanged();
+    }
+    this._files.pushFile(producer);
+    if (this.connected) this.initiateSend();
+    return producer;
+  }
+
+  /** Closes the channel and any file still queued. */
+  override close(): void {
+    const files = this._files;
+    this._files = null;
+    files?.close();
+    super.close();
   }
 }
 markTrackedPredicate(DispatcherWithSend.prototype.writable);
