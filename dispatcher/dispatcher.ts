@@ -229,6 +229,19 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * Sets `SO_REUSEPORT` (Linux 3.9+, the BSDs): several sockets, in one
+   * process or many, can then bind and listen on the same address and port,
+   * and the kernel spreads new connections across the listening ones — one
+   * loop per core, each with its own listener (see `examples/echo_workers.ts`).
+   * Call it before `bind`. Unlike {@linkcode setReuseAddr}, a failure is not
+   * ignored (a program counting on it would otherwise fail to bind later):
+   * it throws `OSError`.
+   */
+  setReusePort(): void {
+    (this.socket as Socket).setsockopt(C.SOL_SOCKET, C.SO_REUSEPORT, 1);
+  }
+
   // ---- predicates for the loop ----
 
   /** Whether the loop should watch for reading. */
