@@ -102,6 +102,7 @@ Deno.test("setReusePort: two listeners on one port; without it the second bind f
     const a = make(true, 0);
     const port = ((a.socket as Socket).getsockname() as [string, number])[1];
     const b = make(true, port);
+    assert(b.accepting, "the second SO_REUSEPORT listener listens");
     let refused: unknown = null;
     try {
       make(false, port);
