@@ -14,7 +14,11 @@
  * Scenarios: ping-pong of 64 B messages with 1, 10, 100 and 1,000
  * connections; 10 active + 5,000 idle connections; bulk on one connection;
  * 5,000 connections all ping-ponging (peak RSS). Then a soak (mixed sizes,
- * every byte checked, fd count before/after) and the cost of a connection.
+ * every byte checked, fd count before/after), the cost of a connection, and
+ * the bench modules, each its own file: churn (`churn_bench.ts`), burst
+ * (`burst_bench.ts`), sendfile (`sendfile_bench.ts`) and workers
+ * (`workers_bench.ts`); each also runs alone (`deno run -A bench/x_bench.ts
+ * [--quick]`).
  *
  * Options:
  *   --quick              1 round of 1 s windows, 5 s soak with 500 connections
@@ -33,6 +37,8 @@
  *   --loadgen=c|ts       force the load generator
  *   --no-conn-cost       skip the connection-cost measurement
  *   --no-extras          skip the AsyncChat parsing and loopAsync benchmarks run at the end
+ *   --modules=a,b        bench modules to run: churn burst sendfile workers (default all)
+ *   --no-modules         skip the bench modules
  *   --record             also write the run into bench/RESULTS.md (between its markers)
  *
  * Results go to stdout (markdown) and to bench/out/results.{md,json}.
@@ -41,9 +47,14 @@
  */
 
 import { type ConnCost, measureConnCost } from "./conn_cost.ts";
+import { burstBench } from "./burst_bench.ts";
+import { churnBench } from "./churn_bench.ts";
+import { sendfileBench } from "./sendfile_bench.ts";
+import { workersBench } from "./workers_bench.ts";
 
 import {
   BENCH,
+  type BenchModule,
   compile,
   DENO,
   type Env,
@@ -102,6 +113,14 @@ export const SCENARIOS: Scenario[] = [
   },
 ];
 
+/** The bench modules (their own files), one line each: each returns its section of the report. */
+const MODULES: [string, BenchModule][] = [
+  ["churn", churnBench],
+  ["burst", burstBench],
+  ["sendfile", sendfileBench],
+  ["workers", workersBench],
+];
+
 // ---- options ----
 
 interface Options {
@@ -120,6 +139,8 @@ interface Options {
   connCost: boolean;
   /** Also run bench/asynchat_bench.ts and bench/loop_async_bench.ts. */
   extras: boolean;
+  /** The bench modules to run (see MODULES). */
+  modules: string[];
   record: boolean;
   quick: boolean;
 }
@@ -140,6 +161,7 @@ function parseOptions(args: string[]): Options {
     loadgen: null,
     connCost: true,
     extras: true,
+    modules: MODULES.map(([name]) => name),
     record: false,
     quick: false,
   };
@@ -204,6 +226,15 @@ function parseOptions(args: string[]): Options {
         break;
       case "no-extras":
         o.extras = false;
+        break;
+      case "modules":
+        o.modules = list(v);
+        for (const m of o.modules) {
+          if (!MODULES.some(([name]) => name === m)) throw new Error(`no bench module ${m}`);
+        }
+        break;
+      case "no-modules":
+        o.modules = [];
         break;
       case "no-conn-cost":
         o.connCost = false;
@@ -771,6 +802,12 @@ async function main(): Promise<void> {
     }
   }
 
+  const modules: string[] = [];
+  for (const [name, module] of MODULES.filter(([name]) => opts.modules.includes(name))) {
+    log(`\n${name} (bench/${name}_bench.ts) ...`);
+    modules.push("", await module({ env, quick: opts.quick, log }));
+  }
+
   const elapsed = (performance.now() - started) / 1000;
   const extras = opts.extras ? await runExtras(opts) : [];
   const md = [
@@ -786,6 +823,7 @@ async function main(): Promise<void> {
     "### Connection cost",
     "",
     connCostTable(rows, cost),
+    ...modules,
     ...extras,
   ].join("\n");
   console.log(md);
