@@ -183,6 +183,8 @@ export class ChatServer extends Dispatcher {
     this.createSocket(host.includes(":") ? AF_INET6 : AF_INET);
     this.setReuseAddr();
     this.bind([host, port]);
+    // Enough for a chat; a server that takes bursts of new connections wants
+    // listen(1024) (see README "Bursts").
     this.listen(16);
   }
 
