@@ -320,6 +320,8 @@ export class Socket {
       throw new RangeError(`offset must be a non-negative integer, not ${offset}`);
     }
     checkSize(count, "count");
+    // Not bound with this signature here: callers that can read and send instead do so.
+    if (platform.hasSendfile === false) throw osError(E.ENOSYS, "sendfile");
     const len = BigInt(Math.min(count, MAX_IO));
     const lib = libc();
     offsetBuf[0] = BigInt(offset);

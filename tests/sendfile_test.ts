@@ -17,6 +17,7 @@ import {
   type SocketMap,
 } from "../mod.ts";
 import * as os from "../ffi/os.ts";
+import { platform } from "../ffi/platform.ts";
 import { assertNoFdLeak, concat, POLLERS, python, rng, sha256 } from "./_util.ts";
 
 const fixtures = new URL("./fixtures/", import.meta.url).pathname;
@@ -320,3 +321,24 @@ function writeAll(fd: number, data: Uint8Array): void {
 function closeFd(fd: number): void {
   os.close(fd);
 }
+
+Deno.test({
+  name: "sendfile: without sendfile(2) (platform.hasSendfile false) files are read and sent",
+  ignore: !python,
+  async fn() {
+    const saved = platform.hasSendfile;
+    platform.hasSendfile = false;
+    try {
+      await assertNoFdLeak(async () => {
+        const map: SocketMap = new Map();
+        const server = new Server(map, (s) => new FileSender(s, map, smallPath));
+        const expected = concat([encoder.encode("HEAD\n"), smallData, encoder.encode("TAIL\n")]);
+        const lines = await serve("poll", map, hashClients(server.port, 3, expected.length));
+        assertEquals(lines, Array(3).fill(`${expected.length} ${await sha256(expected)}`));
+        for (const h of server.handlers as FileSender[]) assertEquals(h.errors, []);
+      });
+    } finally {
+      platform.hasSendfile = saved;
+    }
+  },
+});
