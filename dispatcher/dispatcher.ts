@@ -30,8 +30,9 @@ const EMPTY = new Uint8Array(0);
  * Reads land in a slab shared by every channel (the loop runs one handler at
  * a time). A big result is a view of exactly its bytes in the slab, which
  * then moves on past them: no region is ever read into twice, so each view
- * keeps its bytes, and a new slab is allocated only when this one is used
- * up — no allocation and no zero-filling per read. Small and middling
+ * keeps its bytes, and a new slab (zero-filled, as every new ArrayBuffer)
+ * is allocated only when this one is used up, not one array per read.
+ * Small and middling
  * results are copied out, so a retained short view pins at most its own
  * bytes (small ones a 64 KiB pool, see fromPool); a retained big one pins at
  * most SLAB_SIZE / SLAB_VIEW_MIN times its size.
