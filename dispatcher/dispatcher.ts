@@ -26,37 +26,8 @@ import { kPolicy } from "./_interest.ts";
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
-/**
- * Reads land in a slab shared by every channel (the loop runs one handler at
- * a time). A big result is a view of exactly its bytes in the slab, which
- * then moves on past them: no region is ever read into twice, so each view
- * keeps its bytes, and a new slab (zero-filled, as every new ArrayBuffer)
- * is allocated only when this one is used up, not one array per read.
- * Small and middling
- * results are copied out, so a retained short view pins at most its own
- * bytes (small ones a 64 KiB pool, see fromPool); a retained big one pins at
- * most SLAB_SIZE / SLAB_VIEW_MIN times its size.
- */
-const SLAB_SIZE = 256 * 1024;
-const SLAB_VIEW_MIN = 32 * 1024;
-let slab = new Uint8Array(SLAB_SIZE);
-let slabFree = slab; // the part of the slab no result owns yet
-
-function slabRoom(n: number): Uint8Array {
-  if (n > slabFree.length) {
-    slab = new Uint8Array(Math.max(SLAB_SIZE, n));
-    slabFree = slab;
-  }
-  return slabFree;
-}
-
-/** Hands out the first `n` bytes of the free part as a result, and moves past them. */
-function takeFromSlab(n: number): Uint8Array {
-  const out = slabFree.subarray(0, n);
-  const used = slabFree.byteOffset - slab.byteOffset + ((n + 7) & ~7); // keep views 8-byte aligned
-  slabFree = used < slab.length ? slab.subarray(used) : slab.subarray(slab.length);
-  return out;
-}
+/** One receive buffer shared by every channel: the loop runs one handler at a time. */
+let recvScratch = new Uint8Array(65536);
 
 /** How long a listening channel stops accepting after running out of fds. */
 export const ACCEPT_BACKOFF_SECONDS = 0.1;
@@ -370,10 +341,10 @@ export class Dispatcher {
     if (!Number.isInteger(bufferSize) || bufferSize < 0) {
       throw new RangeError(`bufferSize must be a non-negative integer, not ${bufferSize}`);
     }
-    const into = slabRoom(bufferSize);
+    if (bufferSize > recvScratch.length) recvScratch = new Uint8Array(bufferSize);
     let n: number;
     try {
-      n = this.socket!.tryRecvInto(into, bufferSize);
+      n = this.socket!.tryRecvInto(recvScratch, bufferSize);
     } catch (error) {
       if (error instanceof OSError && DISCONNECTED.has(error.errno)) {
         this.handleClose();
@@ -382,9 +353,12 @@ export class Dispatcher {
       throw error;
     }
     if (n > 0) {
-      if (n <= POOL_MAX) return fromPool(into, n);
-      if (n < SLAB_VIEW_MIN) return into.slice(0, n);
-      return takeFromSlab(n);
+      if (n <= POOL_MAX) return fromPool(recvScratch, n);
+      if (n * 2 < recvScratch.length) return recvScratch.slice(0, n);
+      // A big read keeps the buffer it landed in (no copy); a new one takes its place.
+      const out = recvScratch.subarray(0, n);
+      recvScratch = new Uint8Array(recvScratch.length);
+      return out;
     }
     if (n === 0 && bufferSize > 0) this.handleClose();
     return new Uint8Array(0);

@@ -1,6 +1,7 @@
-// Dispatcher.recv hands out views of a shared slab for big reads: every
-// result must keep its own bytes while later reads land beside it, for
-// every mix of small, middling and big reads and buffer sizes.
+// Dispatcher.recv hands out views of shared memory (a pool for small reads,
+// the buffer a big read landed in): every result must keep its own bytes
+// while later reads land beside it, for every mix of small, middling and
+// big reads and buffer sizes.
 import { assertEquals } from "@std/assert";
 import { Dispatcher, Socket, type SocketMap } from "../mod.ts";
 import { assertNoFdLeak, concat, randomBytes, rng, sha256 } from "./_util.ts";
