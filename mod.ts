@@ -46,6 +46,13 @@ export type { StopSignal } from "./ffi/signals.ts";
 export * from "./ffi/constants.ts";
 export { ACCEPT_BACKOFF_SECONDS, Dispatcher, DispatcherWithSend } from "./dispatcher/dispatcher.ts";
 export { ByteQueue } from "./dispatcher/byte_queue.ts";
+export {
+  FileProducer,
+  type FileProducerOptions,
+  FileQueue,
+  type FileQueueOwner,
+} from "./dispatcher/file_producer.ts";
+export { type HasFilenoLike, type SendfileSource } from "./ffi/sendfile.ts";
 export { FileDispatcher, FileWrapper, type HasFileno } from "./dispatcher/file_dispatcher.ts";
 export {
   compactTraceback,

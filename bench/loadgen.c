@@ -20,6 +20,21 @@
  *             checks that the server's fd count returns to where it started.
  *   hold      connects --idle connections, prints "CONNECTED" and keeps them
  *             until stdin closes (used by bench/conn_cost.ts).
+ *   churn     --conns N clients, each in a loop: connect (non-blocking, each
+ *             connection from its own source address in 127.0.0.0/8, so
+ *             TIME_WAIT never runs out of ports), send one --size message,
+ *             wait for its echo, close. Measures connections per second and
+ *             the latency from connect() to the last echoed byte.
+ *   burst     opens --conns connections at once (a tight loop of non-blocking
+ *             connects), sends one --size message on each as it connects,
+ *             and waits (up to --duration s) until every one is echoed.
+ *             Prints the time until all were done, the latency quantiles
+ *             (from the first connect) and how many took longer than 0.9 s
+ *             (a dropped SYN is retransmitted after 1 s).
+ *   sink      opens --conns connections at once and reads each until the
+ *             server closes it (discarding in the kernel, MSG_TRUNC); checks
+ *             that each got --expect bytes; measures MB/s over all of them
+ *             from the first connect to the last end of stream.
  *
  * Tuning knobs (not used by bench/main.ts): --spin 1 polls epoll without
  * sleeping; --sockbuf B fixes SO_SNDBUF/SO_RCVBUF of the bulk connection.
@@ -761,6 +776,257 @@ static void run_bulk(struct sockaddr_in *sa) {
   for (int i = 0; i < 1 + opt_idle; i++) close(fds[i]);
 }
 
+/* ---- churn, burst and sink: connections opened by the phase itself ---- */
+
+static uint64_t opt_expect = 0;
+static uint64_t source_counter = 0;
+
+/* A non-blocking connect, from source address number `k` in 127.1.1.1-127.250.254.254. */
+static int open_nonblocking(struct sockaddr_in *sa, int own_source) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    record_error("socket: %s", strerror(errno));
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (own_source) {
+    uint64_t k = source_counter++;
+    uint32_t a = (uint32_t)(k % 254) + 1, b = (uint32_t)((k / 254) % 254) + 1;
+    uint32_t c = (uint32_t)((k / (254 * 254)) % 250) + 1;
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    src.sin_addr.s_addr = htonl((127u << 24) | (c << 16) | (b << 8) | a);
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+#endif
+    if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
+      record_error("bind to a 127/8 source: %s", strerror(errno));
+      close(fd);
+      return -1;
+    }
+  }
+  if (connect(fd, (struct sockaddr *)sa, sizeof *sa) < 0 && errno != EINPROGRESS) {
+    record_error("connect: %s", strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Opens c's connection and starts its one message (sent once connected). */
+static int open_message_conn(conn_t *c, struct sockaddr_in *sa, int own_source) {
+  c->fd = open_nonblocking(sa, own_source);
+  if (c->fd < 0) return -1;
+  c->seq++;
+  c->size = opt_size;
+  c->sent = c->got = 0;
+  c->busy = 2; /* connecting */
+  c->dead = 0;
+  c->t_start = now_ns();
+  c->want_out = 1;
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+  if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl: %s", strerror(errno));
+  return 0;
+}
+
+/* One event on a churn/burst connection; returns 1 when its echo is complete, -1 on error. */
+static int message_conn_event(conn_t *c, uint32_t e) {
+  if (c->busy == 2 && (e & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) {
+      record_error("conn %u: connect: %s", c->id, strerror(err));
+      return -1;
+    }
+    c->busy = 1;
+    send_more(c);
+    if (c->dead) return -1;
+  } else if (e & EPOLLOUT) {
+    send_more(c);
+    if (c->dead) return -1;
+  }
+  if (c->busy == 1 && (e & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+    uint32_t want = c->size - c->got;
+    ssize_t r = recv(c->fd, scratch, want, 0);
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EINTR) return 0;
+      record_error("conn %u: recv: %s", c->id, strerror(errno));
+      return -1;
+    }
+    if (r == 0) {
+      record_error("conn %u: closed by the server before the echo", c->id);
+      return -1;
+    }
+    if (msg_check(scratch, c->id, c->seq, c->got, (uint32_t)r) >= 0) {
+      record_error("conn %u: wrong bytes echoed", c->id);
+      return -1;
+    }
+    c->got += (uint32_t)r;
+    if (c->got == c->size) return 1;
+  }
+  return 0;
+}
+
+static void close_message_conn(conn_t *c) {
+  if (c->fd >= 0) close(c->fd); /* also leaves the epoll set */
+  c->fd = -1;
+  c->busy = 0;
+}
+
+static void run_churn(struct sockaddr_in *sa) {
+  int n = opt_conns;
+  conn_t *conns = calloc((size_t)n, sizeof(conn_t));
+  for (int i = 0; i < n; i++) {
+    conns[i].id = (uint32_t)i + 1;
+    conns[i].fd = -1;
+    open_message_conn(&conns[i], sa, 1);
+  }
+  struct epoll_event *evs = calloc(MAX_EVENTS, sizeof *evs);
+  uint64_t t0 = now_ns();
+  uint64_t t_warm = t0 + (uint64_t)(opt_warmup * 1e9);
+  uint64_t t_end = t_warm + (uint64_t)(opt_duration * 1e9);
+  mark_t a = take_mark(), b = a;
+  for (;;) {
+    int k = epoll_wait(ep, evs, MAX_EVENTS, 2);
+    if (k < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
+    for (int i = 0; i < k; i++) {
+      conn_t *c = evs[i].data.ptr;
+      if (c->fd < 0) continue;
+      int r = message_conn_event(c, evs[i].events);
+      if (r == 0) continue;
+      uint64_t t = now_ns();
+      close_message_conn(c);
+      if (r > 0 && measuring) {
+        c->count++;
+        win_ops++;
+        win_bytes += c->size;
+        hist_add(t - c->t_start);
+      }
+      /* The next connection of this client (after an error too, so the load stays). */
+      if (open_message_conn(c, sa, 1) < 0) usleep(1000);
+    }
+    for (int i = 0; i < n; i++) {
+      if (conns[i].fd < 0 && open_message_conn(&conns[i], sa, 1) < 0) usleep(1000);
+    }
+    uint64_t t = now_ns();
+    if (!measuring && t >= t_warm) {
+      hist_reset();
+      win_ops = win_bytes = 0;
+      for (int i = 0; i < n; i++) conns[i].count = 0;
+      measuring = 1;
+      a = take_mark();
+    } else if (measuring && t >= t_end) {
+      b = take_mark();
+      break;
+    }
+  }
+  for (int i = 0; i < n; i++) close_message_conn(&conns[i]);
+  print_json("churn", conns, n, a, b, win_bytes, win_bytes, 1);
+}
+
+static void run_burst(struct sockaddr_in *sa) {
+  int n = opt_conns;
+  conn_t *conns = calloc((size_t)n, sizeof(conn_t));
+  struct epoll_event *evs = calloc(MAX_EVENTS, sizeof *evs);
+  hist_reset();
+  measuring = 1;
+  mark_t a = take_mark();
+  uint64_t t0 = now_ns();
+  int open = 0, done = 0, failed = 0, delayed = 0;
+  for (int i = 0; i < n; i++) {
+    conns[i].id = (uint32_t)i + 1;
+    if (open_message_conn(&conns[i], sa, 0) == 0) open++;
+    else failed++;
+  }
+  uint64_t deadline = t0 + (uint64_t)(opt_duration * 1e9);
+  while (done + failed < n && now_ns() < deadline) {
+    int k = epoll_wait(ep, evs, MAX_EVENTS, 2);
+    if (k < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
+    for (int i = 0; i < k; i++) {
+      conn_t *c = evs[i].data.ptr;
+      if (c->fd < 0) continue;
+      int r = message_conn_event(c, evs[i].events);
+      if (r == 0) continue;
+      uint64_t t = now_ns();
+      close_message_conn(c);
+      if (r > 0) {
+        done++;
+        hist_add(t - t0);
+        if (t - t0 > 900000000ull) delayed++;
+      } else {
+        failed++;
+      }
+    }
+  }
+  mark_t b = take_mark();
+  int unfinished = n - done - failed;
+  if (unfinished > 0) record_error("%d connections not echoed after %.1f s", unfinished, opt_duration);
+  for (int i = 0; i < n; i++) close_message_conn(&conns[i]);
+  long long ticks = (a.srv_ticks >= 0 && b.srv_ticks >= 0) ? b.srv_ticks - a.srv_ticks : -1;
+  printf("{\"mode\":\"burst\",\"conns\":%d,\"done\":%d,\"failed\":%d,\"unfinished\":%d,"
+         "\"delayed_over_0_9s\":%d,\"all_done_ms\":%.1f,\"p50_ms\":%.1f,\"p99_ms\":%.1f,"
+         "\"server_cpu_s\":%.3f,\"errors\":%llu}\n",
+         n, done, failed, unfinished, delayed, hist_max_ns / 1e6, hist_quantile(0.5) / 1000,
+         hist_quantile(0.99) / 1000, ticks >= 0 ? (double)ticks / (double)clk_tck : -1.0,
+         (unsigned long long)errors);
+  fflush(stdout);
+}
+
+static void run_sink(struct sockaddr_in *sa) {
+  int n = opt_conns;
+  conn_t *conns = calloc((size_t)n, sizeof(conn_t));
+  struct epoll_event *evs = calloc(MAX_EVENTS, sizeof *evs);
+  static uint8_t rbuf[BULK_CHUNK];
+  mark_t a = take_mark();
+  int left = 0;
+  for (int i = 0; i < n; i++) {
+    conn_t *c = &conns[i];
+    c->id = (uint32_t)i + 1;
+    c->fd = open_nonblocking(sa, 0);
+    if (c->fd < 0) continue;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl: %s", strerror(errno));
+    left++;
+  }
+  uint64_t deadline = now_ns() + (uint64_t)(opt_duration * 1e9);
+  uint64_t total = 0;
+  while (left > 0 && now_ns() < deadline) {
+    int k = epoll_wait(ep, evs, MAX_EVENTS, 2);
+    if (k < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
+    for (int i = 0; i < k; i++) {
+      conn_t *c = evs[i].data.ptr;
+      if (c->fd < 0) continue;
+      for (;;) {
+        ssize_t r = recv(c->fd, rbuf, sizeof rbuf, MSG_TRUNC);
+        if (r > 0) {
+          c->bytes_echoed += (uint64_t)r;
+          total += (uint64_t)r;
+          continue;
+        }
+        if (r < 0 && (errno == EAGAIN || errno == EINTR)) break;
+        if (r < 0) record_error("conn %u: recv: %s", c->id, strerror(errno));
+        else if (opt_expect && c->bytes_echoed != opt_expect) {
+          record_error("conn %u: got %llu bytes, expected %llu", c->id,
+                       (unsigned long long)c->bytes_echoed, (unsigned long long)opt_expect);
+        }
+        close(c->fd);
+        c->fd = -1;
+        c->count = 1;
+        left--;
+        break;
+      }
+    }
+  }
+  mark_t b = take_mark();
+  if (left > 0) record_error("%d connections still open after %.0f s", left, opt_duration);
+  for (int i = 0; i < n; i++) {
+    if (conns[i].fd >= 0) close(conns[i].fd);
+  }
+  win_ops = (uint64_t)(n - left);
+  print_json("sink", conns, n, a, b, 0, total, left == 0);
+}
+
 static void run_hold(struct sockaddr_in *sa) {
   int *fds = connect_all(opt_idle, sa);
   printf("CONNECTED %d %.3f\n", opt_idle, connect_seconds);
@@ -773,7 +1039,8 @@ static void run_hold(struct sockaddr_in *sa) {
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: loadgen --port P [--host H] [--server-pid PID] [--mode pingpong|bulk|soak|hold]\n"
+          "usage: loadgen --port P [--host H] [--server-pid PID]\n"
+          "               [--mode pingpong|bulk|soak|hold|churn|burst|sink] [--expect B]\n"
           "               [--conns N] [--idle K] [--size B] [--min-size B] [--max-size B]\n"
           "               [--warmup S] [--duration S] [--window B] [--connect-timeout S]\n"
           "               [--seed N] [--spin 0|1] [--sockbuf B] [--verify-every N]\n");
@@ -810,6 +1077,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(key, "--spin")) opt_spin = atoi(v);
     else if (!strcmp(key, "--sockbuf")) opt_sockbuf = atoi(v);
     else if (!strcmp(key, "--verify-every")) opt_verify_every = atoi(v);
+    else if (!strcmp(key, "--expect")) opt_expect = (uint64_t)atoll(v);
     else usage();
   }
   if (opt_port <= 0) usage();
@@ -828,6 +1096,9 @@ int main(int argc, char **argv) {
   else if (!strcmp(opt_mode, "soak")) run_messages(&sa, 1);
   else if (!strcmp(opt_mode, "bulk")) run_bulk(&sa);
   else if (!strcmp(opt_mode, "hold")) run_hold(&sa);
+  else if (!strcmp(opt_mode, "churn")) run_churn(&sa);
+  else if (!strcmp(opt_mode, "burst")) run_burst(&sa);
+  else if (!strcmp(opt_mode, "sink")) run_sink(&sa);
   else usage();
   return 0;
 }

@@ -25,9 +25,11 @@
  */
 
 import { errno as E, OSError } from "../ffi/errno.ts";
-import type { Socket } from "../ffi/socket.ts";
+import { Socket } from "../ffi/socket.ts";
+import { DISCONNECTED } from "./errors.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import { kAdopt, notifyInterest, trackPredicates } from "./_interest.ts";
+import { FileProducer } from "./file_producer.ts";
 import type { SocketMap } from "./map.ts";
 
 const encoder = new TextEncoder();
@@ -667,6 +669,10 @@ export class AsyncChat extends Dispatcher {
       // handle classic producer behavior
       const obs = this.acOutBufferSize;
       if (!(first instanceof Uint8Array)) {
+        if (first instanceof FileProducer && this.socket instanceof Socket) {
+          this.#sendFileStep(first, this.socket);
+          return;
+        }
         const more = first.more();
         const data = more === null || more === undefined ? EMPTY : asBytes(more, "more()");
         if (data.length > 0) fifo.unshift(data);
@@ -697,6 +703,34 @@ export class AsyncChat extends Dispatcher {
       // we tried to send some actual data
       return;
     }
+  }
+
+  /** A file at the front of the queue: one non-blocking `sendfile(2)` (see `FileProducer`). */
+  #sendFileStep(file: FileProducer, sock: Socket): void {
+    try {
+      file.sendTo(sock);
+    } catch (error) {
+      if (error instanceof OSError && DISCONNECTED.has(error.errno)) {
+        this.handleClose();
+        return;
+      }
+      if (error instanceof OSError) {
+        this.handleError(error);
+        return;
+      }
+      throw error;
+    }
+    if (file.done) this.producerFifo.shift();
+  }
+
+  /** Closes the channel; a queued `FileProducer` closes the file it opened. */
+  override close(): void {
+    const fifo = this.producerFifo;
+    for (let i = 0; i < fifo.length; i++) {
+      const entry = fifo.at(i);
+      if (entry instanceof FileProducer) entry.close();
+    }
+    super.close();
   }
 
   /** Emergencies only: drops unprocessed input, `incoming` and the output queue. */

@@ -14,6 +14,8 @@ import { compactTraceback, DISCONNECTED } from "./errors.ts";
 import type { FileWrapper } from "./file_dispatcher.ts";
 import { announceAdded, announceRemoved, type SocketMap, socketMap } from "./map.ts";
 import { callLater, type TimerHandle } from "./timers.ts";
+import { FileProducer, type FileProducerOptions, FileQueue } from "./file_producer.ts";
+import type { SendfileSource } from "../ffi/sendfile.ts";
 import {
   ChannelCore,
   kAdopt,
@@ -284,6 +286,19 @@ export class Dispatcher {
     } catch (error) {
       if (!(error instanceof OSError)) throw error;
     }
+  }
+
+  /**
+   * Sets `SO_REUSEPORT` (Linux 3.9+, the BSDs): several sockets, in one
+   * process or many, can then bind and listen on the same address and port,
+   * and the kernel spreads new connections across the listening ones — one
+   * loop per core, each with its own listener (see `examples/echo_workers.ts`).
+   * Call it before `bind`. Unlike {@linkcode setReuseAddr}, a failure is not
+   * ignored (a program counting on it would otherwise fail to bind later):
+   * it throws `OSError`.
+   */
+  setReusePort(): void {
+    (this.socket as Socket).setsockopt(C.SOL_SOCKET, C.SO_REUSEPORT, 1);
   }
 
   // ---- predicates for the loop ----
@@ -703,10 +718,26 @@ export class DispatcherWithSend extends Dispatcher {
     queue[kAdopt](() => notifyInterest(this));
     return queue;
   }
+  #files: FileQueue | null = null;
 
-  /** Sends from the front of `outBuffer`. */
+  /**
+   * Files queued by `sendFile`, and what was sent after them; null when
+   * none. Setting it tells the pollers (`writable()` reads it).
+   * @ignore
+   */
+  get _files(): FileQueue | null {
+    return this.#files;
+  }
+  set _files(files: FileQueue | null) {
+    if (this.#files === files) return;
+    this.#files = files;
+    notifyInterest(this);
+  }
+
+  /** Sends from the front of `outBuffer` (then of the queued files). */
   initiateSend(): void {
     const out = this.outBuffer;
+    if (out.length === 0 && this._files !== null) this._files.step(this);
     if (out.length === 0) return;
     const sent = super.send(out.front(65536));
     out.consume(sent);
@@ -719,7 +750,7 @@ export class DispatcherWithSend extends Dispatcher {
 
   /** Writable while connecting or while output is queued. */
   override writable(): boolean {
-    return !this.connected || this.outBuffer.length > 0;
+    return !this.connected || this.outBuffer.length > 0 || this._files !== null;
   }
 
   /**
@@ -729,6 +760,10 @@ export class DispatcherWithSend extends Dispatcher {
   override send(data: BytesLike): number {
     const bytes = toBytes(data);
     if (this.debug) this.logInfo(`sending ${bytes.length} bytes`);
+    if (this._files !== null) {
+      this._files.pushBytes(bytes); // after the queued file
+      return bytes.length;
+    }
     if (this.outBuffer.length === 0 && this.connected && this.socket !== null) {
       const sent = super.send(bytes);
       if (sent < bytes.length && this.socket !== null && this[kCore].fd !== null) {
@@ -739,6 +774,37 @@ export class DispatcherWithSend extends Dispatcher {
     this.outBuffer.push(bytes);
     this.initiateSend();
     return bytes.length;
+  }
+
+  /**
+   * Queues a file after everything sent so far (and before anything sent
+   * later), and starts sending it; the loop sends the rest with
+   * non-blocking `sendfile(2)`. `file` is an fd (left open), a path
+   * (closed when sent or when the channel closes) or an object with
+   * `fileno()`; see {@linkcode FileProducer}. Returns the producer (its
+   * `sent` counts the bytes gone).
+   *
+   * @example
+   * ```ts ignore
+   * this.send("HTTP/1.0 200 OK\r\n\r\n");
+   * this.sendFile("index.html");
+   * this.send("more bytes, after the file");
+   * ```
+   */
+  sendFile(file: SendfileSource | FileProducer, options?: FileProducerOptions): FileProducer {
+    const producer = file instanceof FileProducer ? file : new FileProducer(file, options);
+    if (this._files === null) this._files = new FileQueue();
+    this._files.pushFile(producer);
+    if (this.connected) this.initiateSend();
+    return producer;
+  }
+
+  /** Closes the channel and any file still queued. */
+  override close(): void {
+    const files = this._files;
+    this._files = null;
+    files?.close();
+    super.close();
   }
 }
 trackPredicates(DispatcherWithSend.prototype.writable);

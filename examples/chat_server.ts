@@ -199,6 +199,8 @@ export class ChatServer extends Dispatcher {
     this.createSocket(family);
     this.setReuseAddr();
     this.bind(address);
+    // Enough for a chat; a server that takes bursts of new connections wants
+    // listen(1024) (see README "Bursts").
     this.listen(16);
   }
 

@@ -11,6 +11,7 @@ import { attempt, check, osError } from "./_syscall.ts";
 import { libc } from "./symbols.ts";
 
 const MAX_IO = 0x3fff_0000;
+const encoder = new TextEncoder();
 
 function checkFd(fd: number): void {
   if (!Number.isInteger(fd)) throw new TypeError(`fd must be an integer, not ${fd}`);
@@ -49,6 +50,37 @@ export function tryRead(fd: number, buffer: Uint8Array, n: number = buffer.lengt
 export function tryWrite(fd: number, data: Uint8Array): number {
   const len = BigInt(Math.min(data.length, MAX_IO));
   return settle("write", () => libc().write(fd, data, len), true);
+}
+
+/**
+ * Reads into `buffer` from `offset` of `fd` without moving its position
+ * (`pread(2)`); returns the count, 0 at end of file, -1 if it would block.
+ */
+export function tryPread(
+  fd: number,
+  buffer: Uint8Array,
+  offset: number,
+  n = buffer.length,
+): number {
+  const len = BigInt(Math.min(n, buffer.length, MAX_IO));
+  return settle("pread", () => libc().pread(fd, buffer, len, BigInt(offset)), true);
+}
+
+/** Opens `path` for reading (`O_RDONLY | O_CLOEXEC`) and returns the fd. */
+export function openReadOnly(path: string): number {
+  if (typeof path !== "string") throw new TypeError(`path must be a string, not ${typeof path}`);
+  if (path.includes("\0")) throw new TypeError("path must not contain NUL");
+  const cpath = encoder.encode(path + "\0");
+  const flags = C.O_RDONLY | C.O_CLOEXEC;
+  let repeated = false;
+  for (;;) {
+    const fd = libc().open(cpath, flags);
+    if (fd >= 0) return fd;
+    const err = readErrno();
+    if (err === E.EINTR) continue;
+    if (repeated) throw osError(err, "open", path);
+    repeated = true;
+  }
 }
 
 /** Reads up to `n` bytes from `fd`; empty at end of file. `OSError(EAGAIN)` if it would block. */

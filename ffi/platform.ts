@@ -65,6 +65,12 @@ export interface Platform {
   hasAccept4: boolean;
   /** Whether the `epoll` family exists. */
   hasEpoll: boolean;
+  /**
+   * Whether `sendfile(2)` exists with Linux's signature; where it does not
+   * (the BSDs and macOS have another), `Socket.sendfile` and `FileProducer`
+   * read and send instead. Absent means true.
+   */
+  hasSendfile?: boolean;
   /** Whether `sockaddr` starts with a length byte (BSD) instead of a 16-bit family. */
   sockaddrHasLen: boolean;
   /** Numeric constants by their C name. */
@@ -83,6 +89,7 @@ const linuxX86_64: Platform = {
   errnoLocation: "__errno_location",
   hasAccept4: true,
   hasEpoll: true,
+  hasSendfile: true,
   sockaddrHasLen: false,
   constants: {
     AF_UNSPEC: 0,

@@ -16,6 +16,7 @@ import { C, platform } from "./platform.ts";
 import { encodeAddress } from "./resolve.ts";
 import { type Address, decodeSockaddr } from "./structs.ts";
 import { holdSpareFd } from "./spare_fd.ts";
+import { sendfileBlocking, type SendfileSource } from "./sendfile.ts";
 import { libc } from "./symbols.ts";
 
 const SOCK_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
@@ -29,6 +30,7 @@ const encoder = new TextEncoder();
 const addrBuf = new Uint8Array(platform.structs.sockaddrStorage);
 const lenBuf = new Uint32Array(1);
 const intBuf = new Int32Array(1);
+const offsetBuf = new BigInt64Array(1);
 let scratch = new Uint8Array(65536);
 
 /** Bytes, or a string sent as UTF-8. */
@@ -270,6 +272,56 @@ export class Socket {
     const fd = this.#fd;
     const r = attempt(() => lib.send(fd, bytes, BigInt(n), fl), this.#expected());
     return r === -EAGAIN ? -1 : check(r, "send");
+  }
+
+  /**
+   * Sends a file, as Python's `socket.sendfile`: from `offset`, `count`
+   * bytes or up to the end of the file; returns the bytes sent. `file` is
+   * an fd (its position is left alone, and it stays open), a path (opened
+   * and closed here), an object with `fileno()`, or a `Deno.FsFile` (read
+   * and sent: Deno gives no fd to hand to the kernel; its position ends
+   * after the bytes sent, as Python's file does). Uses `sendfile(2)`, and
+   * reads and sends where the kernel cannot (a pipe, a platform without it).
+   * A blocking stream socket only, as in Python (`TypeError` otherwise): in
+   * a loop use {@linkcode trySendfile} or `DispatcherWithSend.sendFile`.
+   *
+   * @example
+   * ```ts ignore
+   * const sent = sock.sendfile("/srv/www/index.html");
+   * ```
+   */
+  sendfile(file: SendfileSource, offset = 0, count?: number): number {
+    if (!this.#blocking) {
+      throw new TypeError(
+        "sendfile needs a blocking socket (as in Python); in a loop use trySendfile or DispatcherWithSend.sendFile",
+      );
+    }
+    return sendfileBlocking(this, file, offset, count);
+  }
+
+  /**
+   * One `sendfile(2)`: up to `count` bytes of `inFd` from `offset` (the
+   * fd's own position is not used or moved). Returns the bytes sent, 0 at
+   * the end of the file, or -1 when the socket would block.
+   */
+  trySendfile(inFd: number, offset: number, count: number): number {
+    if (!Number.isInteger(inFd) || inFd < 0) {
+      throw new RangeError(`fd must be a non-negative integer, not ${inFd}`);
+    }
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new RangeError(`offset must be a non-negative integer, not ${offset}`);
+    }
+    checkSize(count, "count");
+    // Not bound with this signature here: callers that can read and send instead do so.
+    if (platform.hasSendfile === false) throw osError(E.ENOSYS, "sendfile");
+    const len = BigInt(Math.min(count, MAX_IO));
+    const lib = libc();
+    const fd = this.#fd;
+    const r = attempt(() => {
+      offsetBuf[0] = BigInt(offset);
+      return lib.sendfile(fd, inFd, offsetBuf, len);
+    }, this.#expected());
+    return r === -EAGAIN ? -1 : check(r, "sendfile");
   }
 
   /** Receives up to `n` bytes; an empty result means the peer closed. */

@@ -81,6 +81,14 @@ const symbols = {
   read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   /** ssize_t write(int fd, const void *buf, size_t n); */
   write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  /** ssize_t pread(int fd, void *buf, size_t n, off_t offset); */
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "i32" },
+  /**
+   * ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
+   * Linux only (BSD and macOS have another signature): Socket.sendfile falls
+   * back to pread and send where it fails.
+   */
+  sendfile: { parameters: ["i32", "i32", "buffer", "usize"], result: "i32" },
   /**
    * int fcntl(int fd, int cmd, ...); variadic in C. Only the int-argument
    * commands (F_GETFL, F_SETFL) are bound: on x86_64 SysV an int passed to a

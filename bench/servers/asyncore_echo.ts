@@ -4,10 +4,11 @@
  * other bench servers.
  *
  *     deno run --allow-ffi bench/servers/asyncore_echo.ts [host] [port]
- *         [--poller=select|poll|epoll] [--loop=sync|async] [--recv-into]
+ *         [--poller=select|poll|epoll] [--loop=sync|async] [--recv-into] [--backlog=N]
  *
  * `--loop=async` serves with `loopAsync()` instead of `loop()`; `--recv-into`
- * reads with `recvInto` into one shared buffer instead of `recv`. Prints
+ * reads with `recvInto` into one shared buffer instead of `recv`;
+ * `--backlog=N` listens with N instead of 1024. Prints
  * `LISTENING <port>` once listening.
  *
  * @module
@@ -50,12 +51,12 @@ let Handler: typeof EchoHandler = EchoHandler;
 
 /** Listens and gives each connection an {@linkcode EchoHandler}. */
 export class EchoServer extends Dispatcher {
-  constructor(host: string, port: number) {
+  constructor(host: string, port: number, backlog = 1024) {
     super();
     this.createSocket();
     this.setReuseAddr();
     this.bind([host, port]);
-    this.listen(1024);
+    this.listen(backlog);
   }
 
   override handleAccepted(sock: Socket, _addr: Address): void {
@@ -70,7 +71,11 @@ if (import.meta.main) {
     Deno.args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
   const poller = (flag("poller") ?? "epoll") as PollerName;
   if (Deno.args.includes("--recv-into")) Handler = RecvIntoEchoHandler;
-  const server = new EchoServer(args[0] ?? "127.0.0.1", Number(args[1] ?? 0));
+  const server = new EchoServer(
+    args[0] ?? "127.0.0.1",
+    Number(args[1] ?? 0),
+    Number(flag("backlog") ?? 1024),
+  );
   const [, port] = (server.socket as Socket).getsockname() as [string, number];
   console.log(`LISTENING ${port}`);
   if (flag("loop") === "async") {

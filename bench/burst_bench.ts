@@ -1,0 +1,156 @@
+/**
+ * Burst: 1,000 connections opened at once (bench/loadgen.c `--mode=burst`),
+ * each sending one 64-byte message as soon as it connects. The time until
+ * every one is echoed, how many waited longer than 0.9 s (a SYN dropped by
+ * a full accept queue is retransmitted after 1 s), the p99, and the accept
+ * backlog each server really has (the Send-Q `ss` shows for its listening
+ * socket): this library with listen(1024) and with listen(128), beside C
+ * epoll, Deno native (its default backlog), Node and Python asyncore.
+ *
+ *     deno run -A bench/burst_bench.ts [--quick]      (or as part of `deno task bench`)
+ *
+ * @module
+ */
+
+import {
+  type BenchContext,
+  listenBacklog,
+  loadgenCmd,
+  median,
+  peerServers,
+  runStandalone,
+  serverNamed,
+  type ServerSpec,
+  sleep,
+  startServer,
+  table,
+} from "./_harness.ts";
+
+const CONNS = 1000;
+const TIMEOUT_S = 15;
+
+interface BurstResult {
+  done: number;
+  failed: number;
+  unfinished: number;
+  delayed_over_0_9s: number;
+  all_done_ms: number;
+  p50_ms: number;
+  p99_ms: number;
+  server_cpu_s: number;
+  errors: number;
+}
+
+interface BurstRow {
+  server: string;
+  backlog: number | null;
+  r?: BurstResult;
+  note?: string;
+}
+
+async function burstOnce(ctx: BenchContext, port: number, pid: number): Promise<BurstResult> {
+  const cmd = [
+    ...loadgenCmd(ctx.env),
+    `--port=${port}`,
+    `--server-pid=${pid}`,
+    "--mode=burst",
+    `--conns=${CONNS}`,
+    "--size=64",
+    `--duration=${TIMEOUT_S}`,
+  ];
+  const out = await new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr).trim().slice(0, 200));
+  return JSON.parse(text.split("\n").pop()!) as BurstResult;
+}
+
+/** Runs the burst rows and returns the section. */
+export async function burstBench(ctx: BenchContext): Promise<string> {
+  const { env, quick, log } = ctx;
+  if (env.loadgen !== "c") {
+    return "### Burst\n\nSkipped: needs the C load generator (a C compiler).";
+  }
+  const rounds = quick ? 1 : 3;
+  const ours128: ServerSpec = {
+    ...serverNamed("asyncore epoll"),
+    name: "asyncore epoll, listen(128)",
+    cmd: [...serverNamed("asyncore epoll").cmd, "--backlog=128"],
+  };
+  const servers = [...peerServers(env), ours128];
+  const runs = new Map<string, BurstRow[]>();
+  for (let round = 1; round <= rounds; round++) {
+    for (const spec of servers) {
+      let row: BurstRow = { server: spec.name, backlog: null };
+      try {
+        const srv = await startServer(env, spec);
+        try {
+          // A settled server (Deno opens a few fds lazily), and a cold accept queue.
+          await sleep(800);
+          row.backlog = await listenBacklog(srv.port);
+          row.r = await burstOnce(ctx, srv.port, srv.pid);
+        } finally {
+          await srv.stop();
+        }
+      } catch (error) {
+        row = { ...row, note: (error as Error).message.slice(0, 200) };
+      }
+      log(
+        `burst [${round}/${rounds}] ${spec.name} (backlog ${row.backlog}): ${
+          row.r
+            ? `all echoed in ${
+              row.r.all_done_ms.toFixed(0)
+            } ms, ${row.r.delayed_over_0_9s} waited > 0.9 s`
+            : row.note
+        }`,
+      );
+      runs.set(spec.name, [...(runs.get(spec.name) ?? []), row]);
+      // Let TIME_WAIT and the SYN queue settle between servers.
+      await sleep(500);
+    }
+  }
+  const rows = servers.map((s) => pickMedian(runs.get(s.name)!));
+  const c = rows.find((r) => r.server === "C epoll")?.r;
+  const body = rows.map((row) => {
+    const r = row.r;
+    if (!r) return [row.server, String(row.backlog ?? "-"), "error", "", "", "", row.note ?? ""];
+    const missing = r.failed + r.unfinished;
+    return [
+      row.server,
+      String(row.backlog ?? "-"),
+      `${r.all_done_ms.toFixed(0)}${missing ? ` (${missing} never echoed)` : ""}`,
+      c ? `${(r.all_done_ms / c.all_done_ms).toFixed(2)}×` : "-",
+      String(r.delayed_over_0_9s),
+      r.p99_ms.toFixed(0),
+      r.server_cpu_s >= 0 ? `${((r.server_cpu_s * 1e6) / CONNS).toFixed(0)} µs/conn` : "-",
+    ];
+  });
+  return [
+    "### Burst: 1,000 connections at once (bench/burst_bench.ts)",
+    "",
+    `Each of ${CONNS} connections (opened in one tight loop of non-blocking connects) sends 64 B ` +
+    `once connected; times are from the first connect. ${rounds} round${rounds > 1 ? "s" : ""}, ` +
+    "the median by all-done time shown. Backlog: the accept-queue limit of the listening socket " +
+    "(`ss` Send-Q; the kernel caps it at net.core.somaxconn).",
+    "",
+    table(
+      ["Server", "Backlog", "All echoed ms", "vs C", "Waited > 0.9 s", "p99 ms", "Server CPU"],
+      body,
+    ),
+  ].join("\n");
+}
+
+function pickMedian(rows: BurstRow[]): BurstRow {
+  const ok = rows.filter((r) => r.r !== undefined);
+  if (ok.length === 0) return rows[0];
+  const m = median(ok.map((r) => r.r!.all_done_ms));
+  return ok.reduce((best, r) =>
+    Math.abs(r.r!.all_done_ms - m) < Math.abs(best.r!.all_done_ms - m) ? r : best
+  );
+}
+
+if (import.meta.main) await runStandalone(burstBench);

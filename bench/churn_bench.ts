@@ -1,0 +1,129 @@
+/**
+ * Churn: 50 concurrent clients, each connecting, echoing one 64-byte message
+ * and closing, over and over (bench/loadgen.c `--mode=churn`; every
+ * connection from its own source address in 127.0.0.0/8, so TIME_WAIT never
+ * runs out of ports). Connections per second, the server's CPU per
+ * connection and the p99 from connect() to the echo, for this library's
+ * epoll server beside C epoll, Deno native, Node and Python asyncore.
+ *
+ *     deno run -A bench/churn_bench.ts [--quick]      (or as part of `deno task bench`)
+ *
+ * @module
+ */
+
+import {
+  type BenchContext,
+  fmtInt,
+  median,
+  peerServers,
+  runLoadgen,
+  runStandalone,
+  sleep,
+  startServer,
+  table,
+} from "./_harness.ts";
+
+const CLIENTS = 50;
+
+interface ChurnRow {
+  server: string;
+  rate?: number;
+  cpuPerConn?: number;
+  p99?: number;
+  errors?: number;
+  note?: string;
+}
+
+/** Runs the churn rows and returns the section. */
+export async function churnBench(ctx: BenchContext): Promise<string> {
+  const { env, quick, log } = ctx;
+  if (env.loadgen !== "c") {
+    return "### Churn\n\nSkipped: needs the C load generator (a C compiler).";
+  }
+  const rounds = quick ? 1 : 3;
+  const warmup = quick ? 0.25 : 0.5, duration = quick ? 1 : 2;
+  const servers = peerServers(env);
+  const runs = new Map<string, ChurnRow[]>();
+  for (let round = 1; round <= rounds; round++) {
+    for (const spec of servers) {
+      let row: ChurnRow;
+      const srv = await startServer(env, spec).catch((e) => e as Error);
+      if (srv instanceof Error) {
+        row = { server: spec.name, note: srv.message.slice(0, 200) };
+      } else {
+        try {
+          await sleep(300);
+          const r = await runLoadgen(env, {
+            host: "127.0.0.1",
+            port: srv.port,
+            "server-pid": srv.pid,
+            mode: "churn",
+            conns: CLIENTS,
+            size: 64,
+            warmup,
+            duration,
+          }, warmup + duration + 60);
+          row = {
+            server: spec.name,
+            rate: r.ops_per_s,
+            cpuPerConn: r.ops > 0 && r.server.cpu_s >= 0
+              ? (r.server.cpu_s * 1e6) / r.ops
+              : undefined,
+            p99: r.p99_us,
+            errors: r.errors,
+            note: r.errors ? r.error_detail.join("; ") : undefined,
+          };
+        } catch (error) {
+          row = { server: spec.name, note: (error as Error).message.slice(0, 200) };
+        } finally {
+          await srv.stop();
+        }
+      }
+      log(
+        `churn [${round}/${rounds}] ${spec.name}: ${
+          row.rate
+            ? `${fmtInt(row.rate)} conn/s, ${row.cpuPerConn?.toFixed(0)} µs CPU/conn`
+            : row.note
+        }`,
+      );
+      runs.set(spec.name, [...(runs.get(spec.name) ?? []), row]);
+    }
+  }
+  const rows = servers.map((s) => pickMedian(runs.get(s.name)!));
+  const deno = rows.find((r) => r.server === "Deno native");
+  const c = rows.find((r) => r.server === "C epoll");
+  const body = rows.map((r) =>
+    r.rate === undefined ? [r.server, "error", "", "", "", "", r.note ?? ""] : [
+      r.server,
+      fmtInt(r.rate),
+      r.cpuPerConn?.toFixed(1) ?? "-",
+      r.cpuPerConn && c?.cpuPerConn ? `${(r.cpuPerConn / c.cpuPerConn).toFixed(2)}×` : "-",
+      (r.p99! / 1000).toFixed(2),
+      deno?.rate ? `${(r.rate / deno.rate).toFixed(2)}×` : "-",
+      r.errors ? `${r.errors} errors: ${r.note}` : "",
+    ]
+  );
+  return [
+    "### Churn: connect, echo 64 B, close (bench/churn_bench.ts)",
+    "",
+    `${CLIENTS} concurrent clients (C, bench/loadgen.c), each connection from its own 127.0.0.0/8 ` +
+    `source address; ${rounds} round${
+      rounds > 1 ? "s" : ""
+    } of ${warmup} s warm-up + ${duration} s, ` +
+    "the median by rate shown. Server CPU: utime+stime per completed connection.",
+    "",
+    table(
+      ["Server", "Connections/s", "Server CPU µs/conn", "CPU vs C", "p99 ms", "vs Deno", "Notes"],
+      body,
+    ),
+  ].join("\n");
+}
+
+function pickMedian(rows: ChurnRow[]): ChurnRow {
+  const ok = rows.filter((r) => r.rate !== undefined);
+  if (ok.length === 0) return rows[0];
+  const m = median(ok.map((r) => r.rate!));
+  return ok.reduce((best, r) => Math.abs(r.rate! - m) < Math.abs(best.rate! - m) ? r : best);
+}
+
+if (import.meta.main) await runStandalone(churnBench);
