@@ -35,7 +35,12 @@ export { errno, GaiError, OSError, type OSErrorOptions } from "./ffi/errno.ts";
 export { type BytesLike, Socket } from "./ffi/socket.ts";
 export type { Address } from "./ffi/structs.ts";
 export * from "./ffi/constants.ts";
-export { ACCEPT_BACKOFF_SECONDS, Dispatcher, DispatcherWithSend } from "./dispatcher/dispatcher.ts";
+export {
+  ACCEPT_BACKOFF_SECONDS,
+  ACCEPT_BATCH,
+  Dispatcher,
+  DispatcherWithSend,
+} from "./dispatcher/dispatcher.ts";
 export { ByteQueue } from "./dispatcher/byte_queue.ts";
 export { FileDispatcher, FileWrapper, type HasFileno } from "./dispatcher/file_dispatcher.ts";
 export { compactTraceback, ExitNow, type TracebackFrame } from "./dispatcher/errors.ts";

@@ -10,7 +10,7 @@ import { C } from "../ffi/platform.ts";
 import { type BytesLike, Socket } from "../ffi/socket.ts";
 import type { Address } from "../ffi/structs.ts";
 import { ByteQueue } from "./byte_queue.ts";
-import { compactTraceback, DISCONNECTED } from "./errors.ts";
+import { compactTraceback, DISCONNECTED, isReraised } from "./errors.ts";
 import type { FileWrapper } from "./file_dispatcher.ts";
 import {
   announceAdded,
@@ -19,8 +19,20 @@ import {
   type SocketMap,
   socketMap,
 } from "./map.ts";
-import { markTrackedPredicate } from "./loop.ts";
+import { handleErrorSafely, markTrackedPredicate } from "./loop.ts";
 import { kPolicy } from "./_interest.ts";
+import {
+  ACCEPT_BATCH,
+  applyBackpressure,
+  checkIdleSeconds,
+  ConnectionCounter,
+  DEFAULT_HIGH_WATER_MARK,
+  IdleWatch,
+  moveSlot,
+  queueChanged,
+  releaseSlot,
+  type Watched,
+} from "./_limits.ts";
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -29,6 +41,18 @@ let recvScratch = new Uint8Array(65536);
 
 /** How long a listening channel stops accepting after running out of fds. */
 export const ACCEPT_BACKOFF_SECONDS = 0.1;
+
+export { ACCEPT_BATCH };
+
+// An idle hook's error goes where an event handler's would.
+function guarded(ch: Watched, fn: () => void): void {
+  try {
+    fn();
+  } catch (error) {
+    if (isReraised(error)) throw error;
+    handleErrorSafely(ch as unknown as Dispatcher, error);
+  }
+}
 
 function toBytes(data: BytesLike): Uint8Array {
   if (typeof data === "string") return encoder.encode(data);
@@ -93,6 +117,18 @@ export class Dispatcher {
    * fds leaves accepting alone; 0 when it is not backing off.
    */
   acceptPausedUntil = 0;
+  /**
+   * A listener: the most live connections accepted through it; past it a
+   * new connection goes to `handleAcceptRefused`. Default Infinity.
+   */
+  maxConnections: number = Infinity;
+  /**
+   * A listener: the most live connections from one peer IP address (Unix
+   * socket peers count as one host). Default Infinity.
+   */
+  maxConnectionsPerHost: number = Infinity;
+  /** A byte was received or sent since the idle watch last looked (internal). */
+  _ioSeen = false;
   /** The map this channel lives in (internal). */
   _map: SocketMap;
   /** The fd under which this channel is in its map, or null. */
@@ -102,6 +138,8 @@ export class Dispatcher {
   /** The events registered with that pass (internal). */
   _epollEvents = 0;
   readonly #id = nextId++;
+  #idle: IdleWatch | null = null;
+  #conns: ConnectionCounter | null = null;
 
   /**
    * Wraps `sock` (made non-blocking; connected if it has a peer) or starts
@@ -180,6 +218,7 @@ export class Dispatcher {
   /** Adopts `sock` and adds the channel to `map`. */
   setSocket(sock: Socket | FileWrapper, map?: SocketMap): void {
     adopted.add(sock);
+    moveSlot(sock, this);
     this.socket = sock;
     this._fileno = sock.fileno();
     this.addChannel(map);
@@ -307,6 +346,7 @@ export class Dispatcher {
   send(data: BytesLike): number {
     try {
       const n = (this.socket as Socket).trySend(toBytes(data));
+      if (n > 0) this._ioSeen = true;
       return n < 0 ? 0 : n;
     } catch (error) {
       if (error instanceof OSError && DISCONNECTED.has(error.errno)) {
@@ -338,6 +378,7 @@ export class Dispatcher {
       throw error;
     }
     if (n > 0) {
+      this._ioSeen = true;
       if (n <= POOL_MAX) return fromPool(recvScratch, n);
       if (n * 2 < recvScratch.length) return recvScratch.slice(0, n);
       // A big read keeps the buffer it landed in (no copy); a new one takes its place.
@@ -370,7 +411,8 @@ export class Dispatcher {
       }
       throw error;
     }
-    if (n === 0 && nbytes > 0) this.handleClose();
+    if (n > 0) this._ioSeen = true;
+    else if (n === 0 && nbytes > 0) this.handleClose();
     return n < 0 ? 0 : n;
   }
 
@@ -379,6 +421,9 @@ export class Dispatcher {
     this.connected = false;
     this.accepting = false;
     this.connecting = false;
+    this.#idle?.stop();
+    this.#idle = null;
+    releaseSlot(this);
     this.delChannel();
     const sock = this.socket;
     if (sock !== null) {
@@ -493,21 +538,55 @@ export class Dispatcher {
   }
 
   /**
-   * A listener is readable: accept and pass the result to `handleAccepted`.
-   * If that throws before a channel adopted the socket, the socket is closed
-   * and the error goes on to `handleError`.
+   * A listener is readable: accepts connections until none is left (or
+   * {@linkcode ACCEPT_BATCH} were taken in this event), each passed to
+   * `handleAccepted`, or to `handleAcceptRefused` when it would exceed
+   * `maxConnections` or `maxConnectionsPerHost`. If a handler throws before
+   * a channel adopted the socket, the socket is closed and the error goes on
+   * to `handleError`. (A subclass overriding this method keeps the
+   * reference's one accept per event.)
    */
   handleAccept(): void {
-    const pair = this.accept();
-    if (pair === null) return;
+    for (let i = 0; i < ACCEPT_BATCH; i++) {
+      const pair = this.accept();
+      if (pair === null) return;
+      this.#admit(pair[0], pair[1]);
+      if (!this.accepting) return; // a handler closed the listener
+    }
+  }
+
+  #admit(sock: Socket, addr: Address): void {
+    const conns = this.#conns ??= new ConnectionCounter();
+    const admitted = conns.admits(addr, this.maxConnections, this.maxConnectionsPerHost);
+    if (admitted) conns.take(sock, addr);
     try {
-      this.handleAccepted(pair[0], pair[1]);
+      if (admitted) this.handleAccepted(sock, addr);
+      else this.handleAcceptRefused(sock, addr);
     } catch (error) {
       // In Python the dropped socket object closes itself; here nothing else
       // would ever close the fd, so a failing handler would leak one per connection.
-      if (!adopted.has(pair[0])) pair[0].close();
+      if (!adopted.has(sock)) sock.close();
       throw error;
+    } finally {
+      // Closed without a channel adopting it: its slot is free again.
+      if (!adopted.has(sock) && sock.fileno() < 0) releaseSlot(sock);
     }
+  }
+
+  /** A listener: the live connections accepted through it (freed as their channels close). */
+  get connectionCount(): number {
+    return this.#conns?.live ?? 0;
+  }
+
+  /**
+   * A connection past `maxConnections` or `maxConnectionsPerHost`; the
+   * default closes it. A subclass may send a refusal first (the socket is
+   * non-blocking: `sock.send` what fits, e.g. `"421 Too many connections\r\n"`)
+   * or hand it to a channel that does.
+   */
+  handleAcceptRefused(sock: Socket, addr: Address): void {
+    sock.close();
+    this.logInfo(`refused a connection from ${formatAddress(addr)}: over the limit`, "warning");
   }
 
   /** A connection was accepted; the default closes it. */
@@ -519,6 +598,47 @@ export class Dispatcher {
   /** The socket closed; the default closes the channel. */
   handleClose(): void {
     this.logInfo("unhandled close event", "warning");
+    this.close();
+  }
+
+  // ---- idle timeout ----
+
+  /**
+   * After `seconds` with no byte received or sent (counted from this call),
+   * `handleIdleTimeout` runs; null turns the timeout off. Cancelled by
+   * `close()`. A read or send costs one field store, never a timer
+   * operation; the timer looks four times per period, so the call comes
+   * between `seconds` and `1.25 * seconds` after the last byte. Bytes
+   * moved by calling the socket's own methods directly are not seen.
+   *
+   * @example Close peers that stay silent for a minute
+   * ```ts ignore
+   * class Handler extends DispatcherWithSend {
+   *   constructor(sock: Socket) {
+   *     super(sock);
+   *     this.setIdleTimeout(60);
+   *   }
+   * }
+   * ```
+   */
+  setIdleTimeout(seconds: number | null): void {
+    const s = checkIdleSeconds(seconds);
+    this.#idle?.stop();
+    this.#idle = s === null ? null : new IdleWatch(this, s, guarded);
+  }
+
+  /** The idle timeout in seconds, or null when none is set. */
+  get idleTimeout(): number | null {
+    return this.#idle?.seconds ?? null;
+  }
+
+  /**
+   * No byte in or out for the idle timeout: the default logs it
+   * (`logInfo(..., "info")`) and closes. If an override leaves the channel
+   * open, the next call comes a whole timeout later (unless bytes move).
+   */
+  handleIdleTimeout(): void {
+    this.logInfo(`${this} idle for ${this.idleTimeout}s: closing`, "info");
     this.close();
   }
 }
@@ -557,6 +677,37 @@ markTrackedPredicate(Dispatcher.prototype.writable);
 export class DispatcherWithSend extends Dispatcher {
   /** Bytes waiting to be sent. */
   outBuffer: ByteQueue = new ByteQueue(this);
+  /**
+   * While more than this many bytes are queued (`queuedBytes`), the loop
+   * does not read this channel (even if `readable()` is overridden); it reads
+   * again once the queue is down to half of it, and calls `handleDrain`.
+   * Nothing is lost: the peer's bytes wait in the kernel, and TCP slows the
+   * peer down. Default 1 MiB; `Infinity` queues without bound, as the
+   * reference does.
+   */
+  highWaterMark: number = DEFAULT_HIGH_WATER_MARK;
+  /** Reading is paused by `highWaterMark` (internal). */
+  _readPaused = false;
+
+  /** The bytes queued for sending (`outBuffer.length`). */
+  get queuedBytes(): number {
+    return this.outBuffer.length;
+  }
+
+  /**
+   * The queue went over `highWaterMark` and is now down to half of it
+   * (reading resumes): a good moment to queue more, as Node's `'drain'`.
+   * The default does nothing.
+   */
+  handleDrain(): void {}
+
+  /**
+   * Backpressure: no reading while over the high-water mark.
+   * @ignore
+   */
+  override [kPolicy](want: number): number {
+    return applyBackpressure(this, super[kPolicy](want));
+  }
 
   /** Sends from the front of `outBuffer`. */
   initiateSend(): void {
@@ -564,6 +715,7 @@ export class DispatcherWithSend extends Dispatcher {
     if (out.length === 0) return;
     const sent = super.send(out.front(65536));
     out.consume(sent);
+    if (this._readPaused) queueChanged(this);
   }
 
   /** Sends more of the buffer. */
@@ -587,11 +739,13 @@ export class DispatcherWithSend extends Dispatcher {
       const sent = super.send(bytes);
       if (sent < bytes.length && this.socket !== null && this._fileno !== null) {
         this.outBuffer.push(bytes.subarray(sent));
+        queueChanged(this);
       }
       return bytes.length;
     }
     this.outBuffer.push(bytes);
     this.initiateSend();
+    queueChanged(this);
     return bytes.length;
   }
 }

@@ -35,7 +35,7 @@ function isOpen(obj: Dispatcher): boolean {
  * loop reports that on stderr and closes the channel by force, so one broken
  * channel cannot stop the others.
  */
-function handleErrorSafely(obj: Dispatcher, error: unknown): void {
+export function handleErrorSafely(obj: Dispatcher, error: unknown): void {
   try {
     obj.handleError(error);
   } catch (inner) {
