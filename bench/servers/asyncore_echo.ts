@@ -5,9 +5,12 @@
  *
  *     deno run --allow-ffi bench/servers/asyncore_echo.ts [host] [port]
  *         [--poller=select|poll|epoll] [--loop=sync|async] [--recv-into]
+ *         [--hwm=BYTES|Infinity] [--idle=SECONDS]
  *
  * `--loop=async` serves with `loopAsync()` instead of `loop()`; `--recv-into`
- * reads with `recvInto` into one shared buffer instead of `recv`. Prints
+ * reads with `recvInto` into one shared buffer instead of `recv`; `--hwm`
+ * sets every channel's `highWaterMark` (default 1 MiB), `--idle` an idle
+ * timeout on every channel (bench/memory_bench.ts). Prints
  * `LISTENING <port>` once listening.
  *
  * @module
@@ -47,6 +50,8 @@ export class RecvIntoEchoHandler extends DispatcherWithSend {
 }
 
 let Handler: typeof EchoHandler = EchoHandler;
+let highWaterMark: number | null = null;
+let idleSeconds: number | null = null;
 
 /** Listens and gives each connection an {@linkcode EchoHandler}. */
 export class EchoServer extends Dispatcher {
@@ -60,7 +65,9 @@ export class EchoServer extends Dispatcher {
 
   override handleAccepted(sock: Socket, _addr: Address): void {
     sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
-    new Handler(sock);
+    const h = new Handler(sock);
+    if (highWaterMark !== null) h.highWaterMark = highWaterMark;
+    if (idleSeconds !== null) h.setIdleTimeout(idleSeconds);
   }
 }
 
@@ -70,6 +77,8 @@ if (import.meta.main) {
     Deno.args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
   const poller = (flag("poller") ?? "epoll") as PollerName;
   if (Deno.args.includes("--recv-into")) Handler = RecvIntoEchoHandler;
+  if (flag("hwm") !== undefined) highWaterMark = Number(flag("hwm"));
+  if (flag("idle") !== undefined) idleSeconds = Number(flag("idle"));
   const server = new EchoServer(args[0] ?? "127.0.0.1", Number(args[1] ?? 0));
   const [, port] = (server.socket as Socket).getsockname() as [string, number];
   console.log(`LISTENING ${port}`);
