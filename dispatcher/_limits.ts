@@ -38,37 +38,43 @@ export function lowWaterMark(highWaterMark: number): number {
 }
 
 /**
- * Called after the output queue of `ch` changed size: pauses reading once
- * the queue is over the high-water mark, resumes it (and calls
- * `handleDrain`) once it is down to the low-water mark. The epoll pass is
- * told, since this may run outside the channel's own events.
+ * Called at the end of each read event of `ch` with the queue size before
+ * it: pauses reading when the event grew the queue past the high-water
+ * mark. Only output queued while the channel handles its own input pauses
+ * it: that output answers the input, so not reading is what bounds it.
+ * Output queued from elsewhere (a connect handler, a timer, another
+ * channel) does not: not reading could not slow its source, and a client
+ * that queues a big upload and reads the answers as they come would
+ * deadlock against a server that applies the same rule.
  */
-export function queueChanged(ch: Sender): void {
+export function pauseIfOver(ch: Sender, queuedBefore: number): void {
   const q = ch.queuedBytes;
-  if (ch._readPaused) {
-    if (q <= lowWaterMark(ch.highWaterMark)) {
-      ch._readPaused = false;
-      ch._interestChanged();
-      ch.handleDrain();
-    }
-  } else if (q > ch.highWaterMark) {
+  if (!ch._readPaused && q > ch.highWaterMark && q > queuedBefore) {
     ch._readPaused = true;
     ch._interestChanged();
   }
 }
 
 /**
+ * Called after sending from a paused channel's queue: once it is down to
+ * the low-water mark, reading resumes and `handleDrain` runs. The epoll pass
+ * is told, since this may run outside the channel's own events.
+ */
+export function resumeIfDrained(ch: Sender): void {
+  if (ch._readPaused && ch.queuedBytes <= lowWaterMark(ch.highWaterMark)) {
+    ch._readPaused = false;
+    ch._interestChanged();
+    ch.handleDrain();
+  }
+}
+
+/**
  * The interest policy: drops READ from `want` while the channel is paused.
- * The marks are checked again here, since a program may fill or empty the
- * queue by hand; `handleDrain` runs only from the sending path.
+ * A queue emptied by hand (`discardBuffers`, `outBuffer.clear()`) ends the
+ * pause here; `handleDrain` runs only from the sending path.
  */
 export function applyBackpressure(ch: Sender, want: number): number {
-  const q = ch.queuedBytes;
-  if (ch._readPaused) {
-    if (q <= lowWaterMark(ch.highWaterMark)) ch._readPaused = false;
-  } else if (q > ch.highWaterMark) {
-    ch._readPaused = true;
-  }
+  if (ch._readPaused && ch.queuedBytes <= lowWaterMark(ch.highWaterMark)) ch._readPaused = false;
   return ch._readPaused ? want & ~READ : want;
 }
 

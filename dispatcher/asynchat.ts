@@ -30,7 +30,12 @@ import { Dispatcher } from "./dispatcher.ts";
 import { markTrackedPredicate } from "./loop.ts";
 import type { SocketMap } from "./map.ts";
 import { kPolicy } from "./_interest.ts";
-import { applyBackpressure, DEFAULT_HIGH_WATER_MARK, queueChanged } from "./_limits.ts";
+import {
+  applyBackpressure,
+  DEFAULT_HIGH_WATER_MARK,
+  pauseIfOver,
+  resumeIfDrained,
+} from "./_limits.ts";
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -267,11 +272,13 @@ export class AsyncChat extends Dispatcher {
   /** The most bytes one send hands to the socket; `push` splits data into pieces of this size. */
   acOutBufferSize = 65536;
   /**
-   * While more than this many bytes are queued (`queuedBytes`), the loop
-   * does not read this channel (even if `readable()` is overridden); it reads
-   * again once the queue is down to half of it, and calls `handleDrain`.
-   * Nothing is lost: the peer's bytes wait in the kernel. Default 1 MiB;
-   * `Infinity` queues without bound, as the reference does.
+   * When a read event leaves more than this many bytes queued
+   * (`queuedBytes`), the loop stops reading this channel (even if
+   * `readable()` is overridden); it reads again once the queue is down to
+   * half of it, and calls `handleDrain`. Nothing is lost: the peer's bytes
+   * wait in the kernel. Output queued outside the channel's own read events
+   * does not pause it. Default 1 MiB; `Infinity` queues without bound, as
+   * the reference does.
    */
   highWaterMark: number = DEFAULT_HIGH_WATER_MARK;
   /**
@@ -529,6 +536,16 @@ export class AsyncChat extends Dispatcher {
     return applyBackpressure(this, super[kPolicy](want));
   }
 
+  /** @ignore */
+  override _readStart(): number {
+    return this.queuedBytes;
+  }
+
+  /** @ignore */
+  override _readDone(queuedBefore: number): void {
+    pauseIfOver(this, queuedBefore);
+  }
+
   /** The reference's `handle_read` loop over #buf[#pos:]. */
   #scan(): void {
     for (;;) {
@@ -615,7 +632,6 @@ export class AsyncChat extends Dispatcher {
       if (data.length === 0) return;
       this.#packString(data);
       this.initiateSend();
-      queueChanged(this);
       return;
     }
     const bytes = asBytes(data, "data");
@@ -637,7 +653,6 @@ export class AsyncChat extends Dispatcher {
       this.producerFifo.push(bytes);
     }
     this.initiateSend();
-    queueChanged(this);
   }
 
   /** UTF-8-encodes a short string (at most 3 bytes per UTF-16 unit) into the packing block. */
@@ -704,7 +719,6 @@ export class AsyncChat extends Dispatcher {
     this.#block = null;
     this.producerFifo.push(entry);
     this.initiateSend();
-    queueChanged(this);
   }
 
   /** Always true, as in the reference: a channel always wants input. */
@@ -772,7 +786,7 @@ export class AsyncChat extends Dispatcher {
         } else {
           fifo.shift();
         }
-        if (this._readPaused) queueChanged(this);
+        if (this._readPaused) resumeIfDrained(this);
       }
       // we tried to send some actual data
       return;

@@ -29,8 +29,9 @@ import {
   DEFAULT_HIGH_WATER_MARK,
   IdleWatch,
   moveSlot,
-  queueChanged,
+  pauseIfOver,
   releaseSlot,
+  resumeIfDrained,
   type Watched,
 } from "./_limits.ts";
 
@@ -458,12 +459,27 @@ export class Dispatcher {
       // accepting sockets are never connected, they "spawn" new sockets
       this.handleAccept();
     } else if (!this.connected) {
+      const mark = this._readStart();
       if (this.connecting) this.handleConnectEvent();
       this.handleRead();
+      this._readDone(mark);
     } else {
+      const mark = this._readStart();
       this.handleRead();
+      this._readDone(mark);
     }
   }
+
+  /**
+   * Around `handleRead` in a read event: where send backpressure starts
+   * (internal). `_readStart` returns what `_readDone` gets.
+   */
+  _readStart(): number {
+    return 0;
+  }
+
+  /** See {@linkcode Dispatcher._readStart} (internal). */
+  _readDone(_mark: number): void {}
 
   /** A connect completed (or failed: `SO_ERROR` is thrown as `OSError`). */
   handleConnectEvent(): void {
@@ -678,12 +694,14 @@ export class DispatcherWithSend extends Dispatcher {
   /** Bytes waiting to be sent. */
   outBuffer: ByteQueue = new ByteQueue(this);
   /**
-   * While more than this many bytes are queued (`queuedBytes`), the loop
-   * does not read this channel (even if `readable()` is overridden); it reads
-   * again once the queue is down to half of it, and calls `handleDrain`.
-   * Nothing is lost: the peer's bytes wait in the kernel, and TCP slows the
-   * peer down. Default 1 MiB; `Infinity` queues without bound, as the
-   * reference does.
+   * When a read event leaves more than this many bytes queued
+   * (`queuedBytes`), the loop stops reading this channel (even if
+   * `readable()` is overridden); it reads again once the queue is down to
+   * half of it, and calls `handleDrain`. Nothing is lost: the peer's bytes
+   * wait in the kernel, and TCP slows the peer down. Output queued outside
+   * the channel's own read events (on connect, from a timer or another
+   * channel) does not pause it. Default 1 MiB; `Infinity` queues without
+   * bound, as the reference does.
    */
   highWaterMark: number = DEFAULT_HIGH_WATER_MARK;
   /** Reading is paused by `highWaterMark` (internal). */
@@ -709,13 +727,23 @@ export class DispatcherWithSend extends Dispatcher {
     return applyBackpressure(this, super[kPolicy](want));
   }
 
+  /** @ignore */
+  override _readStart(): number {
+    return this.queuedBytes;
+  }
+
+  /** @ignore */
+  override _readDone(queuedBefore: number): void {
+    pauseIfOver(this, queuedBefore);
+  }
+
   /** Sends from the front of `outBuffer`. */
   initiateSend(): void {
     const out = this.outBuffer;
     if (out.length === 0) return;
     const sent = super.send(out.front(65536));
     out.consume(sent);
-    if (this._readPaused) queueChanged(this);
+    if (this._readPaused) resumeIfDrained(this);
   }
 
   /** Sends more of the buffer. */
@@ -739,13 +767,11 @@ export class DispatcherWithSend extends Dispatcher {
       const sent = super.send(bytes);
       if (sent < bytes.length && this.socket !== null && this._fileno !== null) {
         this.outBuffer.push(bytes.subarray(sent));
-        queueChanged(this);
       }
       return bytes.length;
     }
     this.outBuffer.push(bytes);
     this.initiateSend();
-    queueChanged(this);
     return bytes.length;
   }
 }

@@ -246,14 +246,19 @@ for (const poller of POLLERS) {
   });
 }
 
-// ---- backpressure in-process: queue filled from outside, drain hook ----
+// ---- backpressure in-process: the drain hook, and output queued elsewhere ----
 
+/** Records what it reads; the first read is answered with `answer` (if set). */
 class Sink extends DispatcherWithSend {
   received: Uint8Array[] = [];
   drains = 0;
+  answer: Uint8Array | null = null;
   override handleRead(): void {
     const d = this.recv(65536);
-    if (d.length > 0) this.received.push(d);
+    if (d.length === 0) return;
+    this.received.push(d);
+    if (this.answer) this.send(this.answer);
+    this.answer = null;
   }
   override handleDrain(): void {
     this.drains++;
@@ -263,8 +268,11 @@ class Sink extends DispatcherWithSend {
 class ChatSink extends AsyncChat {
   received: Uint8Array[] = [];
   drains = 0;
+  answer: Uint8Array | null = null;
   override collectIncomingData(data: Uint8Array): void {
     this.received.push(data.slice());
+    if (this.answer) this.push(this.answer);
+    this.answer = null;
   }
   override foundTerminator(): void {}
   override handleDrain(): void {
@@ -272,79 +280,125 @@ class ChatSink extends AsyncChat {
   }
 }
 
+const receivedBytes = (c: Sink | ChatSink) => c.received.reduce((a, d) => a + d.length, 0);
+
+/** A listener whose one connection is a Sink or ChatSink with a 256 KiB mark, and its peer. */
+async function sinkPair(
+  kind: "DispatcherWithSend" | "AsyncChat",
+  poller: PollerName,
+): Promise<[Sink | ChatSink, Deno.TcpConn, () => Promise<void>]> {
+  const map: SocketMap = new Map();
+  let ch: Sink | ChatSink | null = null;
+  const listener = new Listener(map, (sock) => {
+    ch = kind === "AsyncChat" ? new ChatSink(sock, map) : new Sink(sock, map);
+    ch.highWaterMark = 256 * 1024;
+  });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.port });
+  const stopServing = serve(map, poller);
+  await until(() => ch !== null, "the accept");
+  return [ch!, conn, async () => {
+    conn.close();
+    await stopServing();
+  }];
+}
+
+/** Reads `n` bytes from `conn`. */
+async function readAll(conn: Deno.TcpConn, n: number): Promise<Uint8Array> {
+  const got: Uint8Array[] = [];
+  let have = 0;
+  const buf = new Uint8Array(1 << 20);
+  await within(
+    20_000,
+    `reading ${n} bytes`,
+    (async () => {
+      while (have < n) {
+        const r = await conn.read(buf);
+        if (r === null) throw new Error("EOF");
+        got.push(buf.slice(0, r));
+        have += r;
+      }
+    })(),
+  );
+  return concat(got);
+}
+
 for (const poller of POLLERS) {
   for (const kind of ["DispatcherWithSend", "AsyncChat"] as const) {
     leakTest(
-      `backpressure (${kind}, ${poller}): output queued from outside stops reading; drain resumes it, nothing lost`,
+      `backpressure (${kind}, ${poller}): a 16 MiB answer stops reading until it drains; handleDrain once; nothing lost`,
       async () => {
-        const map: SocketMap = new Map();
-        let ch: Sink | ChatSink | null = null;
-        const listener = new Listener(map, (sock) => {
-          ch = kind === "AsyncChat" ? new ChatSink(sock, map) : new Sink(sock, map);
-          ch.highWaterMark = 256 * 1024;
-        });
-        const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.port });
-        const stopServing = serve(map, poller);
+        const [c, conn, done] = await sinkPair(kind, poller);
         try {
-          await until(() => ch !== null, "the accept");
-          const c = ch! as Sink | ChatSink;
-          // Far more than the kernel buffers hold: the rest stays queued.
           const out = randomBytes(16 * MiB, 7);
-          if (c instanceof Sink) c.send(out);
-          else c.push(out);
-          assertGreater(c.queuedBytes, c.highWaterMark);
-          // The peer talks; the server must not read it while over the mark.
+          c.answer = out;
+          await conn.write(encoder.encode("G"));
+          await until(() => c.queuedBytes > 0, "the answer queued");
+          // The peer talks on; the server must not read it while over the mark.
           const input = randomBytes(256 * 1024, 8);
           await conn.write(input);
           await delay(200);
-          assertEquals(c.received.length, 0, "read while over the high-water mark");
+          assertEquals(receivedBytes(c), 1, "read while over the high-water mark");
           // The peer reads everything: the queue drains, reading resumes.
-          const got: Uint8Array[] = [];
-          let n = 0;
-          const buf = new Uint8Array(1 << 20);
-          await within(
-            20_000,
-            "reading 16 MiB back",
-            (async () => {
-              while (n < out.length) {
-                const r = await conn.read(buf);
-                if (r === null) throw new Error("EOF");
-                got.push(buf.slice(0, r));
-                n += r;
-              }
-            })(),
-          );
-          assertEquals(await sha256(concat(got)), await sha256(out), "output byte-exact");
+          const back = await readAll(conn, out.length);
+          assertEquals(await sha256(back), await sha256(out), "output byte-exact");
           assertEquals(c.drains, 1, "handleDrain ran once");
-          await until(
-            () => c.received.reduce((a, d) => a + d.length, 0) >= input.length,
-            "the peer's bytes",
+          await until(() => receivedBytes(c) >= 1 + input.length, "the peer's bytes");
+          assertEquals(
+            await sha256(concat(c.received)),
+            await sha256(concat([encoder.encode("G"), input])),
+            "input byte-exact",
           );
-          assertEquals(await sha256(concat(c.received)), await sha256(input), "input byte-exact");
         } finally {
-          conn.close();
-          await stopServing();
+          await done();
         }
       },
     );
   }
+  leakTest(
+    `backpressure (${poller}): output queued outside the channel's read events does not stop its reading`,
+    async () => {
+      const [c, conn, done] = await sinkPair("DispatcherWithSend", poller);
+      try {
+        // Queued from outside (as on connect, from a timer or another channel):
+        // reading on cannot slow that source, and a peer waiting to be read would deadlock.
+        const out = randomBytes(16 * MiB, 9);
+        c.send(out);
+        assertGreater(c.queuedBytes, c.highWaterMark);
+        const input = randomBytes(256 * 1024, 10);
+        await conn.write(input);
+        await until(() => receivedBytes(c) >= input.length, "the peer's bytes, read at once");
+        assertGreater(c.queuedBytes, c.highWaterMark, "read while the queue was still over");
+        const back = await readAll(conn, out.length);
+        assertEquals(await sha256(back), await sha256(out));
+        assertEquals(c.drains, 0, "never paused, so no drain");
+      } finally {
+        await done();
+      }
+    },
+  );
 }
 
-Deno.test("backpressure: highWaterMark Infinity keeps the reference's unbounded queue", () => {
+Deno.test("backpressure: defaults; Infinity keeps the reference's unbounded queue", () => {
   const d = new DispatcherWithSend();
   assertEquals(d.highWaterMark, 1048576);
   const c = new AsyncChat();
   assertEquals(c.highWaterMark, 1048576);
   assertEquals(c.maxInputLength, 1048576);
-  d.highWaterMark = Infinity;
-  d.outBuffer.push(new Uint8Array(8 * MiB));
-  // READ (1) | WRITE (2) asked for: nothing dropped.
+  // READ (1) | WRITE (2) asked for, after a read event left 8 MiB queued.
   const policy = Object.getOwnPropertySymbols(DispatcherWithSend.prototype)[0];
   const apply = (d as unknown as Record<symbol, (w: number) => number>)[policy].bind(d);
-  assertEquals(apply(3), 3);
+  d.highWaterMark = Infinity;
+  d.outBuffer.push(new Uint8Array(8 * MiB));
+  d._readDone(0);
+  assertEquals(apply(3), 3, "Infinity: never paused");
   d.highWaterMark = 1024;
+  d._readDone(8 * MiB);
+  assertEquals(apply(3), 3, "a read event that did not grow the queue does not pause");
+  d._readDone(0);
   assertEquals(apply(3), 2, "over the mark: no READ");
-  d.outBuffer.consume(8 * MiB - 512);
+  d.outBuffer.consume(8 * MiB - 1024);
+  assertEquals(apply(3), 2, "still over half the mark");
+  d.outBuffer.consume(512);
   assertEquals(apply(3), 3, "at half the mark: READ again");
 });
 
