@@ -208,7 +208,7 @@ const FIXTURE_READY = /^LISTENING (\d+)$/;
 
 for (const poller of POLLERS) {
   // The full 512 MiB once (epoll, the Linux default); the other pollers less.
-  const total = poller === "epoll" ? 512 * MiB : 64 * MiB;
+  const total = poller === "epoll" ? 512 * MiB : 32 * MiB;
   Deno.test({
     name: `backpressure: examples/echo.ts (${poller}) vs a peer sending ${
       total / MiB
@@ -229,7 +229,7 @@ for (const poller of POLLERS) {
       floodCase(
         ["tests/fixtures/limits_server.ts", "readable", poller],
         FIXTURE_READY,
-        48 * MiB,
+        32 * MiB,
         "raw",
       ),
   });
@@ -240,7 +240,7 @@ for (const poller of POLLERS) {
       floodCase(
         ["tests/fixtures/limits_server.ts", "chat", poller],
         FIXTURE_READY,
-        24 * MiB,
+        32 * MiB,
         "lines",
       ),
   });
