@@ -11,7 +11,7 @@
 
 import type { Socket } from "../ffi/socket.ts";
 import type { Address } from "../ffi/structs.ts";
-import { READ } from "./_interest.ts";
+import { notifyInterest, READ } from "./_interest.ts";
 import { callLater, type TimerHandle } from "./timers.ts";
 
 // ---- backpressure ----
@@ -51,7 +51,7 @@ export function pauseIfOver(ch: Sender, queuedBefore: number): void {
   const q = ch.queuedBytes;
   if (!ch._readPaused && q > ch.highWaterMark && q > queuedBefore) {
     ch._readPaused = true;
-    ch._interestChanged();
+    notifyInterest(ch);
   }
 }
 
@@ -63,7 +63,7 @@ export function pauseIfOver(ch: Sender, queuedBefore: number): void {
 export function resumeIfDrained(ch: Sender): void {
   if (ch._readPaused && ch.queuedBytes <= lowWaterMark(ch.highWaterMark)) {
     ch._readPaused = false;
-    ch._interestChanged();
+    notifyInterest(ch);
     ch.handleDrain();
   }
 }
