@@ -29,7 +29,16 @@ import {
   type SocketMap,
 } from "../mod.ts";
 import { pendingTimers } from "../dispatcher/timers.ts";
-import { assertNoFdLeak, concat, delay, POLLERS, python, randomBytes, sha256 } from "./_util.ts";
+import {
+  assertNoFdLeak,
+  concat,
+  delay,
+  POLLERS,
+  python,
+  randomBytes,
+  rng,
+  sha256,
+} from "./_util.ts";
 import { Lines, run, spawn, type Spawned, stop } from "./fixtures/subprocess.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -400,6 +409,41 @@ Deno.test("backpressure: defaults; Infinity keeps the reference's unbounded queu
   assertEquals(apply(3), 2, "still over half the mark");
   d.outBuffer.consume(512);
   assertEquals(apply(3), 3, "at half the mark: READ again");
+});
+
+Deno.test("backpressure: AsyncChat.queuedBytes counts every queued byte through pushes, producers and sends", () => {
+  const c = new AsyncChat(); // not connected: pushes only queue
+  const r = rng(5);
+  let expected = 0;
+  const sum = () => {
+    let n = 0;
+    for (const e of c.producerFifo) if (e instanceof Uint8Array) n += e.length;
+    return n;
+  };
+  for (let i = 0; i < 2000; i++) {
+    const n = Math.floor(r() * r() * 70_000);
+    const kind = r();
+    if (kind < 0.4) c.push("a".repeat(n % 3000));
+    else if (kind < 0.8) c.push(new Uint8Array(n));
+    else if (kind < 0.9) c.pushWithProducer(new Uint8Array(n));
+    else c.closeWhenDone();
+    expected = sum();
+    assertEquals(c.queuedBytes, expected);
+  }
+  // Take entries off the front as initiateSend does: whole, or a part of one.
+  while (c.producerFifo.length > 0) {
+    const first = c.producerFifo.at(0);
+    if (first instanceof Uint8Array && first.length > 1 && r() < 0.5) {
+      c.producerFifo.set(0, first.subarray(Math.floor(first.length / 2)));
+    } else {
+      c.producerFifo.shift();
+    }
+    assertEquals(c.queuedBytes, sum());
+  }
+  assertEquals(c.queuedBytes, 0);
+  c.push(new Uint8Array(10));
+  c.discardBuffers();
+  assertEquals(c.queuedBytes, 0);
 });
 
 // ---- idle timeouts ----
