@@ -44,7 +44,12 @@ export {
 } from "./ffi/netdb.ts";
 export type { StopSignal } from "./ffi/signals.ts";
 export * from "./ffi/constants.ts";
-export { ACCEPT_BACKOFF_SECONDS, Dispatcher, DispatcherWithSend } from "./dispatcher/dispatcher.ts";
+export {
+  ACCEPT_BACKOFF_SECONDS,
+  ACCEPT_BATCH,
+  Dispatcher,
+  DispatcherWithSend,
+} from "./dispatcher/dispatcher.ts";
 export { ByteQueue } from "./dispatcher/byte_queue.ts";
 export {
   FileProducer,

@@ -414,6 +414,11 @@ async function runExtras(opts: Options): Promise<string[]> {
       `${BENCH}/loop_async_bench.ts`,
       opts.quick ? ["--seconds=1"] : [],
     ],
+    [
+      "Bounded memory and idle timeouts (bench/memory_bench.ts)",
+      `${BENCH}/memory_bench.ts`,
+      opts.quick ? ["--quick"] : [],
+    ],
   ];
   for (const [title, script, args] of scripts) {
     console.error(`\n${title} ...`);

@@ -31,6 +31,13 @@ import { Dispatcher } from "./dispatcher.ts";
 import { kAdopt, notifyInterest, trackPredicates } from "./_interest.ts";
 import { FileProducer } from "./file_producer.ts";
 import type { SocketMap } from "./map.ts";
+import { kPolicy } from "./_interest.ts";
+import {
+  applyBackpressure,
+  DEFAULT_HIGH_WATER_MARK,
+  pauseIfOver,
+  resumeIfDrained,
+} from "./_limits.ts";
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -39,6 +46,13 @@ const EMPTY = new Uint8Array(0);
 const PACK_BLOCK = 16 * 1024;
 /** Pushes up to this size are packed; larger ones are queued as views. */
 const PACK_MAX = PACK_BLOCK / 4;
+
+/** The default `maxInputLength`: 1 MiB. */
+export const DEFAULT_MAX_INPUT_LENGTH = 1024 * 1024;
+
+function sizeOf(entry: FifoEntry | undefined): number {
+  return entry instanceof Uint8Array ? entry.length : 0;
+}
 
 /**
  * A source of outgoing data for {@linkcode AsyncChat.pushWithProducer}:
@@ -140,6 +154,7 @@ export class ProducerFifo {
   #items: (FifoEntry | undefined)[] = new Array(8);
   #head = 0;
   #length = 0;
+  #bytes = 0;
   #owner: (() => void) | null = null;
 
   /**
@@ -160,6 +175,11 @@ export class ProducerFifo {
     return this.#length;
   }
 
+  /** The bytes in the queued byte arrays (producers count once they have produced). */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
   /** The entry at position `i` (0 is the next to go), or undefined. */
   at(i: number): FifoEntry | undefined {
     if (i < 0) i += this.#length;
@@ -171,13 +191,16 @@ export class ProducerFifo {
   set(i: number, entry: FifoEntry): void {
     if (i < 0) i += this.#length;
     if (i < 0 || i >= this.#length) throw new RangeError(`no entry ${i} in the fifo`);
-    this.#items[(this.#head + i) & (this.#items.length - 1)] = entry;
+    const at = (this.#head + i) & (this.#items.length - 1);
+    this.#bytes += sizeOf(entry) - sizeOf(this.#items[at]);
+    this.#items[at] = entry;
   }
 
   /** Appends at the back. */
   push(entry: FifoEntry): void {
     if (this.#length === this.#items.length) this.#grow();
     this.#items[(this.#head + this.#length) & (this.#items.length - 1)] = entry;
+    this.#bytes += sizeOf(entry);
     if (this.#length++ === 0) this.#owner?.();
   }
 
@@ -186,6 +209,7 @@ export class ProducerFifo {
     if (this.#length === this.#items.length) this.#grow();
     this.#head = (this.#head - 1) & (this.#items.length - 1);
     this.#items[this.#head] = entry;
+    this.#bytes += sizeOf(entry);
     if (this.#length++ === 0) this.#owner?.();
   }
 
@@ -193,6 +217,7 @@ export class ProducerFifo {
   shift(): FifoEntry | undefined {
     if (this.#length === 0) return undefined;
     const entry = this.#items[this.#head];
+    this.#bytes -= sizeOf(entry);
     this.#items[this.#head] = undefined;
     this.#head = (this.#head + 1) & (this.#items.length - 1);
     if (--this.#length === 0) this.#owner?.();
@@ -205,6 +230,7 @@ export class ProducerFifo {
     this.#items = new Array(8);
     this.#head = 0;
     this.#length = 0;
+    this.#bytes = 0;
     if (had !== 0) this.#owner?.();
   }
 
@@ -252,6 +278,26 @@ export class AsyncChat extends Dispatcher {
   acInBufferSize = 65536;
   /** The most bytes one send hands to the socket; `push` splits data into pieces of this size. */
   acOutBufferSize = 65536;
+  /**
+   * When a read event leaves more than this many bytes queued
+   * (`queuedBytes`), the loop stops reading this channel (even if
+   * `readable()` is overridden); it reads again once the queue is down to
+   * half of it, and calls `handleDrain`. Nothing is lost: the peer's bytes
+   * wait in the kernel. Output queued outside the channel's own read events
+   * does not pause it. Default 1 MiB; `Infinity` queues without bound, as
+   * the reference does.
+   */
+  highWaterMark: number = DEFAULT_HIGH_WATER_MARK;
+  /**
+   * The most bytes collected while a byte terminator (such as `"\r\n"`) has
+   * not been found: more calls `handleInputOverflow`. Counted from the last
+   * terminator (or `setTerminator`); numeric and null terminators are not
+   * bounded, since the program chose how much to take. Default 1 MiB;
+   * raise it for protocols with bigger messages, `Infinity` for none.
+   */
+  maxInputLength: number = DEFAULT_MAX_INPUT_LENGTH;
+  /** Reading is paused by `highWaterMark` (internal). */
+  _readPaused = false;
 
   /** Bytes gathered by `_collectIncomingData`, joined and cleared by `_getData`. */
   incoming: Uint8Array[] = [];
@@ -270,6 +316,10 @@ export class AsyncChat extends Dispatcher {
   // The block small pushes are packed into, and how much of it is used.
   #block: Uint8Array | null = null;
   #blockUsed = 0;
+  // Bytes collected since the last byte terminator, and whether the rest of
+  // an overflowing message is being dropped.
+  #unterminated = 0;
+  #discarding = false;
 
   /**
    * Wraps a connected `sock`, or starts without a socket (see `Dispatcher`).
@@ -353,6 +403,8 @@ export class AsyncChat extends Dispatcher {
    * for any other type.
    */
   setTerminator(term: Uint8Array | string | number | null): void {
+    this.#unterminated = 0;
+    this.#discarding = false;
     if (term === null) {
       this.terminator = null;
     } else if (typeof term === "number") {
@@ -447,12 +499,90 @@ export class AsyncChat extends Dispatcher {
     this.#head = EMPTY;
     if (found < 0) {
       // No terminator starts in head: it is plain data; the chunk follows.
-      this.collectIncomingData(head);
+      this.#collectBounded(head);
       return;
     }
-    if (found > 0) this.collectIncomingData(head.subarray(0, found));
+    if (found > 0) this.#collectBounded(head.subarray(0, found));
     this.#pos = pos + found + t - p;
+    this.#terminated();
+  }
+
+  /** Collects data before a byte terminator, within `maxInputLength`. */
+  #collectBounded(data: Uint8Array): void {
+    if (this.#discarding) return;
+    const n = this.#unterminated + data.length;
+    if (n > this.maxInputLength) {
+      this.#overflow();
+      return;
+    }
+    this.#unterminated = n;
+    this.collectIncomingData(data);
+  }
+
+  #overflow(): void {
+    this.#discarding = true;
+    this.#unterminated = 0;
+    this.handleInputOverflow();
+    // Still open: what was gathered of this message is of no use now.
+    if (this.fileno() !== null) this.incoming = [];
+  }
+
+  /** A byte terminator was found. */
+  #terminated(): void {
+    this.#unterminated = 0;
+    if (this.#discarding) {
+      // The end of the overflowing message, which is not reported; a closed
+      // channel hears nothing more of this read.
+      if (this.fileno() !== null) this.#discarding = false;
+      return;
+    }
     this.foundTerminator();
+  }
+
+  /**
+   * More than `maxInputLength` bytes came without a terminator. The default
+   * logs it (`logInfo(..., "info")`) and closes. An override that keeps the
+   * channel open (say, after pushing an error reply) gets the rest of that
+   * message dropped up to the next terminator, without `foundTerminator`;
+   * `incoming` is emptied, and a subclass that collects elsewhere forgets
+   * its partial message here. (`setTerminator` ends the dropping.)
+   */
+  handleInputOverflow(): void {
+    this.logInfo(
+      `${this} sent more than ${this.maxInputLength} bytes without a terminator: closing`,
+      "info",
+    );
+    this.close();
+  }
+
+  /** The bytes queued for sending (producers count once they have produced). */
+  get queuedBytes(): number {
+    return this.producerFifo.bytes;
+  }
+
+  /**
+   * The queue went over `highWaterMark` and is now down to half of it
+   * (reading resumes): a good moment to queue more, as Node's `'drain'`.
+   * The default does nothing.
+   */
+  handleDrain(): void {}
+
+  /**
+   * Backpressure: no reading while over the high-water mark.
+   * @ignore
+   */
+  override [kPolicy](want: number): number {
+    return applyBackpressure(this, super[kPolicy](want));
+  }
+
+  /** @ignore */
+  override _readStart(): number {
+    return this.queuedBytes;
+  }
+
+  /** @ignore */
+  override _readDone(queuedBefore: number): void {
+    pauseIfOver(this, queuedBefore);
   }
 
   /** The reference's `handle_read` loop over #buf[#pos:]. */
@@ -492,20 +622,20 @@ export class AsyncChat extends Dispatcher {
         const index = indexOfBytes(buf, terminator, pos);
         if (index !== -1) {
           // don't bother reporting the empty string (source of subtle bugs)
-          if (index > pos) this.collectIncomingData(buf.subarray(pos, index));
+          if (index > pos) this.#collectBounded(buf.subarray(pos, index));
           this.#pos = index + terminator.length;
           // This does the Right Thing if the terminator is changed here.
-          this.foundTerminator();
+          this.#terminated();
         } else {
           const k = prefixAtEnd(buf, pos, terminator);
           if (k) {
-            if (k !== lb) this.collectIncomingData(buf.subarray(pos, end - k));
+            if (k !== lb) this.#collectBounded(buf.subarray(pos, end - k));
             // Keep the partial terminator (fewer bytes than it) for the next read.
             this.#head = buf.slice(end - k);
             this.#clearInput();
             break;
           } else {
-            this.collectIncomingData(pos === 0 ? buf : buf.subarray(pos));
+            this.#collectBounded(pos === 0 ? buf : buf.subarray(pos));
             this.#clearInput();
           }
         }
@@ -699,6 +829,7 @@ export class AsyncChat extends Dispatcher {
         } else {
           fifo.shift();
         }
+        if (this._readPaused) resumeIfDrained(this);
       }
       // we tried to send some actual data
       return;

@@ -10,7 +10,7 @@ import { C } from "../ffi/platform.ts";
 import { type BytesLike, Socket } from "../ffi/socket.ts";
 import type { Address } from "../ffi/structs.ts";
 import { ByteQueue } from "./byte_queue.ts";
-import { compactTraceback, DISCONNECTED } from "./errors.ts";
+import { compactTraceback, DISCONNECTED, isReraised } from "./errors.ts";
 import type { FileWrapper } from "./file_dispatcher.ts";
 import { announceAdded, announceRemoved, type SocketMap, socketMap } from "./map.ts";
 import { callLater, type TimerHandle } from "./timers.ts";
@@ -25,11 +25,37 @@ import {
   READ,
   trackPredicates,
 } from "./_interest.ts";
+import { handleErrorSafely } from "./_events.ts";
+import {
+  ACCEPT_BATCH,
+  applyBackpressure,
+  checkIdleSeconds,
+  ConnectionCounter,
+  DEFAULT_HIGH_WATER_MARK,
+  IdleWatch,
+  moveSlot,
+  pauseIfOver,
+  releaseSlot,
+  resumeIfDrained,
+  type Watched,
+} from "./_limits.ts";
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 /** One receive buffer shared by every channel: the loop runs one handler at a time. */
 let recvScratch = new Uint8Array(65536);
+
+export { ACCEPT_BATCH };
+
+// An idle hook's error goes where an event handler's would.
+function guarded(ch: Watched, fn: () => void): void {
+  try {
+    fn();
+  } catch (error) {
+    if (isReraised(error)) throw error;
+    handleErrorSafely(ch as unknown as Dispatcher, error);
+  }
+}
 
 /** How long a listening channel stops accepting after running out of fds. */
 export const ACCEPT_BACKOFF_SECONDS = 0.1;
@@ -108,8 +134,25 @@ export class Dispatcher {
   socket: Socket | FileWrapper | null = null;
   /** The family and type given to `createSocket`. */
   familyAndType: [number, number] | null = null;
+  /**
+   * A listener: the most live connections accepted through it; past it a
+   * new connection goes to `handleAcceptRefused`. Default Infinity.
+   */
+  maxConnections: number = Infinity;
+  /**
+   * A listener: the most live connections from one peer IP address (Unix
+   * socket peers count as one host). Default Infinity.
+   */
+  maxConnectionsPerHost: number = Infinity;
+  /**
+   * A byte was received or sent since the idle watch last looked.
+   * @ignore
+   */
+  _ioSeen = false;
   /** @ignore */
   readonly [kCore]: ChannelCore;
+  #idle: IdleWatch | null = null;
+  #conns: ConnectionCounter | null = null;
   #connected = false;
   #accepting = false;
   #connecting = false;
@@ -271,6 +314,7 @@ export class Dispatcher {
     adopted.add(sock);
     this.socket = sock;
     this[kCore].fd = sock.fileno();
+    moveSlot(sock, this);
     this.addChannel(map);
   }
 
@@ -427,6 +471,7 @@ export class Dispatcher {
   send(data: BytesLike): number {
     try {
       const n = (this.socket as Socket).trySend(toBytes(data));
+      if (n > 0) this._ioSeen = true;
       return n < 0 ? 0 : n;
     } catch (error) {
       if (error instanceof OSError && DISCONNECTED.has(error.errno)) {
@@ -459,6 +504,7 @@ export class Dispatcher {
       throw error;
     }
     if (n > 0) {
+      this._ioSeen = true;
       if (n <= POOL_MAX) return fromPool(recvScratch, n);
       if (n * 2 < recvScratch.length) return recvScratch.slice(0, n);
       // A big read keeps the buffer it landed in (no copy); a new one takes its place.
@@ -491,7 +537,8 @@ export class Dispatcher {
       }
       throw error;
     }
-    if (n === 0 && nbytes > 0) this.handleClose();
+    if (n > 0) this._ioSeen = true;
+    else if (n === 0 && nbytes > 0) this.handleClose();
     return n < 0 ? 0 : n;
   }
 
@@ -501,6 +548,9 @@ export class Dispatcher {
     this.accepting = false;
     this.connecting = false;
     if (this.#acceptResume !== null) this.#endAcceptPause();
+    this.#idle?.stop();
+    this.#idle = null;
+    releaseSlot(this);
     this.delChannel();
     const sock = this.socket;
     if (sock !== null) {
@@ -535,12 +585,31 @@ export class Dispatcher {
       // accepting sockets are never connected, they "spawn" new sockets
       this.handleAccept();
     } else if (!this.connected) {
+      const mark = this._readStart();
       if (this.connecting) this.handleConnectEvent();
       this.handleRead();
+      this._readDone(mark);
     } else {
+      const mark = this._readStart();
       this.handleRead();
+      this._readDone(mark);
     }
   }
+
+  /**
+   * Around `handleRead` in a read event: where send backpressure starts
+   * (internal). `_readStart` returns what `_readDone` gets.
+   * @ignore
+   */
+  _readStart(): number {
+    return 0;
+  }
+
+  /**
+   * See `_readStart` (internal).
+   * @ignore
+   */
+  _readDone(_mark: number): void {}
 
   /** A connect completed (or failed: `SO_ERROR` is thrown as `OSError`). */
   handleConnectEvent(): void {
@@ -614,21 +683,55 @@ export class Dispatcher {
   }
 
   /**
-   * A listener is readable: accept and pass the result to `handleAccepted`.
-   * If that throws before a channel adopted the socket, the socket is closed
-   * and the error goes on to `handleError`.
+   * A listener is readable: accepts connections until none is left (or
+   * {@linkcode ACCEPT_BATCH} were taken in this event), each passed to
+   * `handleAccepted`, or to `handleAcceptRefused` when it would exceed
+   * `maxConnections` or `maxConnectionsPerHost`. If a handler throws before
+   * a channel adopted the socket, the socket is closed and the error goes on
+   * to `handleError`. (A subclass overriding this method keeps the
+   * reference's one accept per event.)
    */
   handleAccept(): void {
-    const pair = this.accept();
-    if (pair === null) return;
+    for (let i = 0; i < ACCEPT_BATCH; i++) {
+      const pair = this.accept();
+      if (pair === null) return;
+      this.#admit(pair[0], pair[1]);
+      if (!this.accepting) return; // a handler closed the listener
+    }
+  }
+
+  #admit(sock: Socket, addr: Address): void {
+    const conns = this.#conns ??= new ConnectionCounter();
+    const admitted = conns.admits(addr, this.maxConnections, this.maxConnectionsPerHost);
+    if (admitted) conns.take(sock, addr);
     try {
-      this.handleAccepted(pair[0], pair[1]);
+      if (admitted) this.handleAccepted(sock, addr);
+      else this.handleAcceptRefused(sock, addr);
     } catch (error) {
       // In Python the dropped socket object closes itself; here nothing else
       // would ever close the fd, so a failing handler would leak one per connection.
-      if (!adopted.has(pair[0])) pair[0].close();
+      if (!adopted.has(sock)) sock.close();
       throw error;
+    } finally {
+      // Closed without a channel adopting it: its slot is free again.
+      if (!adopted.has(sock) && sock.fileno() < 0) releaseSlot(sock);
     }
+  }
+
+  /** A listener: the live connections accepted through it (freed as their channels close). */
+  get connectionCount(): number {
+    return this.#conns?.live ?? 0;
+  }
+
+  /**
+   * A connection past `maxConnections` or `maxConnectionsPerHost`; the
+   * default closes it. A subclass may send a refusal first (the socket is
+   * non-blocking: `sock.send` what fits, e.g. `"421 Too many connections\r\n"`)
+   * or hand it to a channel that does.
+   */
+  handleAcceptRefused(sock: Socket, addr: Address): void {
+    sock.close();
+    this.logInfo(`refused a connection from ${formatAddress(addr)}: over the limit`, "warning");
   }
 
   /** A connection was accepted; the default closes it. */
@@ -640,6 +743,47 @@ export class Dispatcher {
   /** The socket closed; the default closes the channel. */
   handleClose(): void {
     this.logInfo("unhandled close event", "warning");
+    this.close();
+  }
+
+  // ---- idle timeout ----
+
+  /**
+   * After `seconds` with no byte received or sent (counted from this call),
+   * `handleIdleTimeout` runs; null turns the timeout off. Cancelled by
+   * `close()`. A read or send costs one field store, never a timer
+   * operation; the timer looks four times per period, so the call comes
+   * between `seconds` and `1.25 * seconds` after the last byte. Bytes
+   * moved by calling the socket's own methods directly are not seen.
+   *
+   * @example Close peers that stay silent for a minute
+   * ```ts ignore
+   * class Handler extends DispatcherWithSend {
+   *   constructor(sock: Socket) {
+   *     super(sock);
+   *     this.setIdleTimeout(60);
+   *   }
+   * }
+   * ```
+   */
+  setIdleTimeout(seconds: number | null): void {
+    const s = checkIdleSeconds(seconds);
+    this.#idle?.stop();
+    this.#idle = s === null ? null : new IdleWatch(this, s, guarded);
+  }
+
+  /** The idle timeout in seconds, or null when none is set. */
+  get idleTimeout(): number | null {
+    return this.#idle?.seconds ?? null;
+  }
+
+  /**
+   * No byte in or out for the idle timeout: the default logs it
+   * (`logInfo(..., "info")`) and closes. If an override leaves the channel
+   * open, the next call comes a whole timeout later (unless bytes move).
+   */
+  handleIdleTimeout(): void {
+    this.logInfo(`${this} idle for ${this.idleTimeout}s: closing`, "info");
     this.close();
   }
 }
@@ -718,6 +862,53 @@ export class DispatcherWithSend extends Dispatcher {
     queue[kAdopt](() => notifyInterest(this));
     return queue;
   }
+
+  /**
+   * When a read event leaves more than this many bytes queued
+   * (`queuedBytes`), the loop stops reading this channel (even if
+   * `readable()` is overridden); it reads again once the queue is down to
+   * half of it, and calls `handleDrain`. Nothing is lost: the peer's bytes
+   * wait in the kernel, and TCP slows the peer down. Output queued outside
+   * the channel's own read events (on connect, from a timer or another
+   * channel) does not pause it. Default 1 MiB; `Infinity` queues without
+   * bound, as the reference does.
+   */
+  highWaterMark: number = DEFAULT_HIGH_WATER_MARK;
+  /**
+   * Reading is paused by `highWaterMark` (internal).
+   * @ignore
+   */
+  _readPaused = false;
+
+  /** The bytes queued for sending (`outBuffer.length`). */
+  get queuedBytes(): number {
+    return this.outBuffer.length;
+  }
+
+  /**
+   * The queue went over `highWaterMark` and is now down to half of it
+   * (reading resumes): a good moment to queue more, as Node's `'drain'`.
+   * The default does nothing.
+   */
+  handleDrain(): void {}
+
+  /**
+   * Backpressure: no reading while over the high-water mark.
+   * @ignore
+   */
+  override [kPolicy](want: number): number {
+    return applyBackpressure(this, super[kPolicy](want));
+  }
+
+  /** @ignore */
+  override _readStart(): number {
+    return this.queuedBytes;
+  }
+
+  /** @ignore */
+  override _readDone(queuedBefore: number): void {
+    pauseIfOver(this, queuedBefore);
+  }
   #files: FileQueue | null = null;
 
   /**
@@ -728,6 +919,7 @@ export class DispatcherWithSend extends Dispatcher {
   get _files(): FileQueue | null {
     return this.#files;
   }
+  /** @ignore */
   set _files(files: FileQueue | null) {
     if (this.#files === files) return;
     this.#files = files;
@@ -741,6 +933,7 @@ export class DispatcherWithSend extends Dispatcher {
     if (out.length === 0) return;
     const sent = super.send(out.front(65536));
     out.consume(sent);
+    if (this._readPaused) resumeIfDrained(this);
   }
 
   /** Sends more of the buffer. */

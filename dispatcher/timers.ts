@@ -9,24 +9,67 @@
 
 import { compactTraceback, isReraised } from "./errors.ts";
 
-/** A scheduled call; `cancel()` stops it (also from inside the call). */
+/**
+ * A scheduled call; `cancel()` stops it (also from inside the call),
+ * `reset()` starts its delay again.
+ */
 export interface TimerHandle {
   /** Stops the timer; a no-op once it has run (`callLater`) or been cancelled. */
   cancel(): void;
-  /** Whether the timer was cancelled. */
+  /**
+   * Starts the delay again from now: the call comes `seconds` from now
+   * (default: the delay the timer was scheduled with; for `callEvery` its
+   * interval, and the ticks go on every interval from there). Works on a
+   * pending timer and on a `callLater` that has already run (also from
+   * inside its own callback: it runs once more); a no-op on a cancelled
+   * timer, since `cancel()` is final. Costs O(log n) in the number of timers.
+   *
+   * @example An idle timer pushed back by activity (pyftpdlib's pattern)
+   * ```ts ignore
+   * const idle = callLater(30, () => channel.close());
+   * // ... whenever the peer does something:
+   * idle.reset();
+   * ```
+   */
+  reset(seconds?: number): void;
+  /** Whether the timer was cancelled (or, for `callLater`, has run and not been reset). */
   readonly cancelled: boolean;
 }
 
 class Timer implements TimerHandle {
   cancelled = false;
+  /** cancel() was called: reset() no longer re-arms it. */
+  stopped = false;
+  /** Position in the heap, -1 when not in it. */
+  index = -1;
   constructor(
     public due: number,
     public readonly interval: number,
     public readonly fn: () => void,
     public seq: number,
+    public readonly delay: number,
   ) {}
 
+  reset(seconds?: number): void {
+    if (this.stopped) return;
+    const ms = seconds === undefined ? this.delay : checkDelay(seconds, this.interval > 0) * 1000;
+    this.due = performance.now() + ms;
+    this.seq = seq++;
+    if (this.index >= 0) {
+      siftUp(this.index);
+      siftDown(this.index);
+    } else {
+      heapPush(this);
+    }
+    if (this.cancelled) {
+      this.cancelled = false;
+      live++;
+    }
+    for (const wake of listeners) wake();
+  }
+
   cancel(): void {
+    this.stopped = true;
     if (this.cancelled) return;
     this.cancelled = true;
     live--;
@@ -52,50 +95,80 @@ function before(a: Timer, b: Timer): boolean {
 // Drops the cancelled entries; a sorted array is a valid heap.
 function compact(): void {
   let n = 0;
-  for (const t of heap) if (!t.cancelled) heap[n++] = t;
+  for (const t of heap) {
+    if (!t.cancelled) heap[n++] = t;
+    else t.index = -1;
+  }
   heap.length = n;
   heap.sort((a, b) => (before(a, b) ? -1 : 1));
+  for (let i = 0; i < n; i++) heap[i].index = i;
 }
 
-function heapPush(t: Timer): void {
-  heap.push(t);
-  let i = heap.length - 1;
+// Every timer knows its heap position, so reset() can move it in O(log n).
+function swap(i: number, j: number): void {
+  const a = heap[i], b = heap[j];
+  heap[i] = b;
+  heap[j] = a;
+  b.index = i;
+  a.index = j;
+}
+
+function siftUp(i: number): number {
   while (i > 0) {
     const parent = (i - 1) >> 1;
     if (!before(heap[i], heap[parent])) break;
-    [heap[i], heap[parent]] = [heap[parent], heap[i]];
+    swap(i, parent);
     i = parent;
   }
+  return i;
+}
+
+function siftDown(i: number): void {
+  for (;;) {
+    const l = 2 * i + 1, r = l + 1;
+    let m = i;
+    if (l < heap.length && before(heap[l], heap[m])) m = l;
+    if (r < heap.length && before(heap[r], heap[m])) m = r;
+    if (m === i) return;
+    swap(i, m);
+    i = m;
+  }
+}
+
+function heapPush(t: Timer): void {
+  t.index = heap.length;
+  heap.push(t);
+  siftUp(t.index);
 }
 
 function heapPop(): Timer {
   const top = heap[0];
   const last = heap.pop()!;
+  top.index = -1;
   if (heap.length > 0) {
     heap[0] = last;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1, r = l + 1;
-      let m = i;
-      if (l < heap.length && before(heap[l], heap[m])) m = l;
-      if (r < heap.length && before(heap[r], heap[m])) m = r;
-      if (m === i) break;
-      [heap[i], heap[m]] = [heap[m], heap[i]];
-      i = m;
-    }
+    last.index = 0;
+    siftDown(0);
   }
   return top;
 }
 
-function schedule(seconds: number, fn: () => void, repeat: boolean): TimerHandle {
-  if (typeof fn !== "function") throw new TypeError("the timer callback must be a function");
+/** Checks a delay in seconds (an interval must be > 0) and returns it. */
+function checkDelay(seconds: number, repeat: boolean): number {
   if (typeof seconds !== "number" || !Number.isFinite(seconds) || seconds < 0) {
     throw new RangeError(`timer delay must be a finite number of seconds >= 0, not ${seconds}`);
   }
   if (repeat && seconds <= 0) {
     throw new RangeError(`callEvery needs an interval > 0 seconds, not ${seconds}`);
   }
-  const t = new Timer(performance.now() + seconds * 1000, repeat ? seconds * 1000 : 0, fn, seq++);
+  return seconds;
+}
+
+function schedule(seconds: number, fn: () => void, repeat: boolean): TimerHandle {
+  if (typeof fn !== "function") throw new TypeError("the timer callback must be a function");
+  checkDelay(seconds, repeat);
+  const ms = seconds * 1000;
+  const t = new Timer(performance.now() + ms, repeat ? ms : 0, fn, seq++, ms);
   heapPush(t);
   live++;
   for (const wake of listeners) wake();

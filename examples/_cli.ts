@@ -23,6 +23,8 @@ export interface CommandLine {
   positionals: string[];
   /** `--poller`, checked. */
   poller: PollerName;
+  /** The values of the extra string options asked for. */
+  options: Record<string, string | undefined>;
 }
 
 /**
@@ -33,7 +35,11 @@ export function parseCommandLine(
   prog: string,
   help: string,
   args: string[],
-  { maxPositionals, poller }: { maxPositionals: number; poller: PollerName },
+  { maxPositionals, poller, extra = [] }: {
+    maxPositionals: number;
+    poller: PollerName;
+    extra?: string[];
+  },
 ): CommandLine {
   let parsed;
   try {
@@ -42,6 +48,7 @@ export function parseCommandLine(
       options: {
         help: { type: "boolean", short: "h" },
         poller: { type: "string" },
+        ...Object.fromEntries(extra.map((name) => [name, { type: "string" as const }])),
       },
       allowPositionals: true,
       strict: true,
@@ -63,7 +70,25 @@ export function parseCommandLine(
   if (parsed.positionals.length > maxPositionals) {
     usageError(prog, `unexpected argument '${parsed.positionals[maxPositionals]}'`);
   }
-  return { positionals: parsed.positionals, poller: chosen };
+  const options: Record<string, string | undefined> = {};
+  const values = parsed.values as Record<string, unknown>;
+  for (const name of extra) options[name] = values[name] as string | undefined;
+  return { positionals: parsed.positionals, poller: chosen, options };
+}
+
+/** Reads `--name=N`, a number > 0, or `fallback` when absent. */
+export function parsePositive(
+  prog: string,
+  name: string,
+  text: string | undefined,
+  fallback: number,
+): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!(n > 0) || !Number.isFinite(n)) {
+    usageError(prog, `--${name} must be a number > 0, not '${text}'`);
+  }
+  return n;
 }
 
 /** Reads a port number (0-65535; 0 picks a free port). */

@@ -4,9 +4,17 @@
  *     deno run --allow-ffi examples/chat_server.ts [host] [port]    (default 127.0.0.1 8090)
  *
  * Options: --poller=select|poll|epoll (default epoll on Linux, poll elsewhere),
+ * --idle=SECONDS (default 600), --max-per-host=N (default 16),
  * --help. Port 0 picks a free port; the "listening" line says which. Ctrl-C
  * or SIGTERM closes every connection and exits 0; a bad argument prints one
  * line and exits 2.
+ *
+ * Limits, each from the library: a line longer than {@linkcode MAX_LINE}
+ * bytes is refused (`maxInputLength` and `handleInputOverflow`); a client
+ * that stops reading while others talk is cut off once
+ * {@linkcode MAX_QUEUED_BYTES} wait for it (`queuedBytes`); a client silent
+ * for the idle timeout is told and closed (`setIdleTimeout`); an address
+ * with too many connections is refused (`maxConnectionsPerHost`).
  *
  * Connect with `nc 127.0.0.1 8090` (or telnet). The first line you send is
  * your nickname; after that every line goes to everyone else as
@@ -29,15 +37,19 @@ import {
   type Socket,
   socketMap,
 } from "../mod.ts";
-import { openOrExit, parseCommandLine, parsePort } from "./_cli.ts";
+import { openOrExit, parseCommandLine, parsePort, parsePositive } from "./_cli.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** Longest line a client may send, in bytes; longer ones are dropped. */
+/** Longest line a client may send, in bytes (without the line end); longer ones are refused. */
 export const MAX_LINE = 1024;
-/** Output entries a session may have queued before it counts as stuck (about 16 KiB each). */
-export const MAX_QUEUED = 256;
+/**
+ * Bytes of other people's messages that may wait for a client before it
+ * counts as not reading and is cut off. (The alternative policy, dropping
+ * messages for it while over, keeps it connected but lets it miss lines.)
+ */
+export const MAX_QUEUED_BYTES = 256 * 1024;
 
 const NICK = /^[\p{L}\p{N}_-]{1,20}$/u;
 
@@ -49,38 +61,40 @@ function formatAddress(addr: Address): string {
 export class ChatSession extends AsyncChat {
   /** The nickname, once chosen. */
   nick: string | null = null;
-  #length = 0;
-  #tooLong = false;
   #gone = false;
 
   /** Greets the client and asks for a nickname. */
   constructor(sock: Socket, readonly server: ChatServer, readonly peer: Address) {
     super(sock, server.map);
     this.setTerminator("\n");
+    this.maxInputLength = MAX_LINE + 1; // a "\r" before the "\n" is allowed
+    this.setIdleTimeout(server.idleSeconds);
     this.push("* Welcome to the chat! Your nickname?\n");
   }
 
   override collectIncomingData(data: Uint8Array): void {
-    if (this.#tooLong) return;
-    this.#length += data.length;
-    if (this.#length > MAX_LINE + 1) {
-      this.#tooLong = true;
-      this.incoming = [];
-      return;
-    }
     this._collectIncomingData(data);
   }
 
-  override foundTerminator(): void {
-    const tooLong = this.#tooLong;
-    this.#tooLong = false;
-    this.#length = 0;
-    let line = decoder.decode(this._getData());
-    if (this.#gone) return; // after /quit: ignore what follows
-    if (tooLong) {
-      this.push(`* Line too long (max ${MAX_LINE} bytes), ignored\n`);
+  /** The library drops the rest of the line; the client is told. */
+  override handleInputOverflow(): void {
+    if (!this.#gone) this.push(`* Line too long (max ${MAX_LINE} bytes), ignored\n`);
+  }
+
+  /** Silent for too long: say so, and close once that is sent. */
+  override handleIdleTimeout(): void {
+    if (this.#gone) {
+      this.close(); // a goodbye that never drained: the client is not reading
       return;
     }
+    this.push(`* Idle for ${this.server.idleSeconds} s, goodbye\n`);
+    this.closeWhenDone();
+    this.#leave("idle");
+  }
+
+  override foundTerminator(): void {
+    let line = decoder.decode(this._getData());
+    if (this.#gone) return; // after /quit: ignore what follows
     if (line.endsWith("\r")) line = line.slice(0, -1);
     if (this.nick === null) {
       this.#chooseNick(line.trim());
@@ -159,7 +173,7 @@ export class ChatSession extends AsyncChat {
   /** Queues a line unless the client has stopped reading: then it is cut off. */
   deliver(bytes: Uint8Array): void {
     if (this.#gone) return;
-    if (this.producerFifo.length > MAX_QUEUED) {
+    if (this.queuedBytes > MAX_QUEUED_BYTES) {
       this.discardBuffers();
       this.#leave("not reading");
       this.close();
@@ -184,6 +198,9 @@ export class ChatServer extends Dispatcher {
   /** Every session not yet gone. */
   readonly sessions: Set<ChatSession> = new Set();
 
+  /** Seconds a session may stay silent before it is closed. */
+  idleSeconds = 600;
+
   /** Listens on `host`:`port` (0 picks a free port) in `map`. */
   constructor(host: string, port: number, readonly map?: Map<number, Dispatcher>) {
     super(null, map);
@@ -201,7 +218,19 @@ export class ChatServer extends Dispatcher {
     this.bind(address);
     // Enough for a chat; a server that takes bursts of new connections wants
     // listen(1024) (see README "Bursts").
-    this.listen(16);
+    this.listen(128);
+    this.maxConnectionsPerHost = 16;
+  }
+
+  /** Past `maxConnectionsPerHost`: a one-line refusal (the socket is fresh: it fits), then close. */
+  override handleAcceptRefused(sock: Socket, addr: Address): void {
+    try {
+      sock.send("* Too many connections from your address, sorry\n");
+    } catch {
+      // gone already: nothing to tell
+    }
+    sock.close();
+    this.log(`! refused ${formatAddress(addr)}: too many connections`);
   }
 
   /** The bound address (with the real port when 0 was asked for). */
@@ -253,19 +282,26 @@ nickname, then /nick NAME, /who, /me ACTION, /help, /quit [MESSAGE].
   host      address or name to listen on (default 127.0.0.1)
   port      0-65535 (default 8090; 0 picks a free port)
   --poller  readiness backend (default epoll on Linux, poll elsewhere)
+  --idle=SECONDS        close a connection silent for this long (default 600)
+  --max-per-host=N      connections one address may hold (default 16)
   -h, --help
 Ctrl-C (SIGINT) or SIGTERM closes every connection and exits 0.
 `;
 
 if (import.meta.main) {
   const prog = "chat_server";
-  const { positionals, poller } = parseCommandLine(prog, HELP, Deno.args, {
+  const { positionals, poller, options } = parseCommandLine(prog, HELP, Deno.args, {
     maxPositionals: 2,
     poller: Deno.build.os === "linux" ? "epoll" : "poll",
+    extra: ["idle", "max-per-host"],
   });
   const host = positionals[0] ?? "127.0.0.1";
   const port = parsePort(prog, positionals[1] ?? "8090");
+  const idle = parsePositive(prog, "idle", options.idle, 600);
+  const perHost = parsePositive(prog, "max-per-host", options["max-per-host"], 16);
   const server = openOrExit(prog, () => new ChatServer(host, port));
+  server.idleSeconds = idle;
+  server.maxConnectionsPerHost = perHost;
   console.log(`chat server listening on ${formatAddress(server.address())}`);
   // Python: try: asyncore.loop() except KeyboardInterrupt: ... finally: asyncore.close_all()
   try {

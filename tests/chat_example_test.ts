@@ -2,9 +2,11 @@
 // subprocess with only --allow-ffi; three clients talk at once: two
 // Deno.connect clients in this process and a python3 socket client in a
 // subprocess. Everyone must see everyone else's lines, in order, and /quit
-// must end with the goodbye and then EOF.
+// must end with the goodbye and then EOF. Then its limits: a client that
+// stops reading is cut off, a silent one times out, too many connections
+// from one address are refused.
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
-import { assertNoFdLeak, python } from "./_util.ts";
+import { assertNoFdLeak, delay, python } from "./_util.ts";
 
 const enc = new TextEncoder();
 const root = new URL("..", import.meta.url).pathname;
@@ -148,9 +150,9 @@ class Server {
   constructor(readonly proc: Deno.ChildProcess, readonly port: number, lines: Lines) {
     this.lines = lines;
   }
-  static async start(): Promise<Server> {
+  static async start(extra: string[] = []): Promise<Server> {
     const proc = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-ffi", "examples/chat_server.ts", "127.0.0.1", "0"],
+      args: ["run", "--allow-ffi", "examples/chat_server.ts", "127.0.0.1", "0", ...extra],
       cwd: root,
       stdin: "null",
       stdout: "piped",
@@ -435,6 +437,97 @@ Deno.test({
         assertEquals(await b.lines.next(), "* annie has left");
         await b.send("/who");
         assertEquals(await b.lines.next(), "* Here: ben");
+      } finally {
+        for (const c of clients) await c.close();
+        await server.stop();
+      }
+    }),
+});
+
+Deno.test({
+  name: "chat example: a client that stops reading is cut off; the others go on",
+  fn: () =>
+    assertNoFdLeak(async () => {
+      const server = await Server.start();
+      const clients: Client[] = [];
+      let slow: Deno.TcpConn | null = null;
+      try {
+        const talker = await Client.connect("talker", server.port);
+        const watcher = await Client.connect("watcher", server.port);
+        clients.push(talker, watcher);
+        for (const c of [talker, watcher]) {
+          await c.lines.next();
+          await c.send(c.nick);
+          await c.lines.until((l) => l.startsWith(`* Hello ${c.nick}!`), "hello");
+        }
+        // slow joins and then reads nothing at all.
+        slow = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+        await slow.write(enc.encode("slow\n"));
+        await watcher.lines.until((l) => l === "* slow has joined", "slow joining");
+        // 16 MiB of chat: far more than the kernel buffers and MAX_QUEUED_BYTES.
+        const line = "x".repeat(1000);
+        const batch = enc.encode(`${line}\n`.repeat(256));
+        const n = 64;
+        await within(
+          30_000,
+          "talking",
+          (async () => {
+            for (let i = 0; i < n; i++) {
+              for (let o = 0; o < batch.length;) o += await talker.conn.write(batch.subarray(o));
+            }
+          })(),
+        );
+        await watcher.lines.until(
+          (l) => l === "* slow has left (not reading)",
+          "slow being cut off",
+          30_000,
+        );
+        await watcher.lines.waitFor(
+          () => watcher.from("talker").length >= n * 256,
+          "watcher hearing every line",
+          30_000,
+        );
+        assertEquals(watcher.from("talker").length, n * 256);
+        await talker.send("/who");
+        await talker.lines.until((l) => l === "* Here: talker, watcher", "who");
+      } finally {
+        slow?.close();
+        for (const c of clients) await c.close();
+        await server.stop();
+      }
+    }),
+});
+
+Deno.test({
+  name:
+    "chat example: a silent client times out (--idle=1); a 3rd connection from one host is refused",
+  fn: () =>
+    assertNoFdLeak(async () => {
+      const server = await Server.start(["--idle=1", "--max-per-host=2"]);
+      const clients: Client[] = [];
+      try {
+        const quiet = await Client.connect("quiet", server.port);
+        const busy = await Client.connect("busy", server.port);
+        clients.push(quiet, busy);
+        assertEquals(await quiet.lines.next(), "* Welcome to the chat! Your nickname?");
+        assertEquals(await busy.lines.next(), "* Welcome to the chat! Your nickname?");
+        const third = await Client.connect("third", server.port);
+        clients.push(third);
+        assertEquals(await third.lines.next(), "* Too many connections from your address, sorry");
+        assertEquals(await third.lines.next(), null);
+        // busy keeps talking, so only quiet is reaped.
+        const t0 = performance.now();
+        await busy.send("busy");
+        const timer = setInterval(() => busy.send("/who").catch(() => {}), 300);
+        try {
+          assertEquals(await quiet.lines.next(5000), "* Idle for 1 s, goodbye");
+          assertEquals(await quiet.lines.next(), null);
+          assert(performance.now() - t0 >= 900, "not before a second of silence");
+          await delay(1500);
+          assert(!busy.lines.eof, "the talking client stays");
+        } finally {
+          clearInterval(timer);
+        }
       } finally {
         for (const c of clients) await c.close();
         await server.stop();

@@ -260,6 +260,116 @@ Deno.test("timers: cancelling many timers keeps the heap small and the order rig
   });
 });
 
+// ---- reset (fake clock) ----
+
+Deno.test("timers: reset() pushes a pending callLater back, by its own delay or a new one", async () => {
+  await withTimers((keep) => {
+    withClock((advance) => {
+      const ran: string[] = [];
+      const base = pendingTimers();
+      const a = keep(callLater(0.1, () => ran.push("a")));
+      advance(60);
+      a.reset(); // 100 ms from now again
+      assertEquals(pendingTimers(), base + 1, "still one timer");
+      advance(60);
+      assertEquals(runDueTimers(), 0, "not at its first due time");
+      advance(50);
+      assertEquals(runDueTimers(), 1);
+      assertEquals(ran, ["a"]);
+      // An earlier time moves it ahead of others.
+      const late = keep(callLater(5, () => ran.push("late")));
+      const mid = keep(callLater(1, () => ran.push("mid")));
+      late.reset(0.5);
+      assertAlmostEquals(nextTimerDelay()!, 0.5, 1e-9);
+      advance(2000);
+      assertEquals(runDueTimers(), 2);
+      assertEquals(ran, ["a", "late", "mid"]);
+      assert(mid.cancelled && late.cancelled);
+      assertEquals(pendingTimers(), base);
+    });
+  });
+});
+
+Deno.test("timers: reset() re-arms a callLater that ran, also from its own callback; cancel is final", async () => {
+  await withTimers((keep) => {
+    withClock((advance) => {
+      const base = pendingTimers();
+      let calls = 0;
+      const h: TimerHandle = keep(callLater(0.01, () => {
+        if (++calls < 3) h.reset();
+      }));
+      for (let i = 0; i < 10; i++) {
+        advance(10);
+        runDueTimers();
+      }
+      assertEquals(calls, 3, "ran three times: twice re-armed from inside");
+      assert(h.cancelled);
+      assertEquals(pendingTimers(), base);
+      h.reset(0.01); // after it ran: runs once more
+      assertEquals(h.cancelled, false);
+      assertEquals(pendingTimers(), base + 1);
+      advance(10);
+      assertEquals(runDueTimers(), 1);
+      assertEquals(calls, 4);
+      // cancel() is final: reset() does not bring it back.
+      const c = keep(callLater(0.01, () => calls++));
+      c.cancel();
+      c.reset();
+      assertEquals(c.cancelled, true);
+      assertEquals(pendingTimers(), base);
+      advance(100);
+      assertEquals(runDueTimers(), 0);
+      assertEquals(calls, 4);
+    });
+  });
+});
+
+Deno.test("timers: reset() restarts a callEvery's grid; bad delays are refused", async () => {
+  await withTimers((keep) => {
+    withClock((advance) => {
+      const at: number[] = [];
+      let t = 0;
+      const step = (ms: number) => {
+        t += ms;
+        advance(ms);
+        runDueTimers();
+      };
+      const h = keep(callEvery(0.1, () => at.push(t)));
+      step(100); // fires at 100
+      step(50);
+      h.reset(); // next at 250, then every 100
+      step(60); // 210: nothing
+      step(40); // 250
+      step(100); // 350
+      h.reset(0.01); // next at 360
+      step(10);
+      assertEquals(at, [100, 250, 350, 360]);
+      assertThrows(() => h.reset(0), RangeError);
+      assertThrows(() => h.reset(-1), RangeError);
+      assertThrows(() => h.reset(NaN), RangeError);
+      const once = keep(callLater(1, () => {}));
+      assertThrows(() => once.reset(Infinity), RangeError);
+      once.reset(0); // 0 is fine for callLater
+      assertAlmostEquals(nextTimerDelay()!, 0, 1e-9);
+    });
+  });
+});
+
+Deno.test("timers: many resets keep the heap in due order", async () => {
+  await withTimers((keep) => {
+    withClock((advance) => {
+      const ran: number[] = [];
+      const hs = Array.from({ length: 300 }, (_, i) => keep(callLater(10 + i, () => ran.push(i))));
+      // Reset each to a delay that reverses the order, some twice.
+      for (let i = 0; i < 300; i++) hs[i].reset(1 + (299 - i) / 100);
+      for (let i = 0; i < 300; i += 7) hs[i].reset(1 + (299 - i) / 100);
+      advance(10_000);
+      assertEquals(runDueTimers(), 300);
+      assertEquals(ran, Array.from({ length: 300 }, (_, i) => 299 - i));
+    });
+  });
+});
+
 // ---- timing under the loop (real time) ----
 
 for (const poller of POLLERS) {

@@ -5,10 +5,13 @@
  *
  *     deno run --allow-ffi bench/servers/asyncore_echo.ts [host] [port]
  *         [--poller=select|poll|epoll] [--loop=sync|async] [--recv-into] [--backlog=N]
+ *         [--hwm=BYTES|Infinity] [--idle=SECONDS]
  *
  * `--loop=async` serves with `loopAsync()` instead of `loop()`; `--recv-into`
  * reads with `recvInto` into one shared buffer instead of `recv`;
- * `--backlog=N` listens with N instead of 1024. Prints
+ * `--backlog=N` listens with N instead of 1024; `--hwm` sets every channel's
+ * `highWaterMark` (default 1 MiB), `--idle` an idle timeout on every channel
+ * (bench/memory_bench.ts). Prints
  * `LISTENING <port>` once listening.
  *
  * @module
@@ -48,6 +51,8 @@ export class RecvIntoEchoHandler extends DispatcherWithSend {
 }
 
 let Handler: typeof EchoHandler = EchoHandler;
+let highWaterMark: number | null = null;
+let idleSeconds: number | null = null;
 
 /** Listens and gives each connection an {@linkcode EchoHandler}. */
 export class EchoServer extends Dispatcher {
@@ -61,7 +66,9 @@ export class EchoServer extends Dispatcher {
 
   override handleAccepted(sock: Socket, _addr: Address): void {
     sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
-    new Handler(sock);
+    const h = new Handler(sock);
+    if (highWaterMark !== null) h.highWaterMark = highWaterMark;
+    if (idleSeconds !== null) h.setIdleTimeout(idleSeconds);
   }
 }
 
@@ -71,6 +78,8 @@ if (import.meta.main) {
     Deno.args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
   const poller = (flag("poller") ?? "epoll") as PollerName;
   if (Deno.args.includes("--recv-into")) Handler = RecvIntoEchoHandler;
+  if (flag("hwm") !== undefined) highWaterMark = Number(flag("hwm"));
+  if (flag("idle") !== undefined) idleSeconds = Number(flag("idle"));
   const server = new EchoServer(
     args[0] ?? "127.0.0.1",
     Number(args[1] ?? 0),
