@@ -1,6 +1,8 @@
 /**
  * `epoll(7)`: an interest list kept in the kernel and a reusable event
- * buffer (`struct epoll_event` is packed, 12 bytes, on x86_64).
+ * buffer. `struct epoll_event`'s size and offsets come from the platform
+ * table: packed, 12 bytes, on x86_64; 16 bytes with `data` at 8 on aarch64.
+ * The fd is kept in the low 32 bits of `data` (little-endian).
  *
  * @module
  */
@@ -9,9 +11,9 @@ import { errno as E, readErrno } from "./errno.ts";
 import { C, platform } from "./platform.ts";
 import { waitUninterrupted } from "./poll.ts";
 import { osError } from "./socket.ts";
-import { libc } from "./symbols.ts";
+import { type EpollSymbols, epollSymbols } from "./symbols.ts";
 
-const SIZE = platform.structs.epollEvent;
+const { size: SIZE, events: EVENTS, data: DATA } = platform.structs.epollEvent;
 
 /** One epoll instance. */
 export class Epoll {
@@ -20,11 +22,17 @@ export class Epoll {
   #view: DataView;
   readonly #ctlBuf = new Uint8Array(SIZE);
   readonly #ctlView = new DataView(this.#ctlBuf.buffer);
+  readonly #lib: EpollSymbols;
 
-  /** Creates the instance (close-on-exec) with room for `maxEvents` per wait. */
+  /**
+   * Creates the instance (close-on-exec) with room for `maxEvents` per wait.
+   * Throws an `Error` naming the platform where libc has no epoll.
+   */
   constructor(maxEvents = 1024) {
-    if (!platform.hasEpoll) throw new Error(`epoll is not available on ${platform.name}`);
-    const fd = libc().epoll_create1(C.EPOLL_CLOEXEC);
+    const lib = epollSymbols();
+    if (!lib) throw new Error(`epoll is not available on ${platform.name}; use poll`);
+    this.#lib = lib;
+    const fd = lib.epoll_create1(C.EPOLL_CLOEXEC);
     if (fd < 0) throw osError(readErrno(), "epoll_create1");
     this.#epfd = fd;
     this.#events = new Uint8Array(SIZE * maxEvents);
@@ -53,10 +61,10 @@ export class Epoll {
    * errno (`ENOENT`, `EEXIST`, `EPERM`, `EBADF`) for the caller to decide on.
    */
   ctl(op: number, fd: number, events: number): number {
-    this.#ctlView.setUint32(0, events, true);
-    this.#ctlView.setUint32(4, fd, true);
-    this.#ctlView.setUint32(8, 0, true);
-    const lib = libc();
+    this.#ctlBuf.fill(0);
+    this.#ctlView.setUint32(EVENTS, events, true);
+    this.#ctlView.setUint32(DATA, fd, true);
+    const lib = this.#lib;
     for (;;) {
       if (lib.epoll_ctl(this.#epfd, op, fd, this.#ctlBuf) === 0) return 0;
       const err = readErrno();
@@ -70,7 +78,7 @@ export class Epoll {
    * the time left.
    */
   wait(timeout: number): number {
-    const lib = libc();
+    const lib = this.#lib;
     const epfd = this.#epfd, events = this.#events, max = this.capacity;
     return waitUninterrupted("epoll_wait", timeout, (ms) => lib.epoll_wait(epfd, events, max, ms));
   }
@@ -81,7 +89,7 @@ export class Epoll {
    * Failures (EINTR) resolve to 0.
    */
   async waitAsync(timeout: number, buffer: Uint8Array): Promise<number> {
-    const r = await libc().epollWaitAsync(
+    const r = await this.#lib.epollWaitAsync(
       this.#epfd,
       buffer,
       Math.floor(buffer.length / SIZE),
@@ -92,12 +100,12 @@ export class Epoll {
 
   /** The fd of event `i` of the last wait. */
   fd(i: number): number {
-    return this.#view.getInt32(i * SIZE + 4, true);
+    return this.#view.getInt32(i * SIZE + DATA, true);
   }
 
   /** The event mask of event `i` of the last wait. */
   events(i: number): number {
-    return this.#view.getUint32(i * SIZE, true);
+    return this.#view.getUint32(i * SIZE + EVENTS, true);
   }
 
   /** Closes the epoll fd (idempotent). */
@@ -105,6 +113,6 @@ export class Epoll {
     const fd = this.#epfd;
     if (fd < 0) return;
     this.#epfd = -1;
-    libc().close(fd);
+    this.#lib.close(fd);
   }
 }
