@@ -1,15 +1,17 @@
 /**
  * `epoll(7)`: an interest list kept in the kernel and a reusable event
- * buffer (`struct epoll_event` is packed, 12 bytes, on x86_64).
+ * buffer. `struct epoll_event`'s size and offsets come from the platform
+ * table: packed, 12 bytes, on x86_64; 16 bytes with `data` at 8 on aarch64.
+ * The fd is kept in the low 32 bits of `data` (little-endian).
  *
  * @module
  */
 
-import { C, platform } from "./platform.ts";
 import { attempt, check, waitUninterrupted } from "./_syscall.ts";
-import { libc } from "./symbols.ts";
+import { C, platform } from "./platform.ts";
+import { type EpollSymbols, epollSymbols } from "./symbols.ts";
 
-const SIZE = platform.structs.epollEvent;
+const { size: SIZE, events: EVENTS, data: DATA } = platform.structs.epollEvent;
 
 /** One epoll instance. */
 export class Epoll {
@@ -18,11 +20,16 @@ export class Epoll {
   #view: DataView;
   readonly #ctlBuf = new Uint8Array(SIZE);
   readonly #ctlView = new DataView(this.#ctlBuf.buffer);
+  readonly #lib: EpollSymbols;
 
-  /** Creates the instance (close-on-exec) with room for `maxEvents` per wait. */
+  /**
+   * Creates the instance (close-on-exec) with room for `maxEvents` per wait.
+   * Throws an `Error` naming the platform where libc has no epoll.
+   */
   constructor(maxEvents = 1024) {
-    if (!platform.hasEpoll) throw new Error(`epoll is not available on ${platform.name}`);
-    const lib = libc();
+    const lib = epollSymbols();
+    if (!lib) throw new Error(`epoll is not available on ${platform.name}; use poll`);
+    this.#lib = lib;
     const fd = check(attempt(() => lib.epoll_create1(C.EPOLL_CLOEXEC)), "epoll_create1");
     this.#epfd = fd;
     this.#events = new Uint8Array(SIZE * maxEvents);
@@ -52,10 +59,10 @@ export class Epoll {
    * policy, for the caller to decide on.
    */
   ctl(op: number, fd: number, events: number): number {
-    this.#ctlView.setUint32(0, events, true);
-    this.#ctlView.setUint32(4, fd, true);
-    this.#ctlView.setUint32(8, 0, true);
-    const lib = libc();
+    this.#ctlBuf.fill(0);
+    this.#ctlView.setUint32(EVENTS, events, true);
+    this.#ctlView.setUint32(DATA, fd, true);
+    const lib = this.#lib;
     const epfd = this.#epfd, buf = this.#ctlBuf;
     const r = attempt(() => lib.epoll_ctl(epfd, op, fd, buf));
     return r >= 0 ? 0 : -r;
@@ -67,7 +74,7 @@ export class Epoll {
    * the time left.
    */
   wait(timeout: number): number {
-    const lib = libc();
+    const lib = this.#lib;
     const epfd = this.#epfd, events = this.#events, max = this.capacity;
     return waitUninterrupted("epoll_wait", timeout, (ms) => lib.epoll_wait(epfd, events, max, ms));
   }
@@ -78,7 +85,7 @@ export class Epoll {
    * Failures (EINTR) resolve to 0.
    */
   async waitAsync(timeout: number, buffer: Uint8Array): Promise<number> {
-    const r = await libc().epollWaitAsync(
+    const r = await this.#lib.epollWaitAsync(
       this.#epfd,
       buffer,
       Math.floor(buffer.length / SIZE),
@@ -89,12 +96,12 @@ export class Epoll {
 
   /** The fd of event `i` of the last wait. */
   fd(i: number): number {
-    return this.#view.getInt32(i * SIZE + 4, true);
+    return this.#view.getInt32(i * SIZE + DATA, true);
   }
 
   /** The event mask of event `i` of the last wait. */
   events(i: number): number {
-    return this.#view.getUint32(i * SIZE, true);
+    return this.#view.getUint32(i * SIZE + EVENTS, true);
   }
 
   /** Closes the epoll fd (idempotent). */
@@ -102,6 +109,6 @@ export class Epoll {
     const fd = this.#epfd;
     if (fd < 0) return;
     this.#epfd = -1;
-    libc().close(fd);
+    this.#lib.close(fd);
   }
 }

@@ -13,10 +13,10 @@ import { libc } from "./symbols.ts";
 // The kernel reads and writes n entries: more than the array holds would be
 // memory corruption, so it is refused before the call.
 function checkCount(fds: PollFdArray, n: number): void {
-  if (!Number.isInteger(n) || n < 0 || n * platform.structs.pollfd > fds.bytes.length) {
+  if (!Number.isInteger(n) || n < 0 || n * platform.structs.pollfd.size > fds.bytes.length) {
     throw new RangeError(
       `poll() count must be an integer 0-${
-        fds.bytes.length / platform.structs.pollfd
+        fds.bytes.length / platform.structs.pollfd.size
       } (call fds.reserve(n) first), not ${n}`,
     );
   }

@@ -10,7 +10,9 @@ import { OSError } from "./errno.ts";
 import { C, platform } from "./platform.ts";
 
 const S = platform.structs;
+const P = S.pollfd;
 const { AF_INET, AF_INET6, AF_UNIX } = C;
+const FAMILY_HAS_LEN = S.sockaddrFamily === "len-u8";
 
 /**
  * A socket address as Python spells it: `[host, port]` for IPv4,
@@ -122,7 +124,7 @@ export function formatIPv6(b: Uint8Array): string {
 export function encodeSockaddrIn(out: Uint8Array, ip: Uint8Array, port: number): number {
   out.fill(0, 0, S.sockaddrIn);
   const view = new DataView(out.buffer, out.byteOffset, S.sockaddrIn);
-  view.setUint16(0, AF_INET, true);
+  writeFamily(out, AF_INET, S.sockaddrIn);
   view.setUint16(2, port, false);
   out.set(ip, 4);
   return S.sockaddrIn;
@@ -144,7 +146,7 @@ export function encodeSockaddrIn6(
   }
   out.fill(0, 0, S.sockaddrIn6);
   const view = new DataView(out.buffer, out.byteOffset, S.sockaddrIn6);
-  view.setUint16(0, AF_INET6, true);
+  writeFamily(out, AF_INET6, S.sockaddrIn6);
   view.setUint16(2, port, false);
   view.setUint32(4, flowinfo, false);
   out.set(ip, 8);
@@ -162,7 +164,7 @@ export function encodeSockaddrUn(out: Uint8Array, path: string): number {
     // As in Python on Linux: an empty path is the bare family, which autobinds
     // to a fresh abstract name (a 3-byte address would name "\0" itself).
     out.fill(0, 0, S.sunPathOffset + S.sunPathMax);
-    new DataView(out.buffer, out.byteOffset).setUint16(0, AF_UNIX, true);
+    writeFamily(out, AF_UNIX, S.sunPathOffset);
     return S.sunPathOffset;
   }
   const abstract = bytes[0] === 0;
@@ -176,16 +178,32 @@ export function encodeSockaddrUn(out: Uint8Array, path: string): number {
     throw new TypeError("AF_UNIX path must not contain NUL bytes");
   }
   out.fill(0, 0, S.sunPathOffset + S.sunPathMax);
-  new DataView(out.buffer, out.byteOffset).setUint16(0, AF_UNIX, true);
   out.set(bytes, S.sunPathOffset);
   // A filesystem path carries its NUL when it fits; an abstract name is counted exactly.
   const nul = abstract || bytes.length === S.sunPathMax ? 0 : 1;
-  return S.sunPathOffset + bytes.length + nul;
+  const len = S.sunPathOffset + bytes.length + nul;
+  writeFamily(out, AF_UNIX, len);
+  return len;
 }
 
-/** Decodes the address family of a `sockaddr`. */
+/**
+ * Writes the family field of a `sockaddr` of `len` bytes: a 16-bit
+ * `sa_family` (Linux) or an 8-bit `sa_len` and an 8-bit `sa_family` (BSD),
+ * as the platform table says.
+ */
+function writeFamily(out: Uint8Array, family: number, len: number): void {
+  if (FAMILY_HAS_LEN) {
+    out[0] = len;
+    out[1] = family;
+  } else {
+    out[0] = family & 0xff;
+    out[1] = family >> 8;
+  }
+}
+
+/** Decodes the address family of a `sockaddr` (its layout from the platform table). */
 export function sockaddrFamily(buf: Uint8Array): number {
-  return buf[0] | (buf[1] << 8);
+  return FAMILY_HAS_LEN ? buf[1] : buf[0] | (buf[1] << 8);
 }
 
 /** Decodes a `sockaddr` of `len` bytes into an {@linkcode Address}. */
@@ -223,14 +241,14 @@ export function decodeSockaddr(buf: Uint8Array, len: number): Address {
  */
 export class PollFdArray {
   /** The raw bytes handed to `poll(2)`. */
-  bytes: Uint8Array = new Uint8Array(64 * S.pollfd);
+  bytes: Uint8Array = new Uint8Array(64 * P.size);
   #view = new DataView(this.bytes.buffer);
 
   /** Makes room for `n` entries. */
   reserve(n: number): void {
-    if (n * S.pollfd <= this.bytes.length) return;
+    if (n * P.size <= this.bytes.length) return;
     let size = this.bytes.length;
-    while (size < n * S.pollfd) size *= 2;
+    while (size < n * P.size) size *= 2;
     const bigger = new Uint8Array(size);
     bigger.set(this.bytes);
     this.bytes = bigger;
@@ -239,25 +257,25 @@ export class PollFdArray {
 
   /** Sets entry `i` (call {@linkcode reserve} first). */
   set(i: number, fd: number, events: number): void {
-    const o = i * S.pollfd;
-    this.#view.setInt32(o, fd, true);
-    this.#view.setInt16(o + 4, events, true);
-    this.#view.setInt16(o + 6, 0, true);
+    const o = i * P.size;
+    this.#view.setInt32(o + P.fd, fd, true);
+    this.#view.setInt16(o + P.events, events, true);
+    this.#view.setInt16(o + P.revents, 0, true);
   }
 
   /** The `fd` of entry `i`. */
   fd(i: number): number {
-    return this.#view.getInt32(i * S.pollfd, true);
+    return this.#view.getInt32(i * P.size + P.fd, true);
   }
 
   /** The `revents` of entry `i`. */
   revents(i: number): number {
-    return this.#view.getUint16(i * S.pollfd + 6, true);
+    return this.#view.getUint16(i * P.size + P.revents, true);
   }
 
   /** The `events` asked for in entry `i`. */
   events(i: number): number {
-    return this.#view.getUint16(i * S.pollfd + 4, true);
+    return this.#view.getUint16(i * P.size + P.events, true);
   }
 }
 

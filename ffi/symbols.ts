@@ -1,13 +1,19 @@
 /**
  * The libc symbol table and its one guarded load. Each entry carries the C
- * declaration it binds. `ssize_t` results are read as `i32`: on x86_64 the
- * low half of `rax` holds every value this library can get back (lengths are
- * capped below 2 GiB), and it keeps the hot path free of `bigint`.
+ * declaration it binds. `ssize_t` results are read as `i32`: on x86_64 and
+ * aarch64 the low half of the 64-bit result register holds every value this
+ * library can get back (lengths are capped below 2 GiB), and it keeps the hot
+ * path free of `bigint`.
+ *
+ * Functions that not every libc has are bound with `optional: true`, so
+ * `dlopen` succeeds without them: `accept4` and `pipe2` then fall back to
+ * `accept`/`pipe` followed by `fcntl` (see {@linkcode acceptWithFcntl}), and
+ * the `epoll` family is reported missing by {@linkcode epollSymbols}.
  *
  * @module
  */
 
-import { platform } from "./platform.ts";
+import { C, platform } from "./platform.ts";
 
 const symbols = {
   /** int socket(int domain, int type, int protocol); */
@@ -16,8 +22,10 @@ const symbols = {
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   /** int listen(int fd, int backlog); */
   listen: { parameters: ["i32", "i32"], result: "i32" },
-  /** int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags); */
-  accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
+  /** int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags); (Linux, FreeBSD) */
+  accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32", optional: true },
+  /** int accept(int fd, struct sockaddr *addr, socklen_t *len); (the fallback for accept4) */
+  accept: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   /** int connect(int fd, const struct sockaddr *addr, socklen_t len); */
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   /** ssize_t send(int fd, const void *buf, size_t n, int flags); */
@@ -60,23 +68,26 @@ const symbols = {
     result: "i32",
     nonblocking: true,
   },
-  /** int epoll_create1(int flags); */
-  epoll_create1: { parameters: ["i32"], result: "i32" },
+  /** int epoll_create1(int flags); (Linux only) */
+  epoll_create1: { parameters: ["i32"], result: "i32", optional: true },
   /** int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event); */
-  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32", optional: true },
   /** int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout_ms); */
-  epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
+  epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32", optional: true },
   /** The same epoll_wait(2), run on a worker thread (see pollAsync). */
   epollWaitAsync: {
     name: "epoll_wait",
     parameters: ["i32", "buffer", "i32", "i32"],
     result: "i32",
     nonblocking: true,
+    optional: true,
   },
   /** int dup(int fd); */
   dup: { parameters: ["i32"], result: "i32" },
-  /** int pipe2(int fds[2], int flags); */
-  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  /** int pipe2(int fds[2], int flags); (Linux, the BSDs) */
+  pipe2: { parameters: ["buffer", "i32"], result: "i32", optional: true },
+  /** int pipe(int fds[2]); (the fallback for pipe2) */
+  pipe: { parameters: ["buffer"], result: "i32" },
   /** ssize_t read(int fd, void *buf, size_t n); */
   read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   /** ssize_t write(int fd, const void *buf, size_t n); */
@@ -90,9 +101,18 @@ const symbols = {
    */
   sendfile: { parameters: ["i32", "i32", "buffer", "usize"], result: "i32" },
   /**
-   * int fcntl(int fd, int cmd, ...); variadic in C. Only the int-argument
-   * commands (F_GETFL, F_SETFL) are bound: on x86_64 SysV an int passed to a
-   * variadic function travels in the same register as a fixed one.
+   * int fcntl(int fd, int cmd, ...); variadic in C, and Deno's FFI makes only
+   * fixed-arity calls. It is bound as `fcntl(int, int, int)` for the
+   * int-argument commands (F_GETFL, F_SETFL, F_GETFD, F_SETFD), which is
+   * exactly the variadic call where the platform table says
+   * `variadicArgsAsFixed` (x86_64 System V and Linux AAPCS64: the third
+   * argument travels in the third integer register either way); the load
+   * refuses a platform where it is not. The library needs it rarely:
+   * sockets and pipes get O_NONBLOCK and O_CLOEXEC at creation
+   * (`SOCK_NONBLOCK | SOCK_CLOEXEC`, `accept4`, `pipe2`), so `fcntl` runs only
+   * for `setblocking()`, an adopted fd and the fallbacks below. (libuv makes
+   * the same choice of call: `ioctl(FIONBIO)` on Linux, which is variadic too
+   * and would gain nothing here.)
    */
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   /** int open(const char *path, int flags, ...); used only without O_CREAT. */
@@ -136,8 +156,19 @@ const symbols = {
   errnoLocation: { name: platform.errnoLocation, parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-/** The bound libc functions. */
-export type Libc = Deno.DynamicLibrary<typeof symbols>["symbols"];
+type Raw = Deno.DynamicLibrary<typeof symbols>["symbols"];
+type Required<K extends keyof Raw> = { [P in K]: NonNullable<Raw[P]> };
+
+/**
+ * The bound libc functions. `accept4` and `pipe2` are always there (emulated
+ * when libc lacks them); the `epoll` family may be `null`.
+ */
+export type Libc = Omit<Raw, "accept4" | "pipe2"> & Required<"accept4" | "pipe2">;
+
+/** The epoll functions, present (see {@linkcode epollSymbols}). */
+export type EpollSymbols =
+  & Required<"epoll_create1" | "epoll_ctl" | "epoll_wait" | "epollWaitAsync">
+  & Pick<Raw, "close">;
 
 let loaded: Libc | undefined;
 
@@ -150,9 +181,62 @@ function isPermissionError(error: unknown): boolean {
   return false;
 }
 
+/**
+ * `accept4` done as `accept` and then `fcntl`, for a libc without `accept4`.
+ * Not atomic: a child forked by another thread in between inherits the fd.
+ * `fcntl` on an fd just returned to us cannot fail (its only errors are a bad
+ * fd or command), so its result is not checked.
+ */
+export function acceptWithFcntl(
+  lib: Pick<Raw, "accept" | "fcntl">,
+  fd: number,
+  addr: Uint8Array,
+  len: Uint32Array,
+  flags: number,
+): number {
+  const r = lib.accept(fd, addr, len);
+  if (r >= 0) setFdFlags(lib, r, flags & C.SOCK_CLOEXEC, flags & C.SOCK_NONBLOCK);
+  return r;
+}
+
+/** `pipe2` done as `pipe` and then `fcntl` on both ends (not atomic either). */
+export function pipeWithFcntl(
+  lib: Pick<Raw, "pipe" | "fcntl">,
+  fds: Int32Array,
+  flags: number,
+): number {
+  const r = lib.pipe(fds);
+  if (r === 0) {
+    for (const fd of fds) setFdFlags(lib, fd, flags & C.O_CLOEXEC, flags & C.O_NONBLOCK);
+  }
+  return r;
+}
+
+function setFdFlags(lib: Pick<Raw, "fcntl">, fd: number, cloexec: number, nonblock: number) {
+  if (cloexec) lib.fcntl(fd, C.F_SETFD, lib.fcntl(fd, C.F_GETFD, 0) | C.FD_CLOEXEC);
+  if (nonblock) lib.fcntl(fd, C.F_SETFL, lib.fcntl(fd, C.F_GETFL, 0) | C.O_NONBLOCK);
+}
+
+/** Fills the optional functions libc lacks with their fallbacks. */
+export function withFallbacks(raw: Raw): Libc {
+  return {
+    ...raw,
+    accept4: raw.accept4 ??
+      ((fd, addr, len, flags) =>
+        acceptWithFcntl(raw, fd, addr as Uint8Array, len as Uint32Array, flags)),
+    pipe2: raw.pipe2 ?? ((fds, flags) => pipeWithFcntl(raw, fds as Int32Array, flags)),
+  };
+}
+
 function load(): Libc {
+  if (!platform.variadicArgsAsFixed) {
+    throw new Error(
+      `asyncore: fcntl is bound with fixed arity, which ${platform.name}'s variadic calling ` +
+        "convention does not allow; give it a binding of its own in ffi/symbols.ts",
+    );
+  }
   try {
-    return Deno.dlopen(platform.libc, symbols).symbols;
+    return withFallbacks(Deno.dlopen(platform.libc, symbols).symbols);
   } catch (error) {
     if (isPermissionError(error)) {
       // One sentence, not a stack of this library's internals: the fix is a flag.
@@ -171,4 +255,13 @@ function load(): Libc {
 /** Opens libc on first use and returns its bound symbols. */
 export function libc(): Libc {
   return loaded ??= load();
+}
+
+/** The epoll functions, or `null` where libc has none (or the table says the OS has none). */
+export function epollSymbols(lib: Libc = libc()): EpollSymbols | null {
+  const { epoll_create1, epoll_ctl, epoll_wait, epollWaitAsync, close } = lib;
+  if (!platform.hasEpoll || !epoll_create1 || !epoll_ctl || !epoll_wait || !epollWaitAsync) {
+    return null;
+  }
+  return { epoll_create1, epoll_ctl, epoll_wait, epollWaitAsync, close };
 }

@@ -141,5 +141,22 @@ export function randomBytes(n: number, seed = 1): Uint8Array {
   return out;
 }
 
-/** The pollers every dispatcher test runs over. */
-export const POLLERS: readonly ("select" | "poll" | "epoll")[] = ["select", "poll", "epoll"];
+/**
+ * The pollers every dispatcher test runs over: all three, or the subset
+ * named in `ASYNCORE_TEST_POLLERS` (e.g. `poll,epoll`; .ci/arm64.sh uses it).
+ */
+export const POLLERS: readonly ("select" | "poll" | "epoll")[] = (() => {
+  const all = ["select", "poll", "epoll"] as const;
+  const only = Deno.env.get("ASYNCORE_TEST_POLLERS")?.split(",").map((p) => p.trim());
+  return only ? all.filter((p) => only.includes(p)) : all;
+})();
+
+/**
+ * `n` scaled by `ASYNCORE_TEST_SCALE` (default 1), at least 1: a repetition
+ * count for tests that make a million calls, cut down under emulation
+ * (.ci/arm64.sh), where a call costs 40 times more.
+ */
+export function scaled(n: number): number {
+  const scale = Number(Deno.env.get("ASYNCORE_TEST_SCALE") ?? "1");
+  return Math.max(1, Math.round(n * (scale > 0 ? scale : 1)));
+}

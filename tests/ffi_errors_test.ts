@@ -24,7 +24,7 @@ import { Selector } from "../ffi/select.ts";
 import { Poller } from "../ffi/poll.ts";
 import { decodeSockaddr } from "../ffi/structs.ts";
 import * as os from "../ffi/os.ts";
-import { assertNoFdLeak, hasCommand, tempSocketPath } from "./_util.ts";
+import { assertNoFdLeak, hasCommand, scaled, tempSocketPath } from "./_util.ts";
 
 /** A test that must leave no fd behind. */
 function leakTest(name: string, fn: () => unknown | Promise<unknown>): void {
@@ -444,8 +444,9 @@ leakTest("errors: 1,000,000 recv calls on an empty non-blocking socket all say w
     let failures = 0;
     const others = new Map<string, number>();
     const deadline = performance.now() + 20_000;
+    const calls = scaled(1_000_000);
     let i = 0;
-    for (; i < 1_000_000 && performance.now() < deadline; i++) {
+    for (; i < calls && performance.now() < deadline; i++) {
       let r: number;
       try {
         r = s.tryRecvInto(buf);
@@ -460,12 +461,14 @@ leakTest("errors: 1,000,000 recv calls on an empty non-blocking socket all say w
         failures++;
       }
     }
-    assertEquals(i, 1_000_000, "all calls ran within the time bound");
+    assertEquals(i, calls, "all calls ran within the time bound");
     assertEquals(failures, 0, `not would-block: ${JSON.stringify([...others])}`);
     // The throwing form says EAGAIN every time, too.
-    for (let k = 0; k < 10_000; k++) expectOSError(() => s.recv(8), "EAGAIN", "recv");
+    for (let k = 0; k < scaled(10_000); k++) expectOSError(() => s.recv(8), "EAGAIN", "recv");
     // An unconnected stream socket is a real error (ENOTCONN), never would-block.
-    for (let k = 0; k < 10_000; k++) expectOSError(() => t.tryRecvInto(buf), "ENOTCONN", "recv");
+    for (let k = 0; k < scaled(10_000); k++) {
+      expectOSError(() => t.tryRecvInto(buf), "ENOTCONN", "recv");
+    }
   } finally {
     s.close();
     t.close();
@@ -479,8 +482,9 @@ leakTest("errors: 100,000 sends on a closed Socket all throw EBADF", () => {
     const data = new Uint8Array(16);
     const codes = new Map<string, number>();
     const deadline = performance.now() + 20_000;
+    const calls = scaled(100_000);
     let i = 0;
-    for (; i < 100_000 && performance.now() < deadline; i++) {
+    for (; i < calls && performance.now() < deadline; i++) {
       let code = "returned";
       try {
         s.send(data);
@@ -489,9 +493,9 @@ leakTest("errors: 100,000 sends on a closed Socket all throw EBADF", () => {
       }
       if (code !== "EBADF") codes.set(code, (codes.get(code) ?? 0) + 1);
     }
-    assertEquals(i, 100_000, "all calls ran within the time bound");
+    assertEquals(i, calls, "all calls ran within the time bound");
     assertEquals([...codes], [], "every send threw EBADF");
-    for (let k = 0; k < 20_000; k++) expectOSError(() => s.recv(8), "EBADF", "recv");
+    for (let k = 0; k < scaled(20_000); k++) expectOSError(() => s.recv(8), "EBADF", "recv");
   }
 });
 

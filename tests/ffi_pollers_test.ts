@@ -210,7 +210,7 @@ leakTest("poll: the pollfd buffer is reused until it has to grow", async () => {
     }
     assertStrictEquals(p.fds.bytes, first, "no new buffer while it is big enough");
     // More entries than it holds: it grows once, keeping what was set.
-    const entries = first.length / platform.structs.pollfd + 1;
+    const entries = first.length / platform.structs.pollfd.size + 1;
     p.fds.reserve(entries);
     const grown = p.fds.bytes;
     assertNotStrictEquals(grown, first);
@@ -220,7 +220,7 @@ leakTest("poll: the pollfd buffer is reused until it has to grow", async () => {
     p.fds.reserve(entries);
     assertStrictEquals(p.fds.bytes, grown);
     // A count past the buffer would let the kernel write past it: refused.
-    const cap = grown.length / platform.structs.pollfd;
+    const cap = grown.length / platform.structs.pollfd.size;
     assertThrows(() => p.poll(cap + 1, 0), RangeError, "reserve");
     assertThrows(() => p.poll(-1, 0), RangeError);
   });
@@ -328,7 +328,7 @@ leakTest("epoll: waitAsync, and close is idempotent", async () => {
     const ep = new Epoll();
     try {
       ep.ctl(C.EPOLL_CTL_ADD, b.fileno(), C.EPOLLIN);
-      const events = new Uint8Array(platform.structs.epollEvent * 4);
+      const events = new Uint8Array(platform.structs.epollEvent.size * 4);
       const timer = setTimeout(() => a.send("async"), 20);
       try {
         assertEquals(await ep.waitAsync(5000, events), 1);
@@ -336,8 +336,9 @@ leakTest("epoll: waitAsync, and close is idempotent", async () => {
         clearTimeout(timer);
       }
       const view = new DataView(events.buffer);
-      assertEquals(view.getUint32(0, true), C.EPOLLIN);
-      assertEquals(view.getInt32(4, true), b.fileno());
+      const layout = platform.structs.epollEvent;
+      assertEquals(view.getUint32(layout.events, true), C.EPOLLIN);
+      assertEquals(view.getInt32(layout.data, true), b.fileno());
       b.recv(16);
       assertEquals(await ep.waitAsync(30, events), 0);
     } finally {
