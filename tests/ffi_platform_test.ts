@@ -83,6 +83,8 @@ Deno.test({
     expect("timeval", S.timeval);
     expect("fdSetSize", S.fdSetSize);
     for (const [k, v] of Object.entries(S.addrinfo)) expect(`addrinfo.${k}`, v);
+    for (const [k, v] of Object.entries(S.hostent)) expect(`hostent.${k}`, v);
+    for (const [k, v] of Object.entries(S.sigaction)) expect(`sigaction.${k}`, v);
     assertEquals(mismatches, []);
   },
 });
