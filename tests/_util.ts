@@ -1,5 +1,20 @@
-// Shared test helpers: fd-leak accounting, bounded waiting, subprocess peers.
+// The shared test fixtures: the pollers, fd-leak accounting, bounded waiting,
+// echo channels, child processes (python peers) that `await using` reaps, and
+// seeded data. Subprocess output capture lives in fixtures/subprocess.ts.
+import {
+  type Address,
+  AF_INET,
+  AF_UNIX,
+  Dispatcher,
+  DispatcherWithSend,
+  type PollerName,
+  type Socket as SocketType,
+  type SocketMap,
+} from "../mod.ts";
 import { Socket } from "../ffi/socket.ts";
+
+/** The pollers every dispatcher test runs over. */
+export const POLLERS: readonly PollerName[] = ["select", "poll", "epoll"];
 
 /** The number of open fds of this process. */
 export function fdCount(): number {
@@ -56,6 +71,28 @@ export async function assertNoFdLeak(fn: () => unknown | Promise<unknown>): Prom
       leaked.map(([fd, t]) => `${fd} -> ${t}`).join(", ")
     }`,
   );
+}
+
+/** A test that must leave no fd behind (see {@linkcode assertNoFdLeak}). */
+export function leakTest(
+  name: string,
+  fn: () => unknown | Promise<unknown>,
+  ignore = false,
+): void {
+  Deno.test({ name, ignore, fn: () => assertNoFdLeak(fn) });
+}
+
+/** `p`, or a rejection naming `what` after `ms` milliseconds (the timer is always cleared). */
+export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Calls `step` until it returns true; throws after `ms` milliseconds or `max` calls. */
@@ -141,5 +178,124 @@ export function randomBytes(n: number, seed = 1): Uint8Array {
   return out;
 }
 
-/** The pollers every dispatcher test runs over. */
-export const POLLERS: readonly ("select" | "poll" | "epoll")[] = ["select", "poll", "epoll"];
+/** Whether the IPv6 loopback can be bound here. */
+export const hasIPv6: boolean = (() => {
+  try {
+    Deno.listen({ hostname: "::1", port: 0 }).close();
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+// ---- echo channels ----
+
+/** Sends back every byte that arrives; closes when the peer does. */
+export class EchoHandler extends DispatcherWithSend {
+  override handleRead(): void {
+    const data = this.recv(65536);
+    if (data.length > 0) this.send(data);
+  }
+
+  override handleClose(): void {
+    this.close();
+  }
+}
+
+/** What a {@linkcode Listener} listens on. */
+export interface ListenerOptions {
+  /** The map the listener and its channels live in. */
+  map: SocketMap;
+  /** The address to bind (default an ephemeral 127.0.0.1 port). */
+  addr?: Address;
+  /** The address family (default AF_INET). */
+  family?: number;
+  /** The listen backlog (default 128). */
+  backlog?: number;
+}
+
+/** A listening dispatcher (reuse-addr for IP); subclasses say what an accepted socket becomes. */
+export class Listener extends Dispatcher {
+  /** The map it and the channels it accepts live in. */
+  readonly map: SocketMap;
+
+  constructor({ map, addr = ["127.0.0.1", 0], family = AF_INET, backlog = 128 }: ListenerOptions) {
+    super(null, map);
+    this.map = map;
+    this.createSocket(family);
+    if (family !== AF_UNIX) this.setReuseAddr();
+    this.bind(addr);
+    this.listen(backlog);
+  }
+
+  /** The bound TCP port. */
+  get port(): number {
+    return ((this.socket as SocketType).getsockname() as [string, number])[1];
+  }
+}
+
+/** A listener that hands each connection to an {@linkcode EchoHandler} in the same map. */
+export class EchoServer extends Listener {
+  /** Connections accepted so far. */
+  accepted = 0;
+  /** When the first connection was accepted (`performance.now()`), or 0. */
+  acceptedAt = 0;
+
+  override handleAccepted(sock: SocketType): void {
+    this.accepted++;
+    if (this.acceptedAt === 0) this.acceptedAt = performance.now();
+    new EchoHandler(sock, this.map);
+  }
+}
+
+// ---- child processes ----
+
+/**
+ * A child process with piped output that `await using` kills (SIGKILL) and
+ * reaps, its pipes included, when the block ends, however it ends.
+ */
+export class Child implements AsyncDisposable {
+  /** The process. */
+  readonly child: Deno.ChildProcess;
+  #output: Promise<Deno.CommandOutput> | null = null;
+
+  constructor(command: string, args: string[], options: Deno.CommandOptions = {}) {
+    this.child = new Deno.Command(command, {
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      ...options,
+      args,
+    }).spawn();
+  }
+
+  /** Waits for the exit and collects all of stdout and stderr (once; later calls share it). */
+  output(): Promise<Deno.CommandOutput> {
+    return this.#output ??= this.child.output();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.child.kill("SIGKILL");
+    } catch {
+      // already exited
+    }
+    if (this.#output) {
+      await this.#output.catch(() => {});
+      return;
+    }
+    for (const s of [this.child.stdout, this.child.stderr]) {
+      try {
+        if (!s.locked) await s.cancel();
+      } catch {
+        // not piped
+      }
+    }
+    await this.child.status;
+  }
+}
+
+/** A python3 child (`python` must not be null): `await using peer = pythonChild([...])`. */
+export function pythonChild(args: string[], options: Deno.CommandOptions = {}): Child {
+  return new Child(python!, args, options);
+}

@@ -25,7 +25,17 @@ import {
   SimpleProducer,
   type Terminator,
 } from "../dispatcher/asynchat.ts";
-import { assertNoFdLeak, concat, pumpUntil, python, randomBytes, rng, sha256 } from "./_util.ts";
+import {
+  assertNoFdLeak,
+  concat,
+  leakTest,
+  POLLERS,
+  pumpUntil,
+  python,
+  randomBytes,
+  rng,
+  sha256,
+} from "./_util.ts";
 import { libc } from "../ffi/symbols.ts";
 
 // Load libc before the first test, so its sanitizer does not count the load as a leak.
@@ -34,7 +44,6 @@ libc();
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const b = (s: string) => enc.encode(s);
-const POLLERS: PollerName[] = ["select", "poll", "epoll"];
 const HOST = "127.0.0.1";
 const SERVER_QUIT = b("QUIT\n");
 
@@ -154,7 +163,29 @@ function runLoop(map: SocketMap, poller: PollerName): void {
   loop({ timeout: 0.01, map, count: 1000, poller });
 }
 
-const withPython = { ignore: python === null };
+/**
+ * One exchange of the reference's tests: a python3 echo server that answers
+ * `serverChunk` bytes at a time, an {@linkcode EchoClient} cutting at
+ * `terminator`, `queue(c)` pushing what it sends, one loop until it closes.
+ */
+async function exchange(
+  poller: PollerName,
+  terminator: Uint8Array | string | number | null,
+  queue: (c: EchoClient) => void,
+  serverChunk = 1,
+): Promise<EchoClient> {
+  const map: SocketMap = new Map();
+  const s = await startEchoServer(serverChunk);
+  const c = new EchoClient(terminator, s.port, map);
+  try {
+    queue(c);
+    runLoop(map, poller);
+  } finally {
+    closeAll(map);
+  }
+  await s.join();
+  return c;
+}
 
 // TestAsynchat.line_terminator_check
 async function lineTerminatorCheck(
@@ -162,232 +193,131 @@ async function lineTerminatorCheck(
   term: string,
   serverChunk: number,
 ): Promise<void> {
-  const map: SocketMap = new Map();
-  const s = await startEchoServer(serverChunk);
-  const c = new EchoClient(b(term), s.port, map);
-  try {
+  const c = await exchange(poller, b(term), (c) => {
     c.push(b("hello "));
     c.push(b("world" + term));
     c.push(b("I'm not dead yet!" + term));
     c.push(SERVER_QUIT);
-    runLoop(map, poller);
-  } finally {
-    closeAll(map);
-  }
-  await s.join();
+  }, serverChunk);
   assertEquals(c.contents, ["hello world", "I'm not dead yet!"], `term ${JSON.stringify(term)}`);
 }
 
+const DATA = "hello world, I'm not dead yet!\n";
+const LINES = b("hello world\nI'm not dead yet!\n");
+
+/** Pushes `data`, then the server's quit line. */
+const pushThenQuit = (data: string | Uint8Array) => (c: EchoClient) => {
+  c.push(data);
+  c.push(SERVER_QUIT);
+};
+
 // TestAsynchat.numeric_terminator_check
 async function numericTerminatorCheck(poller: PollerName, termlen: number): Promise<void> {
-  const map: SocketMap = new Map();
-  const s = await startEchoServer();
-  const c = new EchoClient(termlen, s.port, map);
-  const data = "hello world, I'm not dead yet!\n";
-  try {
-    c.push(b(data));
-    c.push(SERVER_QUIT);
-    runLoop(map, poller);
-  } finally {
-    closeAll(map);
-  }
-  await s.join();
-  assertEquals(c.contents, [data.slice(0, termlen)]);
+  const c = await exchange(poller, termlen, pushThenQuit(b(DATA)));
+  assertEquals(c.contents, [DATA.slice(0, termlen)]);
 }
 
 for (const poller of POLLERS) {
-  const name = (t: string) => `asynchat [${poller}] ${t}`;
+  /** A reference test that needs python3, named after it, leaving no fd behind. */
+  const pyTest = (t: string, fn: () => Promise<void>) =>
+    leakTest(`asynchat [${poller}] ${t}`, fn, python === null);
 
   // TestAsynchat.test_line_terminator1: one-character terminator
-  Deno.test({
-    name: name("test_line_terminator1"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        for (const l of [1, 2, 3]) await lineTerminatorCheck(poller, "\n", l);
-      }),
+  pyTest("test_line_terminator1", async () => {
+    for (const l of [1, 2, 3]) await lineTerminatorCheck(poller, "\n", l);
   });
 
   // TestAsynchat.test_line_terminator2: two-character terminator
-  Deno.test({
-    name: name("test_line_terminator2"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        for (const l of [1, 2, 3]) await lineTerminatorCheck(poller, "\r\n", l);
-      }),
+  pyTest("test_line_terminator2", async () => {
+    for (const l of [1, 2, 3]) await lineTerminatorCheck(poller, "\r\n", l);
   });
 
   // TestAsynchat.test_line_terminator3: three-character terminator
-  Deno.test({
-    name: name("test_line_terminator3"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        for (const l of [1, 2, 3]) await lineTerminatorCheck(poller, "qqq", l);
-      }),
+  pyTest("test_line_terminator3", async () => {
+    for (const l of [1, 2, 3]) await lineTerminatorCheck(poller, "qqq", l);
   });
 
   // TestAsynchat.test_numeric_terminator1
-  Deno.test({
-    name: name("test_numeric_terminator1"),
-    ...withPython,
-    fn: () => assertNoFdLeak(() => numericTerminatorCheck(poller, 1)),
-  });
+  pyTest("test_numeric_terminator1", () => numericTerminatorCheck(poller, 1));
 
   // TestAsynchat.test_numeric_terminator2
-  Deno.test({
-    name: name("test_numeric_terminator2"),
-    ...withPython,
-    fn: () => assertNoFdLeak(() => numericTerminatorCheck(poller, 6)),
-  });
+  pyTest("test_numeric_terminator2", () => numericTerminatorCheck(poller, 6));
 
   // TestAsynchat.test_none_terminator
-  Deno.test({
-    name: name("test_none_terminator"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        const map: SocketMap = new Map();
-        const s = await startEchoServer();
-        const c = new EchoClient(null, s.port, map);
-        const data = "hello world, I'm not dead yet!\n";
-        try {
-          c.push(b(data));
-          c.push(SERVER_QUIT);
-          runLoop(map, poller);
-        } finally {
-          closeAll(map);
-        }
-        await s.join();
-        assertEquals(c.contents, []);
-        assertEquals(dec.decode(concat(c.buffer)), data);
-      }),
+  pyTest("test_none_terminator", async () => {
+    const c = await exchange(poller, null, pushThenQuit(b(DATA)));
+    assertEquals(c.contents, []);
+    assertEquals(dec.decode(concat(c.buffer)), DATA);
   });
 
   // TestAsynchat.test_simple_producer
-  Deno.test({
-    name: name("test_simple_producer"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        const map: SocketMap = new Map();
-        const s = await startEchoServer();
-        const c = new EchoClient(b("\n"), s.port, map);
-        const data = b("hello world\nI'm not dead yet!\n");
-        try {
-          const p = new SimpleProducer(concat([data, SERVER_QUIT]), 8);
-          c.pushWithProducer(p);
-          runLoop(map, poller);
-        } finally {
-          closeAll(map);
-        }
-        await s.join();
-        assertEquals(c.contents, ["hello world", "I'm not dead yet!"]);
-      }),
+  pyTest("test_simple_producer", async () => {
+    const c = await exchange(poller, b("\n"), (c) => {
+      c.pushWithProducer(new SimpleProducer(concat([LINES, SERVER_QUIT]), 8));
+    });
+    assertEquals(c.contents, ["hello world", "I'm not dead yet!"]);
   });
 
   // TestAsynchat.test_string_producer
-  Deno.test({
-    name: name("test_string_producer"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        const map: SocketMap = new Map();
-        const s = await startEchoServer();
-        const c = new EchoClient(b("\n"), s.port, map);
-        const data = b("hello world\nI'm not dead yet!\n");
-        try {
-          c.pushWithProducer(concat([data, SERVER_QUIT]));
-          runLoop(map, poller);
-        } finally {
-          closeAll(map);
-        }
-        await s.join();
-        assertEquals(c.contents, ["hello world", "I'm not dead yet!"]);
-      }),
+  pyTest("test_string_producer", async () => {
+    const c = await exchange(poller, b("\n"), (c) => {
+      c.pushWithProducer(concat([LINES, SERVER_QUIT]));
+    });
+    assertEquals(c.contents, ["hello world", "I'm not dead yet!"]);
   });
 
   // TestAsynchat.test_empty_line: empty lines are handled correctly
-  Deno.test({
-    name: name("test_empty_line"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        const map: SocketMap = new Map();
-        const s = await startEchoServer();
-        const c = new EchoClient(b("\n"), s.port, map);
-        try {
-          c.push(b("hello world\n\nI'm not dead yet!\n"));
-          c.push(SERVER_QUIT);
-          runLoop(map, poller);
-        } finally {
-          closeAll(map);
-        }
-        await s.join();
-        assertEquals(c.contents, ["hello world", "", "I'm not dead yet!"]);
-      }),
+  pyTest("test_empty_line", async () => {
+    const c = await exchange(
+      poller,
+      b("\n"),
+      pushThenQuit(b("hello world\n\nI'm not dead yet!\n")),
+    );
+    assertEquals(c.contents, ["hello world", "", "I'm not dead yet!"]);
   });
 
   // TestAsynchat.test_close_when_done
-  Deno.test({
-    name: name("test_close_when_done"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        const map: SocketMap = new Map();
-        const s = await startEchoServer(1, true);
-        const c = new EchoClient(b("\n"), s.port, map);
-        const data = "hello world\nI'm not dead yet!\n";
-        try {
-          c.push(b(data));
-          c.push(SERVER_QUIT);
-          c.closeWhenDone();
-          runLoop(map, poller);
-        } finally {
-          closeAll(map);
-        }
-        // Only now may the server echo: the client has closed already.
-        assertEquals(map.size, 0);
-        assertStrictEquals(c.fileno(), null);
-        await s.go();
-        const received = await s.join();
-        assertEquals(c.contents, []);
-        // The reference checks len(s.buffer) > 0; the server reports the
-        // bytes it collected before echoing, which must be all of them.
-        assertGreater(received, 0);
-        assertEquals(received, data.length);
-      }),
+  pyTest("test_close_when_done", async () => {
+    const map: SocketMap = new Map();
+    const s = await startEchoServer(1, true);
+    const c = new EchoClient(b("\n"), s.port, map);
+    const data = "hello world\nI'm not dead yet!\n";
+    try {
+      c.push(b(data));
+      c.push(SERVER_QUIT);
+      c.closeWhenDone();
+      runLoop(map, poller);
+    } finally {
+      closeAll(map);
+    }
+    // Only now may the server echo: the client has closed already.
+    assertEquals(map.size, 0);
+    assertStrictEquals(c.fileno(), null);
+    await s.go();
+    const received = await s.join();
+    assertEquals(c.contents, []);
+    // The reference checks len(s.buffer) > 0; the server reports the
+    // bytes it collected before echoing, which must be all of them.
+    assertGreater(received, 0);
+    assertEquals(received, data.length);
   });
 
   // TestAsynchat.test_push: push() raises TypeError for what is not bytes.
   // Deviation (API.md: strings are UTF-8 encoded): a string is accepted.
-  Deno.test({
-    name: name("test_push"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        const map: SocketMap = new Map();
-        const s = await startEchoServer();
-        const c = new EchoClient(b("\n"), s.port, map);
-        try {
-          const data = b("bytes\n");
-          c.push(data); // bytes
-          c.push(new Uint8Array(data)); // bytearray
-          c.push(concat([b("xx"), data]).subarray(2)); // memoryview
-          c.push(new DataView(data.buffer) as unknown as Uint8Array); // any ArrayBufferView
-          assertThrows(() => c.push(10 as unknown as Uint8Array), TypeError);
-          assertThrows(() => c.push(null as unknown as Uint8Array), TypeError);
-          assertThrows(() => c.push({} as unknown as Uint8Array), TypeError);
-          c.push("unicode \u00fc\n");
-          c.push(SERVER_QUIT);
-          runLoop(map, poller);
-        } finally {
-          closeAll(map);
-        }
-        await s.join();
-        assertEquals(c.contents, ["bytes", "bytes", "bytes", "bytes", "unicode \u00fc"]);
-      }),
+  pyTest("test_push", async () => {
+    const c = await exchange(poller, b("\n"), (c) => {
+      const data = b("bytes\n");
+      c.push(data); // bytes
+      c.push(new Uint8Array(data)); // bytearray
+      c.push(concat([b("xx"), data]).subarray(2)); // memoryview
+      c.push(new DataView(data.buffer) as unknown as Uint8Array); // any ArrayBufferView
+      assertThrows(() => c.push(10 as unknown as Uint8Array), TypeError);
+      assertThrows(() => c.push(null as unknown as Uint8Array), TypeError);
+      assertThrows(() => c.push({} as unknown as Uint8Array), TypeError);
+      c.push("unicode \u00fc\n");
+      c.push(SERVER_QUIT);
+    });
+    assertEquals(c.contents, ["bytes", "bytes", "bytes", "bytes", "unicode \u00fc"]);
   });
 }
 

@@ -32,7 +32,6 @@ import {
   OSError,
   poll,
   poll2,
-  type PollerName,
   POLLERR,
   POLLHUP,
   POLLIN,
@@ -55,29 +54,16 @@ import {
   assertNoFdLeak,
   concat,
   delay,
+  hasIPv6,
+  POLLERS,
   python,
   randomBytes,
   sha256,
   tempSocketPath,
 } from "./_util.ts";
 
-const POLLERS: PollerName[] = ["select", "poll", "epoll"];
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-const hasIPv6 = (() => {
-  try {
-    const s = new Socket(AF_INET6);
-    try {
-      s.bind(["::1", 0]);
-    } finally {
-      s.close();
-    }
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 /** Stand-ins for channels, as the reference's dummies are: cast where a Dispatcher is expected. */
 function asDispatcher(obj: object): Dispatcher {
@@ -103,37 +89,36 @@ class DummyChannel {
   }
 }
 
-/** exitingdummy: every event handler throws ExitNow. */
-class ExitingDummy {
+/** A channel whose every event handler throws what `make` builds. */
+class ThrowingDummy {
+  constructor(readonly make: () => unknown) {}
   handleReadEvent(): void {
-    throw new ExitNow();
+    throw this.make();
   }
   handleWriteEvent(): void {
-    throw new ExitNow();
+    throw this.make();
   }
   handleClose(): void {
-    throw new ExitNow();
+    throw this.make();
   }
   handleExptEvent(): void {
-    throw new ExitNow();
+    throw this.make();
+  }
+}
+
+/** exitingdummy: every event handler throws ExitNow. */
+class ExitingDummy extends ThrowingDummy {
+  constructor() {
+    super(() => new ExitNow());
   }
 }
 
 /** crashingdummy: every event handler throws; handleError records it. */
-class CrashingDummy {
+class CrashingDummy extends ThrowingDummy {
   errorHandled = false;
   error: unknown = null;
-  handleReadEvent(): void {
-    throw new Error();
-  }
-  handleWriteEvent(): void {
-    throw new Error();
-  }
-  handleClose(): void {
-    throw new Error();
-  }
-  handleExptEvent(): void {
-    throw new Error();
+  constructor() {
+    super(() => new Error());
   }
   handleError(error: unknown): void {
     this.errorHandled = true;
@@ -606,7 +591,7 @@ Deno.test("DispatcherTests: test_strerror", async () => {
 /** A python3 peer that prints the port it listens on, then its result. */
 async function spawnPeer(
   script: string,
-): Promise<{ port: number; result: () => Promise<Uint8Array>; child: Deno.ChildProcess }> {
+): Promise<{ port: number; result: () => Promise<Uint8Array> } & AsyncDisposable> {
   const child = new Deno.Command(python!, {
     args: ["-c", script],
     stdout: "piped",
@@ -634,7 +619,16 @@ async function spawnPeer(
     assert(status.success, `the python peer failed: ${status.code}`);
     return concat(chunks);
   };
-  return { port, result, child };
+  return {
+    port,
+    result,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill();
+      } catch { /* already gone */ }
+      await child.status;
+    },
+  };
 }
 
 // capture_server: collects what it gets (in reads of 10 bytes) until a newline.
@@ -684,7 +678,7 @@ Deno.test({
   async fn() {
     await assertNoFdLeak(async () => {
       const map: SocketMap = new Map();
-      const peer = await spawnPeer(CAPTURE_SERVER);
+      await using peer = await spawnPeer(CAPTURE_SERVER);
       try {
         const data = encoder.encode("Suppose there isn't a 16-ton weight?");
         const d = new DispatcherWithSendNoRead(null, map);
@@ -702,10 +696,6 @@ Deno.test({
         assertEquals(got, concat([data, data]));
       } finally {
         closeAll(map, true);
-        try {
-          peer.child.kill();
-        } catch { /* already gone */ }
-        await peer.child.status;
       }
     });
   },
@@ -744,7 +734,7 @@ for (const poller of POLLERS) {
     async fn() {
       await assertNoFdLeak(async () => {
         const map: SocketMap = new Map();
-        const peer = await spawnPeer(SINK_SERVER);
+        await using peer = await spawnPeer(SINK_SERVER);
         try {
           const data = randomBytes(BIG, 7);
           const d = new DispatcherWithSendNoRead(null, map);
@@ -763,10 +753,6 @@ for (const poller of POLLERS) {
           assertEquals(hash, await sha256(data));
         } finally {
           closeAll(map, true);
-          try {
-            peer.child.kill();
-          } catch { /* already gone */ }
-          await peer.child.status;
         }
       });
     },

@@ -8,13 +8,11 @@ import {
   Dispatcher,
   DispatcherWithSend,
   loop,
-  type PollerName,
   Socket,
   type SocketMap,
 } from "../mod.ts";
-import { assertNoFdLeak, concat, randomBytes, sha256, tempSocketPath } from "./_util.ts";
+import { assertNoFdLeak, concat, POLLERS, randomBytes, sha256, tempSocketPath } from "./_util.ts";
 
-const POLLERS: PollerName[] = ["select", "poll", "epoll"];
 const shared = new Uint8Array(65536);
 
 /** Echoes with recvInto into one shared buffer. */

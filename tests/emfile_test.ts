@@ -16,36 +16,16 @@ import {
   DispatcherWithSend,
   loop,
   poll,
-  type PollerName,
   Socket,
   type SocketMap,
 } from "../mod.ts";
 import { FdSet } from "../ffi/structs.ts";
-import { assertNoFdLeak, concat, delay, hasCommand } from "./_util.ts";
+import { concat, delay, hasCommand, leakTest, POLLERS, withTimeout } from "./_util.ts";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
-const POLLERS: PollerName[] = ["select", "poll", "epoll"];
 const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname;
 const hasPrlimit = hasCommand("prlimit");
-
-/** A test that must leave no fd behind. */
-function leakTest(name: string, fn: () => unknown | Promise<unknown>, ignore = false): void {
-  Deno.test({ name, ignore, fn: () => assertNoFdLeak(fn) });
-}
-
-/** Rejects after `ms` with a message naming `what`. */
-async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Reads a child's output line by line; `next(re)` waits (bounded) for a matching line. */
 class LineReader {

@@ -8,7 +8,6 @@ import {
   AF_INET6,
   AF_UNIX,
   closeAll,
-  Dispatcher,
   DispatcherWithSend,
   loop,
   type PollerName,
@@ -19,8 +18,11 @@ import {
   assertNoFdLeak,
   concat,
   delay,
+  EchoServer,
+  POLLERS,
   pumpUntil,
   python,
+  pythonChild,
   randomBytes,
   rng,
   sha256,
@@ -30,7 +32,6 @@ import { hasIPv6Loopback, type RunResult, spawn, stop } from "./fixtures/subproc
 
 const fixtures = new URL("./fixtures/", import.meta.url).pathname;
 const decoder = new TextDecoder();
-const POLLERS: PollerName[] = ["select", "poll", "epoll"];
 const MiB = 1024 * 1024;
 
 type Kind = "inet" | "inet6" | "unix";
@@ -86,32 +87,6 @@ class EchoClient extends DispatcherWithSend {
   override handleClose(): void {
     if (!this.done) this.closedEarly = true;
     this.close();
-  }
-}
-
-/** Our server side: echoes every byte back. */
-class EchoHandler extends DispatcherWithSend {
-  override handleRead(): void {
-    const data = this.recv(65536);
-    if (data.length > 0) this.send(data);
-  }
-}
-
-/** Our listener: hands each connection to an {@linkcode EchoHandler} in the same map. */
-class EchoServer extends Dispatcher {
-  accepted = 0;
-
-  constructor(family: number, addr: Address, map: SocketMap) {
-    super(null, map);
-    this.createSocket(family);
-    if (family !== AF_UNIX) this.setReuseAddr();
-    this.bind(addr);
-    this.listen(128);
-  }
-
-  override handleAccepted(sock: Socket): void {
-    this.accepted++;
-    new EchoHandler(sock, this._map);
   }
 }
 
@@ -208,36 +183,22 @@ for (const kind of KINDS) {
               const bindAddr: Address = kind === "unix"
                 ? path
                 : [kind === "inet6" ? "::1" : "127.0.0.1", 0];
-              const server = new EchoServer(FAMILY[kind], bindAddr, map);
+              const server = new EchoServer({ family: FAMILY[kind], addr: bindAddr, map });
               const address = kind === "unix"
                 ? path
                 : String((server.socket as Socket).getsockname()[1]);
               const n = MiB;
-              const child = new Deno.Command(python!, {
-                args: [
-                  "-W",
-                  "ignore",
-                  `${fixtures}asyncore_echo_client.py`,
-                  kind,
-                  address,
-                  String(n),
-                  "42",
-                  poller === "select" ? "select" : "poll",
-                ],
-                stdin: "null",
-                stdout: "piped",
-                stderr: "piped",
-              }).spawn();
-              let out: Deno.CommandOutput;
-              try {
-                out = await serveUntilExit(map, poller, child.output(), 40_000);
-              } catch (error) {
-                try {
-                  child.kill("SIGKILL");
-                } catch { /* already gone */ }
-                await child.status;
-                throw error;
-              }
+              await using client = pythonChild([
+                "-W",
+                "ignore",
+                `${fixtures}asyncore_echo_client.py`,
+                kind,
+                address,
+                String(n),
+                "42",
+                poller === "select" ? "select" : "poll",
+              ]);
+              const out = await serveUntilExit(map, poller, client.output(), 40_000);
               const r: RunResult = {
                 code: out.code,
                 stdout: out.stdout,

@@ -30,16 +30,19 @@ import {
   type SocketMap,
   SOL_SOCKET,
 } from "../mod.ts";
-import { assertNoFdLeak, concat, python, randomBytes, sha256, tempSocketPath } from "./_util.ts";
+import {
+  concat,
+  leakTest,
+  POLLERS,
+  python,
+  pythonChild,
+  randomBytes,
+  sha256,
+  tempSocketPath,
+} from "./_util.ts";
 
-const POLLERS: PollerName[] = ["select", "poll", "epoll"];
 const FAMILIES = ["tcp", "unix"] as const;
 type Family = typeof FAMILIES[number];
-
-/** A test that must leave no fd behind. */
-function leakTest(name: string, fn: () => unknown | Promise<unknown>, ignore = false): void {
-  Deno.test({ name, ignore, fn: () => assertNoFdLeak(fn) });
-}
 
 // ---- driving the loop ----
 
@@ -399,16 +402,24 @@ for (const family of FAMILIES) {
   }
 }
 
-// A python3 peer half-closes: another process, another kernel socket owner.
-const HALF_CLOSE_PEER = `
-import hashlib, os, socket, sys
-family, target, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+/**
+ * The start of the python3 peers: the imports they use, and `s` connected to
+ * the endpoint `target` of `family` ("tcp": a port; "unix": a path), argv 1-2.
+ */
+const PY_CONNECTED = `
+import hashlib, os, signal, socket, sys, time
+family, target = sys.argv[1], sys.argv[2]
 if family == "tcp":
     s = socket.create_connection(("127.0.0.1", int(target)), timeout=10)
 else:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(10)
     s.connect(target)
+`;
+
+// A python3 peer half-closes: another process, another kernel socket owner.
+const HALF_CLOSE_PEER = PY_CONNECTED + `
+n = int(sys.argv[3])
 data = os.urandom(n)
 s.sendall(data)
 s.shutdown(socket.SHUT_WR)
@@ -424,17 +435,12 @@ for (const family of FAMILIES) {
       async () => {
         const ep = endpoint(family);
         const map: SocketMap = new Map();
-        let child: Deno.ChildProcess | undefined;
         try {
           const listener = new Listener(map, ep, (sock, m) => new ServerChannel(sock, m));
           const addr = listener.address();
           const target = typeof addr === "string" ? addr : String(addr[1]);
           const n = 2_000_017;
-          child = new Deno.Command(python!, {
-            args: ["-c", HALF_CLOSE_PEER, family, target, String(n)],
-            stdout: "piped",
-            stderr: "piped",
-          }).spawn();
+          await using peer = pythonChild(["-c", HALF_CLOSE_PEER, family, target, String(n)]);
           drive(
             map,
             poller,
@@ -442,18 +448,13 @@ for (const family of FAMILIES) {
               listener.channels.length === 1 && (listener.channels[0] as ServerChannel).closes > 0,
             { ms: 10_000, what: "the python peer's data and close" },
           );
-          const out = await child.output();
-          child = undefined;
+          const out = await peer.output();
           const text = new TextDecoder().decode(out.stdout).trim();
           assert(out.success, new TextDecoder().decode(out.stderr));
           const ch = listener.channels[0] as ServerChannel;
           assertEquals(ch.receivedAtClose, n);
           assertEquals(text, `${await sha256(ch.data())} 0`);
         } finally {
-          if (child) {
-            child.kill();
-            await child.output();
-          }
           closeAll(map);
           ep.cleanup();
         }
@@ -715,17 +716,10 @@ for (const family of FAMILIES) {
 
 // ---- SIGUSR1 while the loop waits ----
 
-const SIGNAL_PEER = `
-import os, signal, socket, sys, time
+const SIGNAL_PEER = PY_CONNECTED + `
 # pid: the thread that runs the loop (kill() prefers the thread it names,
 # so the signal interrupts the loop's own wait, not another thread's).
-family, target, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
-if family == "tcp":
-    s = socket.create_connection(("127.0.0.1", int(target)), timeout=10)
-else:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(target)
+pid = int(sys.argv[3])
 assert s.recv(2) == b"go"      # the parent is about to wait
 time.sleep(0.15)
 for _ in range(3):
@@ -766,16 +760,17 @@ for (const family of FAMILIES) {
         let signals = 0;
         const onSignal = () => signals++;
         Deno.addSignalListener("SIGUSR1", onSignal);
-        let child: Deno.ChildProcess | undefined;
         try {
           const listener = new Listener(map, ep, echoChannel);
           const addr = listener.address();
           const target = typeof addr === "string" ? addr : String(addr[1]);
-          child = new Deno.Command(python!, {
-            args: ["-c", SIGNAL_PEER, family, target, String(loopThreadId())],
-            stdout: "piped",
-            stderr: "piped",
-          }).spawn();
+          await using peer = pythonChild([
+            "-c",
+            SIGNAL_PEER,
+            family,
+            target,
+            String(loopThreadId()),
+          ]);
           drive(map, poller, () => listener.channels.length === 1, {
             ms: 10_000,
             what: "the python peer to connect",
@@ -791,8 +786,7 @@ for (const family of FAMILIES) {
           assertEquals(new TextDecoder().decode(ch.data()), "data after the signals");
           assertGreater(waited, 200, "the pass waited through the signals");
           drive(map, poller, () => ch.closes > 0, { what: "the peer to close" });
-          const out = await child.output();
-          child = undefined;
+          const out = await peer.output();
           assert(out.success, new TextDecoder().decode(out.stderr));
           assertEquals(new TextDecoder().decode(out.stdout).trim(), "data after the signals");
           // Deno's own handler ran too, once its event loop got a turn.
@@ -802,10 +796,6 @@ for (const family of FAMILIES) {
           assertGreater(signals, 0);
         } finally {
           Deno.removeSignalListener("SIGUSR1", onSignal);
-          if (child) {
-            child.kill();
-            await child.output();
-          }
           closeAll(map);
           ep.cleanup();
         }
