@@ -1,6 +1,7 @@
 // The shared test fixtures: the pollers, fd-leak accounting, bounded waiting,
 // echo channels, child processes (python peers) that `await using` reaps, and
 // seeded data. Subprocess output capture lives in fixtures/subprocess.ts.
+import { assert, assertEquals } from "@std/assert";
 import {
   type Address,
   AF_INET,
@@ -245,6 +246,93 @@ export class EchoServer extends Listener {
     this.accepted++;
     if (this.acceptedAt === 0) this.acceptedAt = performance.now();
     new EchoHandler(sock, this.map);
+  }
+}
+
+/** What an {@linkcode EchoClient} connects to and sends. */
+export interface EchoClientOptions {
+  map: SocketMap;
+  /** The address family (default AF_INET). */
+  family?: number;
+  addr: Address;
+  /** The bytes to send; they must all come back. */
+  payload: Uint8Array;
+  /** Send in seeded random pieces of 1 byte to 64 KiB, one per write event (default: all at once). */
+  pieceSeed?: number;
+}
+
+/** Connects, sends its payload, collects the echo, and closes once all of it came back. */
+export class EchoClient extends DispatcherWithSend {
+  readonly payload: Uint8Array;
+  /** The echo, as it came. */
+  readonly chunks: Uint8Array[] = [];
+  /** Bytes of echo so far. */
+  received = 0;
+  /** All of the payload came back. */
+  done = false;
+  /** handleClose calls. */
+  closes = 0;
+  /** The peer closed before all came back. */
+  closedEarly = false;
+  #sent = 0;
+  readonly #pieceSize: (() => number) | null;
+
+  constructor({ map, family = AF_INET, addr, payload, pieceSeed }: EchoClientOptions) {
+    super(null, map);
+    this.payload = payload;
+    if (pieceSeed === undefined) {
+      this.#pieceSize = null;
+    } else {
+      const r = rng(pieceSeed);
+      this.#pieceSize = () => 1 + Math.floor(r() * 65536);
+    }
+    this.createSocket(family);
+    this.connect(addr);
+  }
+
+  override handleConnect(): void {
+    if (this.#pieceSize === null) {
+      this.#sent = this.payload.length;
+      this.send(this.payload);
+    }
+  }
+
+  override writable(): boolean {
+    const piecesLeft = this.#pieceSize !== null && this.#sent < this.payload.length;
+    return super.writable() || (this.connected && piecesLeft);
+  }
+
+  override handleWrite(): void {
+    if (this.#pieceSize && this.outBuffer.length === 0 && this.#sent < this.payload.length) {
+      const piece = this.payload.subarray(this.#sent, this.#sent + this.#pieceSize());
+      this.#sent += piece.length;
+      this.send(piece);
+    } else {
+      this.initiateSend();
+    }
+  }
+
+  override handleRead(): void {
+    const data = this.recv(65536);
+    if (data.length === 0) return;
+    this.chunks.push(data);
+    this.received += data.length;
+    if (this.received >= this.payload.length) {
+      this.done = true;
+      this.close();
+    }
+  }
+
+  override handleClose(): void {
+    this.closes++;
+    if (!this.done) this.closedEarly = true;
+    this.close();
+  }
+
+  /** Asserts that all of the payload came back, byte for byte. */
+  async verify(): Promise<void> {
+    assert(this.done, `${this} got ${this.received} of ${this.payload.length} bytes back`);
+    assertEquals(await sha256(concat(this.chunks)), await sha256(this.payload));
   }
 }
 

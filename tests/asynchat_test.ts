@@ -134,12 +134,9 @@ async function startEchoServer(chunkSize = 1, wait = false): Promise<EchoServer>
   };
 }
 
-/** The reference's echo_client. */
-class EchoClient extends AsyncChat {
-  contents: string[] = [];
-  buffer: Uint8Array[] = [];
-
-  constructor(terminator: Uint8Array | string | number | null, port: number, map: SocketMap) {
+/** A chat channel that connects to `port` at once, cutting at `terminator`. */
+class ChatClient extends AsyncChat {
+  constructor(port: number, map: SocketMap, terminator: Terminator | string = "\n") {
     super(null, map);
     this.createSocket();
     this.connect([HOST, port]);
@@ -147,6 +144,16 @@ class EchoClient extends AsyncChat {
   }
 
   override handleConnect(): void {}
+}
+
+/** The reference's echo_client. */
+class EchoClient extends ChatClient {
+  contents: string[] = [];
+  buffer: Uint8Array[] = [];
+
+  constructor(terminator: Terminator | string, port: number, map: SocketMap) {
+    super(port, map, terminator);
+  }
 
   override collectIncomingData(data: Uint8Array): void {
     this.buffer.push(data);
@@ -878,16 +885,9 @@ class Sink extends AsyncChat {
 }
 
 /** A client chat channel that connects and records lines. */
-class LineClient extends AsyncChat {
+class LineClient extends ChatClient {
   lines: string[] = [];
   closed = false;
-  constructor(port: number, map: SocketMap, term: Terminator | string = "\n") {
-    super(null, map);
-    this.createSocket();
-    this.connect([HOST, port]);
-    this.setTerminator(term);
-  }
-  override handleConnect(): void {}
   override collectIncomingData(data: Uint8Array): void {
     this._collectIncomingData(data);
   }
@@ -907,21 +907,42 @@ function pump(map: SocketMap, poller: PollerName, done: () => boolean, what: str
   }, { ms, what });
 }
 
+/**
+ * A {@linkcode LineClient} connected to a listener whose accepted channel is
+ * a {@linkcode Sink}: `send(client)` queues and closes, the loop runs until
+ * the sink's EOF, and `check` gets what the sink received (before closeAll).
+ */
+async function sinkExchange(
+  poller: PollerName,
+  what: string,
+  ms: number,
+  send: (client: LineClient) => void,
+  check: (got: Uint8Array, client: LineClient) => unknown,
+): Promise<void> {
+  const map: SocketMap = new Map();
+  let sink: Sink | null = null;
+  const listener = new Listener(map, (sock) => (sink = new Sink(sock, map)));
+  try {
+    const client = new LineClient(listener.port, map);
+    send(client);
+    pump(map, poller, () => sink !== null && (sink as Sink).eof, what, ms);
+    await check(concat(sink!.parts), client);
+  } finally {
+    closeAll(map);
+  }
+}
+
 for (const poller of POLLERS) {
   Deno.test(`asynchat [${poller}] producers mixing strings and bytes reach the peer intact`, async () => {
-    await assertNoFdLeak(async () => {
-      const map: SocketMap = new Map();
-      let sink: Sink | null = null;
-      const listener = new Listener(map, (sock) => (sink = new Sink(sock, map)));
-      try {
-        const client = new LineClient(listener.port, map);
-        const pieces: (Uint8Array | string)[] = [];
-        const r = rng(7);
-        for (let i = 0; i < 300; i++) {
-          pieces.push(
-            r() < 0.5 ? `str ${i} \u00e9\u20ac\u{1F600}\n` : randomBytes(1 + (i * 37) % 3000, i),
-          );
-        }
+    const pieces: (Uint8Array | string)[] = [];
+    const r = rng(7);
+    for (let i = 0; i < 300; i++) {
+      pieces.push(
+        r() < 0.5 ? `str ${i} \u00e9\u20ac\u{1F600}\n` : randomBytes(1 + (i * 37) % 3000, i),
+      );
+    }
+    await assertNoFdLeak(() =>
+      sinkExchange(poller, "the sink's EOF", 10000, (client) => {
         const queue = [...pieces];
         const producer: Producer = { more: () => queue.shift() ?? "" };
         client.push("pushed first;");
@@ -929,42 +950,32 @@ for (const poller of POLLERS) {
         client.pushWithProducer(new SimpleProducer("simple-producer-data", 3));
         client.push(b(";pushed last"));
         client.closeWhenDone();
-        pump(map, poller, () => sink !== null && (sink as Sink).eof, "the sink's EOF");
+      }, async (got, client) => {
         const expected = concat([
           b("pushed first;"),
           ...pieces.map((p) => (typeof p === "string" ? b(p) : p)),
           b("simple-producer-data"),
           b(";pushed last"),
         ]);
-        const got = concat(sink!.parts);
         assertEquals(got.length, expected.length);
         assertEquals(await sha256(got), await sha256(expected));
         assertStrictEquals(client.fileno(), null, "closeWhenDone closed the client");
-      } finally {
-        closeAll(map);
-      }
-    });
+      })
+    );
   });
 
   Deno.test(`asynchat [${poller}] push of 8 MiB (> acOutBufferSize) arrives intact`, async () => {
-    await assertNoFdLeak(async () => {
-      const map: SocketMap = new Map();
-      let sink: Sink | null = null;
-      const listener = new Listener(map, (sock) => (sink = new Sink(sock, map)));
-      try {
-        const client = new LineClient(listener.port, map);
-        const big = randomBytes(8 * 1024 * 1024 + 17, 3);
+    const big = randomBytes(8 * 1024 * 1024 + 17, 3);
+    await assertNoFdLeak(() =>
+      sinkExchange(poller, "8 MiB", 30000, (client) => {
         client.push(big);
         assertGreater(client.producerFifo.length, 100);
         client.closeWhenDone();
-        pump(map, poller, () => sink !== null && (sink as Sink).eof, "8 MiB", 30000);
-        const got = concat(sink!.parts);
+      }, async (got) => {
         assertEquals(got.length, big.length);
         assertEquals(await sha256(got), await sha256(big));
-      } finally {
-        closeAll(map);
-      }
-    });
+      })
+    );
   });
 
   Deno.test(`asynchat [${poller}] closeWhenDone: the peer gets everything, then EOF`, async () => {
@@ -996,21 +1007,15 @@ for (const poller of POLLERS) {
   });
 
   Deno.test(`asynchat [${poller}] closeWhenDone before the connection is made`, async () => {
-    await assertNoFdLeak(() => {
-      const map: SocketMap = new Map();
-      let sink: Sink | null = null;
-      const listener = new Listener(map, (sock) => (sink = new Sink(sock, map)));
-      try {
-        const client = new LineClient(listener.port, map);
+    await assertNoFdLeak(() =>
+      sinkExchange(poller, "EOF", 10000, (client) => {
         client.push("early\n");
         client.closeWhenDone();
         assert(client.writable());
-        pump(map, poller, () => sink !== null && (sink as Sink).eof, "EOF");
-        assertEquals(dec.decode(concat(sink!.parts)), "early\n");
-      } finally {
-        closeAll(map);
-      }
-    });
+      }, (got) => {
+        assertEquals(dec.decode(got), "early\n");
+      })
+    );
   });
 
   Deno.test(`asynchat [${poller}] 100,000 short lines both ways, with numeric terminators`, async () => {
@@ -1068,24 +1073,18 @@ for (const poller of POLLERS) {
   });
 
   Deno.test(`asynchat [${poller}] discardBuffers before connecting: nothing queued is sent`, async () => {
-    await assertNoFdLeak(() => {
-      const map: SocketMap = new Map();
-      let sink: Sink | null = null;
-      const listener = new Listener(map, (sock) => (sink = new Sink(sock, map)));
-      try {
-        const client = new LineClient(listener.port, map);
+    await assertNoFdLeak(() =>
+      sinkExchange(poller, "EOF", 10000, (client) => {
         client.push("dropped\n");
         client.pushWithProducer(new SimpleProducer("dropped too"));
         client.discardBuffers();
         assertEquals(client.producerFifo.length, 0);
         client.push("kept\n");
         client.closeWhenDone();
-        pump(map, poller, () => sink !== null && (sink as Sink).eof, "EOF");
-        assertEquals(dec.decode(concat(sink!.parts)), "kept\n");
-      } finally {
-        closeAll(map);
-      }
-    });
+      }, (got) => {
+        assertEquals(dec.decode(got), "kept\n");
+      })
+    );
   });
 }
 

@@ -8,7 +8,6 @@ import {
   AF_INET6,
   AF_UNIX,
   closeAll,
-  DispatcherWithSend,
   loop,
   type PollerName,
   type Socket,
@@ -18,13 +17,13 @@ import {
   assertNoFdLeak,
   concat,
   delay,
+  EchoClient,
   EchoServer,
   POLLERS,
   pumpUntil,
   python,
   pythonChild,
   randomBytes,
-  rng,
   sha256,
   tempSocketPath,
 } from "./_util.ts";
@@ -37,58 +36,6 @@ const MiB = 1024 * 1024;
 type Kind = "inet" | "inet6" | "unix";
 const KINDS: Kind[] = ["inet", ...(hasIPv6Loopback() ? ["inet6" as const] : []), "unix"];
 const FAMILY: Record<Kind, number> = { inet: AF_INET, inet6: AF_INET6, unix: AF_UNIX };
-
-/** Our client: sends `data` in seeded random-sized pieces and collects the echo. */
-class EchoClient extends DispatcherWithSend {
-  readonly data: Uint8Array;
-  readonly received: Uint8Array[] = [];
-  receivedLength = 0;
-  offset = 0;
-  done = false;
-  closedEarly = false;
-  readonly #pieceSize: () => number;
-
-  constructor(family: number, addr: Address, data: Uint8Array, seed: number, map: SocketMap) {
-    super(null, map);
-    this.data = data;
-    const r = rng(seed);
-    this.#pieceSize = () => 1 + Math.floor(r() * 65536);
-    this.createSocket(family);
-    this.connect(addr);
-  }
-
-  override handleConnect(): void {}
-
-  override writable(): boolean {
-    return !this.connected || this.offset < this.data.length || this.outBuffer.length > 0;
-  }
-
-  override handleWrite(): void {
-    if (this.outBuffer.length === 0 && this.offset < this.data.length) {
-      const piece = this.data.subarray(this.offset, this.offset + this.#pieceSize());
-      this.offset += piece.length;
-      this.send(piece);
-    } else {
-      this.initiateSend();
-    }
-  }
-
-  override handleRead(): void {
-    const chunk = this.recv(65536);
-    if (chunk.length === 0) return;
-    this.received.push(chunk);
-    this.receivedLength += chunk.length;
-    if (this.receivedLength >= this.data.length) {
-      this.done = true;
-      this.close();
-    }
-  }
-
-  override handleClose(): void {
-    if (!this.done) this.closedEarly = true;
-    this.close();
-  }
-}
 
 for (const kind of KINDS) {
   for (const poller of POLLERS) {
@@ -120,15 +67,21 @@ for (const kind of KINDS) {
                 ? where
                 : [kind === "inet6" ? "::1" : "127.0.0.1", Number(where)];
               const data = randomBytes(MiB, 101);
-              const client = new EchoClient(FAMILY[kind], addr, data, 7, map);
+              const client = new EchoClient({
+                map,
+                family: FAMILY[kind],
+                addr,
+                payload: data,
+                pieceSeed: 7,
+              });
               // The server is another process: our synchronous loop may block freely.
               pumpUntil(() => {
                 loop({ map, timeout: 0.05, count: 1, poller });
                 return client.done || client.closedEarly || map.size === 0;
               }, { ms: 30_000, what: "the echo of 1 MiB" });
-              assert(!client.closedEarly, `closed early after ${client.receivedLength} bytes`);
-              assertEquals(client.receivedLength, data.length);
-              assertEquals(await sha256(concat(client.received)), await sha256(data));
+              assert(!client.closedEarly, `closed early after ${client.received} bytes`);
+              assertEquals(client.received, data.length);
+              assertEquals(await sha256(concat(client.chunks)), await sha256(data));
               assertEquals(map.size, 0);
             } finally {
               closeAll(map);

@@ -32,6 +32,7 @@ import {
 } from "../mod.ts";
 import {
   concat,
+  EchoClient,
   leakTest,
   POLLERS,
   python,
@@ -179,45 +180,6 @@ function echoChannel(sock: Socket, map: SocketMap): ServerChannel {
   return ch;
 }
 
-/** Connects, sends `payload`, and closes once all of it came back. */
-class EchoClient extends DispatcherWithSend {
-  readonly chunks: Uint8Array[] = [];
-  received = 0;
-  done = false;
-  closes = 0;
-
-  constructor(map: SocketMap, family: number, addr: Address, readonly payload: Uint8Array) {
-    super(null, map);
-    this.createSocket(family, SOCK_STREAM);
-    this.connect(addr);
-  }
-
-  override handleConnect(): void {
-    this.send(this.payload);
-  }
-
-  override handleRead(): void {
-    const data = this.recv(65536);
-    if (data.length === 0) return;
-    this.chunks.push(data);
-    this.received += data.length;
-    if (this.received >= this.payload.length) {
-      this.done = true;
-      this.close();
-    }
-  }
-
-  override handleClose(): void {
-    this.closes++;
-    this.close();
-  }
-
-  async verify(): Promise<void> {
-    assert(this.done, `${this} got ${this.received} of ${this.payload.length} bytes back`);
-    assertEquals(await sha256(concat(this.chunks)), await sha256(this.payload));
-  }
-}
-
 /** A non-blocking socket of our own, connected (or connecting) to `addr`. */
 function peerSocket(family: number, addr: Address): Socket {
   const s = new Socket(family, SOCK_STREAM | SOCK_NONBLOCK);
@@ -313,11 +275,21 @@ for (const family of FAMILIES) {
             }
 
             // One client served before the reset, one after.
-            const before = new EchoClient(map, ep.family, addr, randomBytes(100_000, 12));
+            const before = new EchoClient({
+              map,
+              family: ep.family,
+              addr: addr,
+              payload: randomBytes(100_000, 12),
+            });
             drive(map, poller, () => before.done || before.closes > 0, { what: "client 1" });
             resetClose(peer);
             drive(map, poller, () => victim.closes > 0, { what: "handleClose after the reset" });
-            const after = new EchoClient(map, ep.family, addr, randomBytes(300_000, 13));
+            const after = new EchoClient({
+              map,
+              family: ep.family,
+              addr: addr,
+              payload: randomBytes(300_000, 13),
+            });
             drive(map, poller, () => after.done || after.closes > 0, { what: "client 2" });
             await before.verify();
             await after.verify();
@@ -483,7 +455,12 @@ for (const family of FAMILIES) {
           const idleChannel = listener.channels[0] as ServerChannel;
           const idleFd = idleChannel.fileno()!;
           for (let i = 0; i < 5; i++) {
-            const c = new EchoClient(map, ep.family, addr, randomBytes(10_000 * (i + 1), 30 + i));
+            const c = new EchoClient({
+              map,
+              family: ep.family,
+              addr,
+              payload: randomBytes(10_000 * (i + 1), 30 + i),
+            });
             drive(map, poller, () => c.done || c.closes > 0, { what: `client ${i}` });
             await c.verify();
             assert(map.get(idleFd) === idleChannel, "the idle channel is still in the map");
@@ -841,7 +818,7 @@ class FaultyClient extends EchoClient {
     readonly fault: Fault,
     readonly keepOpen = false,
   ) {
-    super(map, family, addr, payload);
+    super({ map, family, addr, payload });
   }
 
   #boom(where: Fault): never {
@@ -950,7 +927,12 @@ for (const poller of POLLERS) {
             const listener = new Listener(map, ep, echoChannel);
             const addr = listener.address();
             // A good client in flight while the fault happens, and one after it.
-            const good = new EchoClient(map, ep.family, addr, randomBytes(2_000_000, 51));
+            const good = new EchoClient({
+              map,
+              family: ep.family,
+              addr: addr,
+              payload: randomBytes(2_000_000, 51),
+            });
             const bad = new FaultyClient(
               map,
               ep.family,
@@ -966,7 +948,12 @@ for (const poller of POLLERS) {
             drive(map, poller, () => {
               const dealtWith = bad.socket?.fileno() === -1 || (keepOpen && bad.done);
               if (dealtWith && after === null) {
-                after = new EchoClient(map, ep.family, addr, randomBytes(100_000, 53));
+                after = new EchoClient({
+                  map,
+                  family: ep.family,
+                  addr: addr,
+                  payload: randomBytes(100_000, 53),
+                });
               }
               return dealtWith && good.done && after !== null && (after.done || after.closes > 0);
             }, { what: `the faulty client to be dealt with (${fault}), and a later client` });
@@ -1073,8 +1060,18 @@ for (const poller of POLLERS) {
         try {
           const listener = new Listener(map, good, echoChannel);
           const faulty = new FaultyListener(map, bad, adopt);
-          const victim = new EchoClient(map, AF_INET, faulty.address(), randomBytes(1000, 61));
-          const client = new EchoClient(map, AF_INET, listener.address(), randomBytes(500_000, 62));
+          const victim = new EchoClient({
+            map,
+            family: AF_INET,
+            addr: faulty.address(),
+            payload: randomBytes(1000, 61),
+          });
+          const client = new EchoClient({
+            map,
+            family: AF_INET,
+            addr: listener.address(),
+            payload: randomBytes(500_000, 62),
+          });
           drive(map, poller, () => faulty.fileno() === null && client.done, {
             what: "the faulty listener to close",
           });
