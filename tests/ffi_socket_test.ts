@@ -154,7 +154,7 @@ async function expectEof(sock: Socket, ms = 5000): Promise<void> {
 }
 
 /** A python3 subprocess whose stdout is read line by line. */
-class PythonPeer {
+class PythonPeer implements AsyncDisposable {
   readonly child: Deno.ChildProcess;
   #reader: ReadableStreamDefaultReader<string>;
   #buffer = "";
@@ -201,7 +201,7 @@ class PythonPeer {
   }
 
   /** Kills the process if `finish` was not reached (a failed test), and reaps it. */
-  async dispose(): Promise<void> {
+  async [Symbol.asyncDispose](): Promise<void> {
     if (this.#done) return;
     try {
       this.child.kill("SIGKILL");
@@ -219,12 +219,8 @@ async function withPython(
   args: string[],
   fn: (peer: PythonPeer) => Promise<void>,
 ): Promise<void> {
-  const peer = new PythonPeer(script, args);
-  try {
-    await fn(peer);
-  } finally {
-    await peer.dispose();
-  }
+  await using peer = new PythonPeer(script, args);
+  await fn(peer);
 }
 
 /** Removes the temp dir of a `tempSocketPath`. */
