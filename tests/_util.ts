@@ -203,6 +203,33 @@ export class EchoHandler extends DispatcherWithSend {
   }
 }
 
+// deno-lint-ignore no-explicit-any
+type DispatcherClass = new (...args: any[]) => Dispatcher;
+
+/**
+ * `Base` with a record of what happened to the channel: `errors` (what
+ * reached handleError, then passed on to the default) and `closes`
+ * (handleClose calls; the channel then closes, quietly).
+ */
+export function Recording<B extends DispatcherClass>(Base: B) {
+  return class extends Base {
+    /** What reached handleError. */
+    readonly errors: unknown[] = [];
+    /** handleClose calls. */
+    closes = 0;
+
+    override handleError(error: unknown): void {
+      this.errors.push(error);
+      super.handleError(error);
+    }
+
+    override handleClose(): void {
+      this.closes++;
+      this.close();
+    }
+  };
+}
+
 /** What a {@linkcode Listener} listens on. */
 export interface ListenerOptions {
   /** The map the listener and its channels live in. */

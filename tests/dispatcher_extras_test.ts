@@ -115,16 +115,30 @@ Deno.test("the default ignoreLogTypes is shared and read-only; an assigned Set i
   assertEquals([...b.ignoreLogTypes], ["warning"]);
 });
 
+/**
+ * A connected pair of Unix stream sockets (made through a listener at a temp
+ * path): the accepted end, the connecting end, and what closes the
+ * connecting end and the listener and removes the path.
+ */
+function unixPair(tag: string): [Socket, Socket, () => void] {
+  const path = tempSocketPath(tag);
+  const listener = new Socket(AF_UNIX);
+  listener.bind(path);
+  listener.listen(1);
+  const peer = new Socket(AF_UNIX);
+  peer.connect(path);
+  const [accepted] = listener.accept();
+  return [accepted, peer, () => {
+    peer.close();
+    listener.close();
+    Deno.removeSync(path);
+  }];
+}
+
 Deno.test("small recv results are views of a shared slab that never overlap", async () => {
   await assertNoFdLeak(async () => {
     const map: SocketMap = new Map();
-    const path = tempSocketPath("pool");
-    const listener = new Socket(AF_UNIX);
-    listener.bind(path);
-    listener.listen(1);
-    const writer = new Socket(AF_UNIX);
-    writer.connect(path);
-    const [accepted] = listener.accept();
+    const [accepted, writer, removePair] = unixPair("pool");
     const reader = new Dispatcher(accepted, map);
     const data = randomBytes(4_000_000, 11);
     const kept: Uint8Array[] = [];
@@ -142,22 +156,14 @@ Deno.test("small recv results are views of a shared slab that never overlap", as
     // Later reads did not overwrite earlier ones.
     assertEquals(await sha256(concat(kept)), await sha256(data));
     reader.close();
-    writer.close();
-    listener.close();
-    Deno.removeSync(path);
+    removePair();
   });
 });
 
 Deno.test("epoll notices output queued straight into outBuffer between passes", async () => {
   await assertNoFdLeak(() => {
     const map: SocketMap = new Map();
-    const path = tempSocketPath("outbuf");
-    const listener = new Socket(AF_UNIX);
-    listener.bind(path);
-    listener.listen(1);
-    const peer = new Socket(AF_UNIX);
-    peer.connect(path);
-    const [accepted] = listener.accept();
+    const [accepted, peer, removePair] = unixPair("outbuf");
     const sender = new DispatcherWithSend(accepted, map);
     // The first pass registers the idle channel (nothing to write) and waits;
     // a timer then queues data by hand, without send(); the second pass of the
@@ -176,8 +182,6 @@ Deno.test("epoll notices output queued straight into outBuffer between passes", 
     peer.setblocking(false);
     assertEquals(new TextDecoder().decode(peer.recv(100)), "queued by hand");
     sender.close();
-    peer.close();
-    listener.close();
-    Deno.removeSync(path);
+    removePair();
   });
 });

@@ -10,17 +10,18 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
-import {
-  closeAll,
-  Dispatcher,
-  DispatcherWithSend,
-  loop,
-  poll,
-  Socket,
-  type SocketMap,
-} from "../mod.ts";
+import { closeAll, Dispatcher, loop, poll, Socket, type SocketMap } from "../mod.ts";
 import { FdSet } from "../ffi/structs.ts";
-import { concat, delay, hasCommand, leakTest, POLLERS, withTimeout } from "./_util.ts";
+import {
+  concat,
+  delay,
+  EchoHandler,
+  hasCommand,
+  leakTest,
+  POLLERS,
+  Recording,
+  withTimeout,
+} from "./_util.ts";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
@@ -212,25 +213,7 @@ function nofileLimits(): { soft: number; hard: number } {
 const limits = nofileLimits();
 
 /** Echoes; counts handler calls that should never happen here. */
-class HighEcho extends DispatcherWithSend {
-  errors: unknown[] = [];
-  closes = 0;
-
-  override handleRead(): void {
-    const data = this.recv(4096);
-    if (data.length > 0) this.send(data);
-  }
-
-  override handleError(error: unknown): void {
-    this.errors.push(error);
-    super.handleError(error);
-  }
-
-  override handleClose(): void {
-    this.closes++;
-    this.close();
-  }
-}
+class HighEcho extends Recording(EchoHandler) {}
 
 class HighListener extends Dispatcher {
   channels: HighEcho[] = [];

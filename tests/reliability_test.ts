@@ -38,6 +38,7 @@ import {
   python,
   pythonChild,
   randomBytes,
+  Recording,
   sha256,
   tempSocketPath,
 } from "./_util.ts";
@@ -611,12 +612,10 @@ for (const poller of POLLERS) {
 // ---- the server vanishes between connect and the first write ----
 
 /** Connects; writes only once told to; counts closes and errors. */
-class EagerClient extends Dispatcher {
+class EagerClient extends Recording(Dispatcher) {
   go = false;
   attempts = 0;
   sent = 0;
-  closes = 0;
-  errors: unknown[] = [];
 
   constructor(map: SocketMap, family: number, addr: Address) {
     super(null, map);
@@ -639,16 +638,6 @@ class EagerClient extends Dispatcher {
     if (!this.go) return;
     this.attempts++;
     this.sent += this.send(new Uint8Array(1000).fill(7));
-  }
-
-  override handleError(error: unknown): void {
-    this.errors.push(error);
-    super.handleError(error);
-  }
-
-  override handleClose(): void {
-    this.closes++;
-    this.close();
   }
 }
 
