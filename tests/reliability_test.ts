@@ -279,7 +279,7 @@ for (const family of FAMILIES) {
             const before = new EchoClient({
               map,
               family: ep.family,
-              addr: addr,
+              addr,
               payload: randomBytes(100_000, 12),
             });
             drive(map, poller, () => before.done || before.closes > 0, { what: "client 1" });
@@ -288,7 +288,7 @@ for (const family of FAMILIES) {
             const after = new EchoClient({
               map,
               family: ep.family,
-              addr: addr,
+              addr,
               payload: randomBytes(300_000, 13),
             });
             drive(map, poller, () => after.done || after.closes > 0, { what: "client 2" });
@@ -919,7 +919,7 @@ for (const poller of POLLERS) {
             const good = new EchoClient({
               map,
               family: ep.family,
-              addr: addr,
+              addr,
               payload: randomBytes(2_000_000, 51),
             });
             const bad = new FaultyClient(
@@ -940,7 +940,7 @@ for (const poller of POLLERS) {
                 after = new EchoClient({
                   map,
                   family: ep.family,
-                  addr: addr,
+                  addr,
                   payload: randomBytes(100_000, 53),
                 });
               }
