@@ -331,49 +331,47 @@ for (const poller of POLLERS) {
 // TestAsynchatMocked.test_blockingioerror: handle_read() must ignore "would
 // block" (here both ways a socket can say it: -1 from tryRecvInto, and an
 // OSError(EAGAIN) thrown), and send other OSErrors to handleError.
-Deno.test("asynchat TestAsynchatMocked.test_blockingioerror", async () => {
-  await assertNoFdLeak(() => {
-    for (
-      const behaviour of [
-        () => -1,
-        () => {
-          throw new OSError(errno.EAGAIN, { syscall: "recv" });
-        },
-      ]
-    ) {
-      const map: SocketMap = new Map();
-      const sock = { fileno: () => 100_000, tryRecvInto: behaviour, close() {} };
-      const dispatcher = new AsyncChat(null, map);
-      dispatcher.setSocket(sock as unknown as Socket);
-      dispatcher.connected = true;
-      let errors = 0;
-      dispatcher.handleError = () => errors++;
-      try {
-        dispatcher.handleRead();
-        assertEquals(errors, 0);
-        assertEquals(map.size, 1, "would-block must not close the channel");
-      } finally {
-        dispatcher.delChannel();
-      }
-    }
-    // Another OSError goes to handleError, as in the reference.
-    const map: SocketMap = new Map();
-    const sock = {
-      fileno: () => 100_001,
-      tryRecvInto: () => {
-        throw new OSError(errno.EIO, { syscall: "recv" });
+leakTest("asynchat TestAsynchatMocked.test_blockingioerror", () => {
+  for (
+    const behaviour of [
+      () => -1,
+      () => {
+        throw new OSError(errno.EAGAIN, { syscall: "recv" });
       },
-      close() {},
-    };
+    ]
+  ) {
+    const map: SocketMap = new Map();
+    const sock = { fileno: () => 100_000, tryRecvInto: behaviour, close() {} };
     const dispatcher = new AsyncChat(null, map);
     dispatcher.setSocket(sock as unknown as Socket);
-    const seen: unknown[] = [];
-    dispatcher.handleError = (e) => seen.push(e);
-    dispatcher.handleRead();
-    dispatcher.delChannel();
-    assertEquals(seen.length, 1);
-    assert(seen[0] instanceof OSError && seen[0].errno === errno.EIO);
-  });
+    dispatcher.connected = true;
+    let errors = 0;
+    dispatcher.handleError = () => errors++;
+    try {
+      dispatcher.handleRead();
+      assertEquals(errors, 0);
+      assertEquals(map.size, 1, "would-block must not close the channel");
+    } finally {
+      dispatcher.delChannel();
+    }
+  }
+  // Another OSError goes to handleError, as in the reference.
+  const map: SocketMap = new Map();
+  const sock = {
+    fileno: () => 100_001,
+    tryRecvInto: () => {
+      throw new OSError(errno.EIO, { syscall: "recv" });
+    },
+    close() {},
+  };
+  const dispatcher = new AsyncChat(null, map);
+  dispatcher.setSocket(sock as unknown as Socket);
+  const seen: unknown[] = [];
+  dispatcher.handleError = (e) => seen.push(e);
+  dispatcher.handleRead();
+  dispatcher.delChannel();
+  assertEquals(seen.length, 1);
+  assert(seen[0] instanceof OSError && seen[0].errno === errno.EIO);
 });
 
 // TestHelperFunctions.test_find_prefix_at_end
@@ -978,32 +976,30 @@ for (const poller of POLLERS) {
     );
   });
 
-  Deno.test(`asynchat [${poller}] closeWhenDone: the peer gets everything, then EOF`, async () => {
-    await assertNoFdLeak(() => {
-      const map: SocketMap = new Map();
-      let server: LineClient | null = null;
-      // The server side says goodbye and closes when done, queued before it is connected.
-      const listener = new Listener(map, (sock) => {
-        const s = new (class extends AsyncChat {
-          override collectIncomingData(): void {}
-          override foundTerminator(): void {}
-        })(sock, map);
-        s.setTerminator("\n");
-        s.push("one\n");
-        s.pushWithProducer(new SimpleProducer("two\nthree\n", 2));
-        s.closeWhenDone();
-        s.push("not sent\n");
-        server = s as unknown as LineClient;
-      });
-      try {
-        const client = new LineClient(listener.port, map);
-        pump(map, poller, () => client.closed, "the client's EOF");
-        assertEquals(client.lines, ["one", "two", "three"]);
-        assertStrictEquals((server as unknown as AsyncChat).fileno(), null);
-      } finally {
-        closeAll(map);
-      }
+  leakTest(`asynchat [${poller}] closeWhenDone: the peer gets everything, then EOF`, () => {
+    const map: SocketMap = new Map();
+    let server: LineClient | null = null;
+    // The server side says goodbye and closes when done, queued before it is connected.
+    const listener = new Listener(map, (sock) => {
+      const s = new (class extends AsyncChat {
+        override collectIncomingData(): void {}
+        override foundTerminator(): void {}
+      })(sock, map);
+      s.setTerminator("\n");
+      s.push("one\n");
+      s.pushWithProducer(new SimpleProducer("two\nthree\n", 2));
+      s.closeWhenDone();
+      s.push("not sent\n");
+      server = s as unknown as LineClient;
     });
+    try {
+      const client = new LineClient(listener.port, map);
+      pump(map, poller, () => client.closed, "the client's EOF");
+      assertEquals(client.lines, ["one", "two", "three"]);
+      assertStrictEquals((server as unknown as AsyncChat).fileno(), null);
+    } finally {
+      closeAll(map);
+    }
   });
 
   Deno.test(`asynchat [${poller}] closeWhenDone before the connection is made`, async () => {
@@ -1018,58 +1014,56 @@ for (const poller of POLLERS) {
     );
   });
 
-  Deno.test(`asynchat [${poller}] 100,000 short lines both ways, with numeric terminators`, async () => {
-    await assertNoFdLeak(() => {
-      const map: SocketMap = new Map();
-      // An echo server on AsyncChat: "N\n" announces an N-byte body, echoed as one line.
-      class Echo extends AsyncChat {
-        constructor(sock: Socket) {
-          super(sock, map);
+  leakTest(`asynchat [${poller}] 100,000 short lines both ways, with numeric terminators`, () => {
+    const map: SocketMap = new Map();
+    // An echo server on AsyncChat: "N\n" announces an N-byte body, echoed as one line.
+    class Echo extends AsyncChat {
+      constructor(sock: Socket) {
+        super(sock, map);
+        this.setTerminator("\n");
+      }
+      override collectIncomingData(data: Uint8Array): void {
+        this._collectIncomingData(data);
+      }
+      override foundTerminator(): void {
+        const data = this._getData();
+        const text = dec.decode(data);
+        if (text.startsWith("BODY ")) {
+          this.setTerminator(Number(text.slice(5)));
+          return;
+        }
+        if (typeof this.getTerminator() === "number") {
           this.setTerminator("\n");
+          this.push(`body ${data.length} ${data[0]}\n`);
+          return;
         }
-        override collectIncomingData(data: Uint8Array): void {
-          this._collectIncomingData(data);
-        }
-        override foundTerminator(): void {
-          const data = this._getData();
-          const text = dec.decode(data);
-          if (text.startsWith("BODY ")) {
-            this.setTerminator(Number(text.slice(5)));
-            return;
-          }
-          if (typeof this.getTerminator() === "number") {
-            this.setTerminator("\n");
-            this.push(`body ${data.length} ${data[0]}\n`);
-            return;
-          }
-          this.push(data);
-          this.push("\n");
+        this.push(data);
+        this.push("\n");
+      }
+    }
+    const listener = new Listener(map, (sock) => new Echo(sock));
+    try {
+      const client = new LineClient(listener.port, map);
+      const N = 100_000;
+      const expected: string[] = [];
+      for (let i = 0; i < N; i++) {
+        const line = `line ${i}`;
+        client.push(line + "\n");
+        expected.push(line);
+        if (i === 50_000) {
+          // A body far larger than one read.
+          client.push("BODY 300000\n");
+          client.push(new Uint8Array(300_000).fill(7));
+          expected.push("body 300000 7");
         }
       }
-      const listener = new Listener(map, (sock) => new Echo(sock));
-      try {
-        const client = new LineClient(listener.port, map);
-        const N = 100_000;
-        const expected: string[] = [];
-        for (let i = 0; i < N; i++) {
-          const line = `line ${i}`;
-          client.push(line + "\n");
-          expected.push(line);
-          if (i === 50_000) {
-            // A body far larger than one read.
-            client.push("BODY 300000\n");
-            client.push(new Uint8Array(300_000).fill(7));
-            expected.push("body 300000 7");
-          }
-        }
-        assert(client.producerFifo.length < 200, "short pushes were packed");
-        pump(map, poller, () => client.lines.length >= expected.length, "the echoed lines", 30000);
-        assertEquals(client.lines.length, expected.length);
-        assertEquals(client.lines, expected);
-      } finally {
-        closeAll(map);
-      }
-    });
+      assert(client.producerFifo.length < 200, "short pushes were packed");
+      pump(map, poller, () => client.lines.length >= expected.length, "the echoed lines", 30000);
+      assertEquals(client.lines.length, expected.length);
+      assertEquals(client.lines, expected);
+    } finally {
+      closeAll(map);
+    }
   });
 
   Deno.test(`asynchat [${poller}] discardBuffers before connecting: nothing queued is sent`, async () => {
@@ -1088,23 +1082,21 @@ for (const poller of POLLERS) {
   });
 }
 
-Deno.test("asynchat writable(): connected with an empty queue is not writable", async () => {
-  await assertNoFdLeak(() => {
-    const map: SocketMap = new Map();
-    let accepted: Sink | null = null;
-    const listener = new Listener(map, (sock) => (accepted = new Sink(sock, map)));
-    try {
-      const client = new LineClient(listener.port, map);
-      assert(client.writable(), "connecting");
-      pump(map, "poll", () => accepted !== null && client.connected, "connection");
-      assertEquals(client.writable(), false);
-      assertEquals(accepted!.writable(), false);
-      client.closeWhenDone();
-      assert(client.writable());
-      pump(map, "poll", () => (accepted as unknown as Sink).eof, "EOF");
-      assertEquals(client.fileno(), null);
-    } finally {
-      closeAll(map);
-    }
-  });
+leakTest("asynchat writable(): connected with an empty queue is not writable", () => {
+  const map: SocketMap = new Map();
+  let accepted: Sink | null = null;
+  const listener = new Listener(map, (sock) => (accepted = new Sink(sock, map)));
+  try {
+    const client = new LineClient(listener.port, map);
+    assert(client.writable(), "connecting");
+    pump(map, "poll", () => accepted !== null && client.connected, "connection");
+    assertEquals(client.writable(), false);
+    assertEquals(accepted!.writable(), false);
+    client.closeWhenDone();
+    assert(client.writable());
+    pump(map, "poll", () => (accepted as unknown as Sink).eof, "EOF");
+    assertEquals(client.fileno(), null);
+  } finally {
+    closeAll(map);
+  }
 });

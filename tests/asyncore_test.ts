@@ -55,6 +55,7 @@ import {
   concat,
   delay,
   hasIPv6,
+  leakTest,
   POLLERS,
   python,
   randomBytes,
@@ -344,22 +345,20 @@ Deno.test("closeAll: ignoreAll, EBADF and ExitNow", () => {
   assertThrows(() => closeAll(map, true), ExitNow);
 });
 
-Deno.test("closeAll: real channels are closed and their fds released", async () => {
-  await assertNoFdLeak(() => {
-    const map: SocketMap = new Map();
-    const channels: Dispatcher[] = [];
-    for (let i = 0; i < 5; i++) {
-      const d = new Dispatcher(null, map);
-      d.createSocket(i % 2 ? AF_INET6 : AF_INET);
-      channels.push(d);
-    }
-    const fds = channels.map((c) => c.fileno());
-    assertEquals(map.size, 5);
-    closeAll(map);
-    assertEquals(map.size, 0);
-    for (const c of channels) assertEquals(c.fileno(), null);
-    for (const fd of fds) assertThrows(() => Deno.statSync(`/proc/self/fd/${fd}`));
-  });
+leakTest("closeAll: real channels are closed and their fds released", () => {
+  const map: SocketMap = new Map();
+  const channels: Dispatcher[] = [];
+  for (let i = 0; i < 5; i++) {
+    const d = new Dispatcher(null, map);
+    d.createSocket(i % 2 ? AF_INET6 : AF_INET);
+    channels.push(d);
+  }
+  const fds = channels.map((c) => c.fileno());
+  assertEquals(map.size, 5);
+  closeAll(map);
+  assertEquals(map.size, 0);
+  for (const c of channels) assertEquals(c.fileno(), null);
+  for (const fd of fds) assertThrows(() => Deno.statSync(`/proc/self/fd/${fd}`));
 });
 
 function throwSpam(): never {
@@ -418,55 +417,53 @@ Deno.test("DispatcherTests: test_repr", () => {
 });
 
 // Beyond the reference: the listening / connected / address parts of repr.
-Deno.test("Dispatcher toString: listening, connected, IPv6 and Unix addresses", async () => {
-  await assertNoFdLeak(() => {
-    const map: SocketMap = new Map();
-    const dir = Deno.makeTempDirSync({ prefix: "asyncore-repr-" });
-    try {
-      const server = new Dispatcher(null, map);
-      server.createSocket(AF_INET);
-      server.bind(["127.0.0.1", 0]);
-      server.listen(5);
-      // addr is what bind() was given, as in Python
-      assertMatch(String(server), /^<Dispatcher listening 127\.0\.0\.1:0 at #\d+>$/);
-      const port = ((server.socket as Socket).getsockname() as [string, number])[1];
+leakTest("Dispatcher toString: listening, connected, IPv6 and Unix addresses", () => {
+  const map: SocketMap = new Map();
+  const dir = Deno.makeTempDirSync({ prefix: "asyncore-repr-" });
+  try {
+    const server = new Dispatcher(null, map);
+    server.createSocket(AF_INET);
+    server.bind(["127.0.0.1", 0]);
+    server.listen(5);
+    // addr is what bind() was given, as in Python
+    assertMatch(String(server), /^<Dispatcher listening 127\.0\.0\.1:0 at #\d+>$/);
+    const port = ((server.socket as Socket).getsockname() as [string, number])[1];
 
-      const client = new Socket(AF_INET, SOCK_STREAM);
-      client.connect(["127.0.0.1", port]);
-      const [conn] = (server.socket as Socket).accept();
-      const clientPort = (client.getsockname() as [string, number])[1];
-      const handler = new Dispatcher(conn, map);
-      assertEquals(
-        String(handler).replace(/#\d+/, "#N"),
-        `<Dispatcher connected 127.0.0.1:${clientPort} at #N>`,
-      );
-      client.close();
-      handler.close();
-      // closed: no longer connected, the address stays
-      assertMatch(String(handler), /^<Dispatcher 127\.0\.0\.1:\d+ at #\d+>$/);
+    const client = new Socket(AF_INET, SOCK_STREAM);
+    client.connect(["127.0.0.1", port]);
+    const [conn] = (server.socket as Socket).accept();
+    const clientPort = (client.getsockname() as [string, number])[1];
+    const handler = new Dispatcher(conn, map);
+    assertEquals(
+      String(handler).replace(/#\d+/, "#N"),
+      `<Dispatcher connected 127.0.0.1:${clientPort} at #N>`,
+    );
+    client.close();
+    handler.close();
+    // closed: no longer connected, the address stays
+    assertMatch(String(handler), /^<Dispatcher 127\.0\.0\.1:\d+ at #\d+>$/);
 
-      if (hasIPv6) {
-        const d6 = new Dispatcher(null, map);
-        d6.createSocket(AF_INET6);
-        d6.bind(["::1", 0]);
-        d6.listen(1);
-        assertMatch(String(d6), /^<Dispatcher listening \[::1\]:0 at #\d+>$/);
-      }
-
-      const path = `${dir}/repr.sock`;
-      const du = new Dispatcher(null, map);
-      du.createSocket(AF_UNIX);
-      du.bind(path);
-      du.listen(1);
-      assertEquals(
-        String(du).replace(/#\d+/, "#N"),
-        `<Dispatcher listening ${JSON.stringify(path)} at #N>`,
-      );
-    } finally {
-      closeAll(map, true);
-      Deno.removeSync(dir, { recursive: true });
+    if (hasIPv6) {
+      const d6 = new Dispatcher(null, map);
+      d6.createSocket(AF_INET6);
+      d6.bind(["::1", 0]);
+      d6.listen(1);
+      assertMatch(String(d6), /^<Dispatcher listening \[::1\]:0 at #\d+>$/);
     }
-  });
+
+    const path = `${dir}/repr.sock`;
+    const du = new Dispatcher(null, map);
+    du.createSocket(AF_UNIX);
+    du.bind(path);
+    du.listen(1);
+    assertEquals(
+      String(du).replace(/#\d+/, "#N"),
+      `<Dispatcher listening ${JSON.stringify(path)} at #N>`,
+    );
+  } finally {
+    closeAll(map, true);
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
 
 /** Collects what `console[method]` prints while `fn` runs. */
@@ -555,20 +552,18 @@ Deno.test("Dispatcher ignoreLogTypes: default {warning}, per instance", () => {
 
 // Beyond the reference: the default handleError logs a compact traceback
 // through logInfo(..., "error") and closes the channel.
-Deno.test("Dispatcher handleError: logs the traceback and closes", async () => {
-  await assertNoFdLeak(() => {
-    const map: SocketMap = new Map();
-    const d = new Dispatcher(null, map);
-    d.createSocket();
-    const lines = captured("log", () => d.handleError(new TypeError("bad spam")));
-    assertEquals(lines.length, 1);
-    assertMatch(
-      lines[0],
-      /^error: uncaptured exception, closing channel <Dispatcher at #\d+> \(TypeError:bad spam \[.*\]\)$/,
-    );
-    assertEquals(map.size, 0);
-    assertEquals(d.fileno(), null);
-  });
+leakTest("Dispatcher handleError: logs the traceback and closes", () => {
+  const map: SocketMap = new Map();
+  const d = new Dispatcher(null, map);
+  d.createSocket();
+  const lines = captured("log", () => d.handleError(new TypeError("bad spam")));
+  assertEquals(lines.length, 1);
+  assertMatch(
+    lines[0],
+    /^error: uncaptured exception, closing channel <Dispatcher at #\d+> \(TypeError:bad spam \[.*\]\)$/,
+  );
+  assertEquals(map.size, 0);
+  assertEquals(d.fileno(), null);
 });
 
 // test_strerror (bpo-8573): the text of an errno, and something for a bad one.
@@ -950,141 +945,135 @@ Deno.test("FileWrapperTest: test_close_twice", async () => {
 });
 
 // Beyond the reference: FileDispatcher takes anything with fileno().
-Deno.test("FileDispatcher: accepts an object with fileno() and rejects junk", async () => {
-  await assertNoFdLeak(() => {
-    const [r, w] = os.pipe();
-    const map: SocketMap = new Map();
-    try {
-      const d = new FileDispatcher({ fileno: () => r }, map);
-      assertNotEquals(d.fileno(), r);
-      assertStrictEquals(map.get(d.fileno()!), d);
-      assert(d.connected);
-      assertThrows(() => new FileDispatcher(-1, map), TypeError);
-      assertThrows(() => new FileDispatcher({ fileno: () => 1.5 }, map), TypeError);
-    } finally {
-      closeAll(map, true);
-      os.close(r);
-      os.close(w);
-    }
-  });
+leakTest("FileDispatcher: accepts an object with fileno() and rejects junk", () => {
+  const [r, w] = os.pipe();
+  const map: SocketMap = new Map();
+  try {
+    const d = new FileDispatcher({ fileno: () => r }, map);
+    assertNotEquals(d.fileno(), r);
+    assertStrictEquals(map.get(d.fileno()!), d);
+    assert(d.connected);
+    assertThrows(() => new FileDispatcher(-1, map), TypeError);
+    assertThrows(() => new FileDispatcher({ fileno: () => 1.5 }, map), TypeError);
+  } finally {
+    closeAll(map, true);
+    os.close(r);
+    os.close(w);
+  }
 });
 
 // Beyond the reference: 1 MiB through a pipe, a FileDispatcher at each end,
 // under every poller, hashed. The reader sees the end when the writer closes.
 for (const poller of POLLERS) {
-  Deno.test(`FileDispatcher: 1 MiB through a pipe, hashed (${poller})`, async () => {
-    await assertNoFdLeak(async () => {
-      const data = randomBytes(1024 * 1024, 3);
-      const received: Uint8Array[] = [];
-      let eof = false;
-      const map: SocketMap = new Map();
-      class Reader extends FileDispatcher {
-        override writable(): boolean {
-          return false;
-        }
-        override handleRead(): void {
-          const chunk = this.recv(65536);
-          if (chunk.length) received.push(chunk);
-        }
-        override handleClose(): void {
-          eof = true;
-          this.close();
-        }
+  leakTest(`FileDispatcher: 1 MiB through a pipe, hashed (${poller})`, async () => {
+    const data = randomBytes(1024 * 1024, 3);
+    const received: Uint8Array[] = [];
+    let eof = false;
+    const map: SocketMap = new Map();
+    class Reader extends FileDispatcher {
+      override writable(): boolean {
+        return false;
       }
-      let offset = 0;
-      class Writer extends FileDispatcher {
-        override readable(): boolean {
-          return false;
-        }
-        override writable(): boolean {
-          return offset < data.length;
-        }
-        override handleWrite(): void {
-          offset += this.send(data.subarray(offset, offset + 100_000));
-          if (offset === data.length) this.close();
-        }
+      override handleRead(): void {
+        const chunk = this.recv(65536);
+        if (chunk.length) received.push(chunk);
       }
-      const [r, w] = os.pipe();
-      try {
-        new Reader(r, map);
-        new Writer(w, map);
-      } finally {
-        // the dispatchers hold dups: the writer's close must be the last one
-        os.close(r);
-        os.close(w);
+      override handleClose(): void {
+        eof = true;
+        this.close();
       }
-      try {
-        const deadline = performance.now() + 10_000;
-        while (!eof && performance.now() < deadline) {
-          loop({ timeout: 0.05, count: 1, map, poller });
-        }
-        assert(eof, "timed out");
-        assertEquals(offset, data.length);
-        assertEquals(await sha256(concat(received)), await sha256(data));
-        assertEquals(map.size, 0);
-      } finally {
-        closeAll(map, true);
+    }
+    let offset = 0;
+    class Writer extends FileDispatcher {
+      override readable(): boolean {
+        return false;
       }
-    });
+      override writable(): boolean {
+        return offset < data.length;
+      }
+      override handleWrite(): void {
+        offset += this.send(data.subarray(offset, offset + 100_000));
+        if (offset === data.length) this.close();
+      }
+    }
+    const [r, w] = os.pipe();
+    try {
+      new Reader(r, map);
+      new Writer(w, map);
+    } finally {
+      // the dispatchers hold dups: the writer's close must be the last one
+      os.close(r);
+      os.close(w);
+    }
+    try {
+      const deadline = performance.now() + 10_000;
+      while (!eof && performance.now() < deadline) {
+        loop({ timeout: 0.05, count: 1, map, poller });
+      }
+      assert(eof, "timed out");
+      assertEquals(offset, data.length);
+      assertEquals(await sha256(concat(received)), await sha256(data));
+      assertEquals(map.size, 0);
+    } finally {
+      closeAll(map, true);
+    }
   });
 }
 
 // ---- beyond the reference: ExitNow and the loop ----
 
 for (const poller of POLLERS) {
-  Deno.test(`ExitNow thrown by a handler or a predicate leaves loop() (${poller})`, async () => {
-    await assertNoFdLeak(() => {
-      const map: SocketMap = new Map();
-      try {
-        let errors = 0;
-        class Server extends Dispatcher {
-          override handleAccepted(sock: Socket): void {
-            sock.close();
-          }
+  leakTest(`ExitNow thrown by a handler or a predicate leaves loop() (${poller})`, () => {
+    const map: SocketMap = new Map();
+    try {
+      let errors = 0;
+      class Server extends Dispatcher {
+        override handleAccepted(sock: Socket): void {
+          sock.close();
         }
-        const server = new Server(null, map);
-        server.createSocket();
-        server.bind(["127.0.0.1", 0]);
-        server.listen(5);
-        let where = "handleWrite";
-        class Client extends Dispatcher {
-          override handleConnect(): void {}
-          override writable(): boolean {
-            if (where === "writable") throw new ExitNow("from writable");
-            return true;
-          }
-          override handleWrite(): void {
-            if (where === "handleWrite") throw new ExitNow("from handleWrite");
-          }
-          override handleError(): void {
-            errors++;
-          }
-        }
-        const client = new Client(null, map);
-        client.createSocket();
-        client.connect((server.socket as Socket).getsockname() as Address);
-
-        assertThrows(
-          () => loop({ timeout: 0.01, count: 100, map, poller }),
-          ExitNow,
-          "from handleWrite",
-        );
-        where = "writable";
-        assertThrows(
-          () => loop({ timeout: 0.01, count: 100, map, poller }),
-          ExitNow,
-          "from writable",
-        );
-        // the channels are untouched and the loop still works afterwards
-        assertEquals(errors, 0);
-        assertEquals(map.size, 2);
-        where = "nowhere";
-        loop({ timeout: 0.01, count: 5, map, poller });
-        assert(client.connected);
-      } finally {
-        closeAll(map, true);
       }
-    });
+      const server = new Server(null, map);
+      server.createSocket();
+      server.bind(["127.0.0.1", 0]);
+      server.listen(5);
+      let where = "handleWrite";
+      class Client extends Dispatcher {
+        override handleConnect(): void {}
+        override writable(): boolean {
+          if (where === "writable") throw new ExitNow("from writable");
+          return true;
+        }
+        override handleWrite(): void {
+          if (where === "handleWrite") throw new ExitNow("from handleWrite");
+        }
+        override handleError(): void {
+          errors++;
+        }
+      }
+      const client = new Client(null, map);
+      client.createSocket();
+      client.connect((server.socket as Socket).getsockname() as Address);
+
+      assertThrows(
+        () => loop({ timeout: 0.01, count: 100, map, poller }),
+        ExitNow,
+        "from handleWrite",
+      );
+      where = "writable";
+      assertThrows(
+        () => loop({ timeout: 0.01, count: 100, map, poller }),
+        ExitNow,
+        "from writable",
+      );
+      // the channels are untouched and the loop still works afterwards
+      assertEquals(errors, 0);
+      assertEquals(map.size, 2);
+      where = "nowhere";
+      loop({ timeout: 0.01, count: 5, map, poller });
+      assert(client.connected);
+    } finally {
+      closeAll(map, true);
+    }
   });
 }
 

@@ -19,10 +19,10 @@ import {
 } from "../mod.ts";
 import * as os from "../ffi/os.ts";
 import {
-  assertNoFdLeak,
   delay,
   EchoHandler,
   EchoServer,
+  leakTest,
   Listener,
   POLLERS,
   randomBytes,
@@ -121,8 +121,9 @@ function cpuSeconds(): number {
 
 // ---- the tests ----
 
-Deno.test("loopAsync: Deno.serve and an asyncore echo server answer clients at the same time", async () => {
-  await assertNoFdLeak(async () => {
+leakTest(
+  "loopAsync: Deno.serve and an asyncore echo server answer clients at the same time",
+  async () => {
     const map: SocketMap = new Map();
     const echo = new EchoServer({ map });
     const echoPort = echo.port;
@@ -187,33 +188,32 @@ Deno.test("loopAsync: Deno.serve and an asyncore echo server answer clients at t
       serverAc.abort();
       await withTimeout(server.finished, 5000, "Deno.serve to shut down");
     }
-  });
-});
+  },
+);
 
-Deno.test("loopAsync: a setTimeout fires while it waits", async () => {
-  await assertNoFdLeak(async () => {
-    const map: SocketMap = new Map();
-    new EchoServer({ map });
-    const running = start(map);
-    try {
-      for (const ms of [1, 20, 50]) {
-        const t0 = performance.now();
-        await delay(ms);
-        const took = performance.now() - t0;
-        assertGreaterOrEqual(took, ms - 1);
-        assertLess(took, ms + 50, `setTimeout(${ms}) took ${took.toFixed(1)} ms`);
-      }
-      assertEquals(running.settled(), false, "loopAsync returned while the map was not empty");
-    } finally {
-      await running.stop();
-      closeAll(map);
+leakTest("loopAsync: a setTimeout fires while it waits", async () => {
+  const map: SocketMap = new Map();
+  new EchoServer({ map });
+  const running = start(map);
+  try {
+    for (const ms of [1, 20, 50]) {
+      const t0 = performance.now();
+      await delay(ms);
+      const took = performance.now() - t0;
+      assertGreaterOrEqual(took, ms - 1);
+      assertLess(took, ms + 50, `setTimeout(${ms}) took ${took.toFixed(1)} ms`);
     }
-  });
+    assertEquals(running.settled(), false, "loopAsync returned while the map was not empty");
+  } finally {
+    await running.stop();
+    closeAll(map);
+  }
 });
 
 for (const poller of POLLERS) {
-  Deno.test(`loopAsync(${poller}): abort stops a 30 s wait within 50 ms; resuming still serves`, async () => {
-    await assertNoFdLeak(async () => {
+  leakTest(
+    `loopAsync(${poller}): abort stops a 30 s wait within 50 ms; resuming still serves`,
+    async () => {
       const map: SocketMap = new Map();
       const echo = new EchoServer({ map });
       try {
@@ -242,131 +242,124 @@ for (const poller of POLLERS) {
       } finally {
         closeAll(map);
       }
-    });
-  });
+    },
+  );
 }
 
-Deno.test("loopAsync: abort from a handler stops after that pass", async () => {
-  await assertNoFdLeak(async () => {
-    const map: SocketMap = new Map();
-    const ac = new AbortController();
-    class Stopper extends Listener {
-      override handleAccepted(sock: Socket): void {
-        new EchoHandler(sock, this.map);
-        ac.abort();
-      }
-    }
-    const l = new Stopper({ map });
-    const conn = await Deno.connect({ hostname: HOST, port: l.port });
-    try {
-      await withTimeout(loopAsync({ map, timeout: 30, signal: ac.signal }), 2000, "abort");
-      assertEquals(map.size, 2, "the accepted channel stays");
-    } finally {
-      conn.close();
-      closeAll(map);
-    }
-  });
-});
-
-Deno.test("loopAsync: abort before start resolves at once and runs no pass", async () => {
-  await assertNoFdLeak(async () => {
-    const map: SocketMap = new Map();
-    class Watched extends EchoServer {
-      asked = 0;
-      override readable(): boolean {
-        this.asked++;
-        return true;
-      }
-    }
-    const l = new Watched({ map });
-    try {
-      const ac = new AbortController();
+leakTest("loopAsync: abort from a handler stops after that pass", async () => {
+  const map: SocketMap = new Map();
+  const ac = new AbortController();
+  class Stopper extends Listener {
+    override handleAccepted(sock: Socket): void {
+      new EchoHandler(sock, this.map);
       ac.abort();
-      for (const signal of [AbortSignal.abort(), ac.signal]) {
-        const t0 = performance.now();
-        await withTimeout(loopAsync({ map, timeout: 30, signal }), 1000, "pre-aborted loopAsync");
-        assertLess(performance.now() - t0, 20);
-      }
-      assertEquals(l.asked, 0);
-      assertEquals(map.size, 1);
-      // It did not take the map: a real loop may start right after.
-      await start(map).stop();
-    } finally {
-      closeAll(map);
     }
-  });
+  }
+  const l = new Stopper({ map });
+  const conn = await Deno.connect({ hostname: HOST, port: l.port });
+  try {
+    await withTimeout(loopAsync({ map, timeout: 30, signal: ac.signal }), 2000, "abort");
+    assertEquals(map.size, 2, "the accepted channel stays");
+  } finally {
+    conn.close();
+    closeAll(map);
+  }
 });
 
-Deno.test("loopAsync: count limits the passes, idle or busy", async () => {
-  await assertNoFdLeak(async () => {
-    const map: SocketMap = new Map();
-    new Listener({ map });
-    // A pipe's write end is always writable: every pass calls handleWrite once.
-    class Counter extends FileDispatcher {
-      writes = 0;
-      override readable(): boolean {
-        return false;
-      }
-      override handleWrite(): void {
-        this.writes++;
-      }
+leakTest("loopAsync: abort before start resolves at once and runs no pass", async () => {
+  const map: SocketMap = new Map();
+  class Watched extends EchoServer {
+    asked = 0;
+    override readable(): boolean {
+      this.asked++;
+      return true;
     }
-    const [r, w] = os.pipe();
-    try {
-      let t0 = performance.now();
-      await withTimeout(loopAsync({ map, timeout: 30, count: 0 }), 1000, "count 0");
-      assertLess(performance.now() - t0, 20);
-
-      t0 = performance.now();
-      await withTimeout(loopAsync({ map, timeout: 0.05, count: 3 }), 2000, "count 3, idle");
-      const took = performance.now() - t0;
-      assertGreaterOrEqual(took, 149, `3 idle passes of 50 ms took ${took.toFixed(1)} ms`);
-      assertLess(took, 400);
-
-      const c = new Counter(w, map);
-      for (const poller of POLLERS) {
-        c.writes = 0;
-        await withTimeout(loopAsync({ map, timeout: 30, count: 7, poller }), 2000, "count 7, busy");
-        assertEquals(c.writes, 7, poller);
-      }
-      c.writes = 0;
-      await withTimeout(loopAsync({ map, timeout: 30, count: 2000 }), 5000, "count 2000, busy");
-      assertEquals(c.writes, 2000);
-    } finally {
-      closeAll(map);
-      os.close(r);
-      os.close(w);
-    }
-  });
-});
-
-Deno.test("loopAsync: resolves when the last channel closes itself", async () => {
-  await assertNoFdLeak(async () => {
-    const map: SocketMap = new Map();
-    // Serves one connection, then stops listening: the map empties when it ends.
-    class OneShot extends Listener {
-      override handleAccepted(sock: Socket): void {
-        new EchoHandler(sock, this.map);
-        this.close();
-      }
-    }
-    const l = new OneShot({ map });
-    try {
+  }
+  const l = new Watched({ map });
+  try {
+    const ac = new AbortController();
+    ac.abort();
+    for (const signal of [AbortSignal.abort(), ac.signal]) {
       const t0 = performance.now();
-      const looping = loopAsync({ map, timeout: 30 });
-      await withTimeout(pingPong(l.port, 5, 64, 7), 3000, "one-shot echo");
-      await withTimeout(looping, 1000, "loopAsync to resolve on an empty map");
-      assertEquals(map.size, 0);
-      assertLess(performance.now() - t0, 1000);
-    } finally {
-      closeAll(map);
+      await withTimeout(loopAsync({ map, timeout: 30, signal }), 1000, "pre-aborted loopAsync");
+      assertLess(performance.now() - t0, 20);
     }
-  });
+    assertEquals(l.asked, 0);
+    assertEquals(map.size, 1);
+    // It did not take the map: a real loop may start right after.
+    await start(map).stop();
+  } finally {
+    closeAll(map);
+  }
+});
+
+leakTest("loopAsync: count limits the passes, idle or busy", async () => {
+  const map: SocketMap = new Map();
+  new Listener({ map });
+  // A pipe's write end is always writable: every pass calls handleWrite once.
+  class Counter extends FileDispatcher {
+    writes = 0;
+    override readable(): boolean {
+      return false;
+    }
+    override handleWrite(): void {
+      this.writes++;
+    }
+  }
+  const [r, w] = os.pipe();
+  try {
+    let t0 = performance.now();
+    await withTimeout(loopAsync({ map, timeout: 30, count: 0 }), 1000, "count 0");
+    assertLess(performance.now() - t0, 20);
+
+    t0 = performance.now();
+    await withTimeout(loopAsync({ map, timeout: 0.05, count: 3 }), 2000, "count 3, idle");
+    const took = performance.now() - t0;
+    assertGreaterOrEqual(took, 149, `3 idle passes of 50 ms took ${took.toFixed(1)} ms`);
+    assertLess(took, 400);
+
+    const c = new Counter(w, map);
+    for (const poller of POLLERS) {
+      c.writes = 0;
+      await withTimeout(loopAsync({ map, timeout: 30, count: 7, poller }), 2000, "count 7, busy");
+      assertEquals(c.writes, 7, poller);
+    }
+    c.writes = 0;
+    await withTimeout(loopAsync({ map, timeout: 30, count: 2000 }), 5000, "count 2000, busy");
+    assertEquals(c.writes, 2000);
+  } finally {
+    closeAll(map);
+    os.close(r);
+    os.close(w);
+  }
+});
+
+leakTest("loopAsync: resolves when the last channel closes itself", async () => {
+  const map: SocketMap = new Map();
+  // Serves one connection, then stops listening: the map empties when it ends.
+  class OneShot extends Listener {
+    override handleAccepted(sock: Socket): void {
+      new EchoHandler(sock, this.map);
+      this.close();
+    }
+  }
+  const l = new OneShot({ map });
+  try {
+    const t0 = performance.now();
+    const looping = loopAsync({ map, timeout: 30 });
+    await withTimeout(pingPong(l.port, 5, 64, 7), 3000, "one-shot echo");
+    await withTimeout(looping, 1000, "loopAsync to resolve on an empty map");
+    assertEquals(map.size, 0);
+    assertLess(performance.now() - t0, 1000);
+  } finally {
+    closeAll(map);
+  }
 });
 
 for (const poller of POLLERS) {
-  Deno.test(`loopAsync(${poller}): resolves at once when the last channel is closed from outside`, async () => {
-    await assertNoFdLeak(async () => {
+  leakTest(
+    `loopAsync(${poller}): resolves at once when the last channel is closed from outside`,
+    async () => {
       const map: SocketMap = new Map();
       const a = new EchoServer({ map });
       const b = new EchoServer({ map });
@@ -386,8 +379,8 @@ for (const poller of POLLERS) {
       } finally {
         closeAll(map);
       }
-    });
-  });
+    },
+  );
 }
 
 Deno.test("loopAsync: resolves at once for an empty map", async () => {
@@ -398,8 +391,9 @@ Deno.test("loopAsync: resolves at once for an empty map", async () => {
 });
 
 for (const poller of POLLERS) {
-  Deno.test(`loopAsync(${poller}): a channel added from a setTimeout is served within 50 ms`, async () => {
-    await assertNoFdLeak(async () => {
+  leakTest(
+    `loopAsync(${poller}): a channel added from a setTimeout is served within 50 ms`,
+    async () => {
       const map: SocketMap = new Map();
       new Listener({ map }); // idle: keeps the loop in its 30 s wait
       const running = start(map, { poller });
@@ -434,13 +428,14 @@ for (const poller of POLLERS) {
         await running.stop();
         closeAll(map);
       }
-    });
-  });
+    },
+  );
 }
 
 for (const poller of POLLERS) {
-  Deno.test(`loopAsync(${poller}): data sent from outside the loop flows without waiting for the timeout`, async () => {
-    await assertNoFdLeak(async () => {
+  leakTest(
+    `loopAsync(${poller}): data sent from outside the loop flows without waiting for the timeout`,
+    async () => {
       const map: SocketMap = new Map();
       const handlers: DispatcherWithSend[] = [];
       // Reads and drops; only ever written to from outside the loop.
@@ -483,12 +478,13 @@ for (const poller of POLLERS) {
         await running.stop();
         closeAll(map);
       }
-    });
-  });
+    },
+  );
 }
 
-Deno.test("loopAsync: rejects with ExitNow thrown by a handler; the map can be served again", async () => {
-  await assertNoFdLeak(async () => {
+leakTest(
+  "loopAsync: rejects with ExitNow thrown by a handler; the map can be served again",
+  async () => {
     const map: SocketMap = new Map();
     class Bomb extends DispatcherWithSend {
       override handleRead(): void {
@@ -519,11 +515,12 @@ Deno.test("loopAsync: rejects with ExitNow thrown by a handler; the map can be s
       conn.close();
       closeAll(map);
     }
-  });
-});
+  },
+);
 
-Deno.test("loopAsync: a second loopAsync on the same map is refused; other maps are fine", async () => {
-  await assertNoFdLeak(async () => {
+leakTest(
+  "loopAsync: a second loopAsync on the same map is refused; other maps are fine",
+  async () => {
     const mapA: SocketMap = new Map();
     const mapB: SocketMap = new Map();
     const a = new EchoServer({ map: mapA });
@@ -554,8 +551,8 @@ Deno.test("loopAsync: a second loopAsync on the same map is refused; other maps 
     } finally {
       again.close();
     }
-  });
-});
+  },
+);
 
 Deno.test("loopAsync: invalid options reject", async () => {
   const map: SocketMap = new Map();
@@ -568,8 +565,9 @@ Deno.test("loopAsync: invalid options reject", async () => {
 });
 
 for (const poller of POLLERS) {
-  Deno.test(`loopAsync(${poller}): echoes small and large messages to concurrent clients`, async () => {
-    await assertNoFdLeak(async () => {
+  leakTest(
+    `loopAsync(${poller}): echoes small and large messages to concurrent clients`,
+    async () => {
       const map: SocketMap = new Map();
       const echo = new EchoServer({ map });
       const running = start(map, { poller });
@@ -604,61 +602,60 @@ for (const poller of POLLERS) {
         await running.stop();
         closeAll(map);
       }
-    });
-  });
+    },
+  );
 }
 
-Deno.test("loopAsync: Deno's timers keep running while the loop is busy", async () => {
-  await assertNoFdLeak(async () => {
-    const map: SocketMap = new Map();
-    // Always writable: every pass finds work, so only the yield every
-    // YIELD_EVERY_MS lets Deno's event loop (and its timers) run.
-    class Busy extends FileDispatcher {
-      passes = 0;
-      override readable(): boolean {
-        return false;
-      }
-      override handleWrite(): void {
-        this.passes++;
-      }
+leakTest("loopAsync: Deno's timers keep running while the loop is busy", async () => {
+  const map: SocketMap = new Map();
+  // Always writable: every pass finds work, so only the yield every
+  // YIELD_EVERY_MS lets Deno's event loop (and its timers) run.
+  class Busy extends FileDispatcher {
+    passes = 0;
+    override readable(): boolean {
+      return false;
     }
-    const [r, w] = os.pipe();
-    const busy = new Busy(w, map);
-    const running = start(map);
-    try {
-      const gaps: number[] = [];
-      // Up to 40 timers or 3 s: a longer window rides out a moment when
-      // the machine is busy elsewhere (a GC, another process on the core).
-      const until = performance.now() + 3000;
-      while (gaps.length < 40 && performance.now() < until) {
-        const t0 = performance.now();
-        await withTimeout(delay(1), 2000, "setTimeout during a busy loop");
-        gaps.push(performance.now() - t0);
-      }
-      gaps.sort((a, b) => a - b);
-      const median = gaps[gaps.length >> 1];
-      // Deno fires a due timer when its runtime next checks the clock, which
-      // under constant wake-ups is not every yield. On a quiet machine this
-      // gives 40 timers at a median of about one yield (5 ms); with the other
-      // core saturated by another process it fell to 6 in 3 s. What must hold
-      // everywhere is that the busy loop never starves Deno's timers.
-      assertGreaterOrEqual(gaps.length, 3, `only ${gaps.length} setTimeout(1) in 3 s`);
-      assertLess(median, 1000, `median setTimeout(1): ${median.toFixed(1)} ms`);
-      assertGreaterOrEqual(busy.passes, 1000, "the loop was not busy");
-      assertEquals(running.settled(), false);
-    } finally {
-      await running.stop();
-      busy.close();
-      closeAll(map);
-      os.close(r);
-      os.close(w);
+    override handleWrite(): void {
+      this.passes++;
     }
-  });
+  }
+  const [r, w] = os.pipe();
+  const busy = new Busy(w, map);
+  const running = start(map);
+  try {
+    const gaps: number[] = [];
+    // Up to 40 timers or 3 s: a longer window rides out a moment when
+    // the machine is busy elsewhere (a GC, another process on the core).
+    const until = performance.now() + 3000;
+    while (gaps.length < 40 && performance.now() < until) {
+      const t0 = performance.now();
+      await withTimeout(delay(1), 2000, "setTimeout during a busy loop");
+      gaps.push(performance.now() - t0);
+    }
+    gaps.sort((a, b) => a - b);
+    const median = gaps[gaps.length >> 1];
+    // Deno fires a due timer when its runtime next checks the clock, which
+    // under constant wake-ups is not every yield. On a quiet machine this
+    // gives 40 timers at a median of about one yield (5 ms); with the other
+    // core saturated by another process it fell to 6 in 3 s. What must hold
+    // everywhere is that the busy loop never starves Deno's timers.
+    assertGreaterOrEqual(gaps.length, 3, `only ${gaps.length} setTimeout(1) in 3 s`);
+    assertLess(median, 1000, `median setTimeout(1): ${median.toFixed(1)} ms`);
+    assertGreaterOrEqual(busy.passes, 1000, "the loop was not busy");
+    assertEquals(running.settled(), false);
+  } finally {
+    await running.stop();
+    busy.close();
+    closeAll(map);
+    os.close(r);
+    os.close(w);
+  }
 });
 
 for (const poller of POLLERS) {
-  Deno.test(`loopAsync(${poller}): idle CPU with a live listening channel is near zero`, async () => {
-    await assertNoFdLeak(async () => {
+  leakTest(
+    `loopAsync(${poller}): idle CPU with a live listening channel is near zero`,
+    async () => {
       const map: SocketMap = new Map();
       const echo = new EchoServer({ map });
       const running = start(map, { poller });
@@ -679,6 +676,6 @@ for (const poller of POLLERS) {
         await running.stop();
         closeAll(map);
       }
-    });
-  });
+    },
+  );
 }
