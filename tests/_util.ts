@@ -230,6 +230,33 @@ export function Recording<B extends DispatcherClass>(Base: B) {
   };
 }
 
+/**
+ * `Base` as a sink: never writable; every chunk it reads is kept in
+ * `chunks`; `eof` once the other end closed (the channel then closes).
+ */
+export function Collecting<B extends DispatcherClass>(Base: B) {
+  return class extends Base {
+    /** What was read, as it came. */
+    readonly chunks: Uint8Array[] = [];
+    /** The other end closed. */
+    eof = false;
+
+    override writable(): boolean {
+      return false;
+    }
+
+    override handleRead(): void {
+      const chunk = this.recv(65536);
+      if (chunk.length) this.chunks.push(chunk);
+    }
+
+    override handleClose(): void {
+      this.eof = true;
+      this.close();
+    }
+  };
+}
+
 /** What a {@linkcode Listener} listens on. */
 export interface ListenerOptions {
   /** The map the listener and its channels live in. */

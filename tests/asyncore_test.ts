@@ -52,6 +52,7 @@ import * as os from "../ffi/os.ts";
 import { libc } from "../ffi/symbols.ts";
 import {
   assertNoFdLeak,
+  Collecting,
   concat,
   delay,
   hasIPv6,
@@ -770,28 +771,17 @@ for (const [famName, family, makeAddr, ok] of FAMILIES) {
         await assertNoFdLeak(async () => {
           const map: SocketMap = new Map();
           const addr = makeAddr();
-          const received: Uint8Array[] = [];
-          let receiverClosed = false;
-          try {
-            class Receiver extends Dispatcher {
-              override writable(): boolean {
-                return false;
-              }
-              override handleRead(): void {
-                const chunk = this.recv(65536);
-                if (chunk.length) received.push(chunk);
-              }
-              override handleClose(): void {
-                receiverClosed = true;
-                this.close();
-              }
-              override handleError(error: unknown): void {
-                throw new ExitNow(`receiver: ${error}`);
-              }
+          class Receiver extends Collecting(Dispatcher) {
+            override handleError(error: unknown): void {
+              throw new ExitNow(`receiver: ${error}`);
             }
+          }
+          const receivers: Receiver[] = [];
+          const receiverClosed = () => receivers[0]?.eof === true;
+          try {
             class Server extends Dispatcher {
               override handleAccepted(sock: Socket): void {
-                new Receiver(sock, map);
+                receivers.push(new Receiver(sock, map));
               }
             }
             const server = new Server(null, map);
@@ -810,14 +800,14 @@ for (const [famName, family, makeAddr, ok] of FAMILIES) {
               off += n;
             }
             const deadline = performance.now() + 20_000;
-            while (!receiverClosed && performance.now() < deadline) {
+            while (!receiverClosed() && performance.now() < deadline) {
               loop({ timeout: 0.05, count: 1, map, poller });
               if (sender.connected && sender.outBuffer.length === 0 && sender.fileno() !== null) {
                 sender.close();
               }
             }
-            assert(receiverClosed, "timed out");
-            const got = concat(received);
+            assert(receiverClosed(), "timed out");
+            const got = concat(receivers[0].chunks);
             assertEquals(got.length, BIG);
             assertEquals(await sha256(got), await sha256(data));
             server.close();
@@ -967,22 +957,9 @@ leakTest("FileDispatcher: accepts an object with fileno() and rejects junk", () 
 for (const poller of POLLERS) {
   leakTest(`FileDispatcher: 1 MiB through a pipe, hashed (${poller})`, async () => {
     const data = randomBytes(1024 * 1024, 3);
-    const received: Uint8Array[] = [];
-    let eof = false;
     const map: SocketMap = new Map();
-    class Reader extends FileDispatcher {
-      override writable(): boolean {
-        return false;
-      }
-      override handleRead(): void {
-        const chunk = this.recv(65536);
-        if (chunk.length) received.push(chunk);
-      }
-      override handleClose(): void {
-        eof = true;
-        this.close();
-      }
-    }
+    const Reader = Collecting(FileDispatcher);
+    let reader: InstanceType<typeof Reader>;
     let offset = 0;
     class Writer extends FileDispatcher {
       override readable(): boolean {
@@ -998,7 +975,7 @@ for (const poller of POLLERS) {
     }
     const [r, w] = os.pipe();
     try {
-      new Reader(r, map);
+      reader = new Reader(r, map);
       new Writer(w, map);
     } finally {
       // the dispatchers hold dups: the writer's close must be the last one
@@ -1007,12 +984,12 @@ for (const poller of POLLERS) {
     }
     try {
       const deadline = performance.now() + 10_000;
-      while (!eof && performance.now() < deadline) {
+      while (!reader.eof && performance.now() < deadline) {
         loop({ timeout: 0.05, count: 1, map, poller });
       }
-      assert(eof, "timed out");
+      assert(reader.eof, "timed out");
       assertEquals(offset, data.length);
-      assertEquals(await sha256(concat(received)), await sha256(data));
+      assertEquals(await sha256(concat(reader.chunks)), await sha256(data));
       assertEquals(map.size, 0);
     } finally {
       closeAll(map, true);
