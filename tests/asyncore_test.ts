@@ -668,34 +668,28 @@ class DispatcherWithSendNoRead extends DispatcherWithSend {
 }
 
 // test_send: queued sends reach a (python3) capture server, in order.
-Deno.test({
-  name: "DispatcherWithSendTests: test_send",
-  ignore: python === null,
-  async fn() {
-    await assertNoFdLeak(async () => {
-      const map: SocketMap = new Map();
-      await using peer = await spawnPeer(CAPTURE_SERVER);
-      try {
-        const data = encoder.encode("Suppose there isn't a 16-ton weight?");
-        const d = new DispatcherWithSendNoRead(null, map);
-        d.createSocket();
-        d.connect(["127.0.0.1", peer.port]);
-        // give time for the socket to connect
-        await delay(100);
-        d.send(data);
-        d.send(data);
-        d.send("\n");
-        for (let n = 1000; d.outBuffer.length > 0 && n > 0; n--) poll(0.01, map);
-        assertEquals(map.get(d.fileno()!), d, "the channel was closed");
-        assertEquals(d.outBuffer.length, 0);
-        const got = await peer.result();
-        assertEquals(got, concat([data, data]));
-      } finally {
-        closeAll(map, true);
-      }
-    });
-  },
-});
+leakTest("DispatcherWithSendTests: test_send", async () => {
+  const map: SocketMap = new Map();
+  await using peer = await spawnPeer(CAPTURE_SERVER);
+  try {
+    const data = encoder.encode("Suppose there isn't a 16-ton weight?");
+    const d = new DispatcherWithSendNoRead(null, map);
+    d.createSocket();
+    d.connect(["127.0.0.1", peer.port]);
+    // give time for the socket to connect
+    await delay(100);
+    d.send(data);
+    d.send(data);
+    d.send("\n");
+    for (let n = 1000; d.outBuffer.length > 0 && n > 0; n--) poll(0.01, map);
+    assertEquals(map.get(d.fileno()!), d, "the channel was closed");
+    assertEquals(d.outBuffer.length, 0);
+    const got = await peer.result();
+    assertEquals(got, concat([data, data]));
+  } finally {
+    closeAll(map, true);
+  }
+}, python === null);
 
 const SINK_SERVER = `
 import hashlib, socket
@@ -724,35 +718,29 @@ const BIG = 4 * 1024 * 1024;
 // Beyond the reference: 4 MiB through DispatcherWithSend to a python3 sink,
 // compared by SHA-256, under every poller.
 for (const poller of POLLERS) {
-  Deno.test({
-    name: `DispatcherWithSend: 4 MiB to a python3 peer, hashed (${poller})`,
-    ignore: python === null,
-    async fn() {
-      await assertNoFdLeak(async () => {
-        const map: SocketMap = new Map();
-        await using peer = await spawnPeer(SINK_SERVER);
-        try {
-          const data = randomBytes(BIG, 7);
-          const d = new DispatcherWithSendNoRead(null, map);
-          d.createSocket();
-          d.connect(["127.0.0.1", peer.port]);
-          assertEquals(d.send(data), BIG);
-          // The peer is a separate process: the blocking loop does not starve it.
-          const deadline = performance.now() + 20_000;
-          while (!(d.connected && d.outBuffer.length === 0) && performance.now() < deadline) {
-            loop({ timeout: 0.05, count: 1, map, poller });
-          }
-          assertEquals(d.outBuffer.length, 0, "timed out sending");
-          d.close();
-          const [hash, n] = decoder.decode(await peer.result()).trim().split(" ");
-          assertEquals(Number(n), BIG);
-          assertEquals(hash, await sha256(data));
-        } finally {
-          closeAll(map, true);
-        }
-      });
-    },
-  });
+  leakTest(`DispatcherWithSend: 4 MiB to a python3 peer, hashed (${poller})`, async () => {
+    const map: SocketMap = new Map();
+    await using peer = await spawnPeer(SINK_SERVER);
+    try {
+      const data = randomBytes(BIG, 7);
+      const d = new DispatcherWithSendNoRead(null, map);
+      d.createSocket();
+      d.connect(["127.0.0.1", peer.port]);
+      assertEquals(d.send(data), BIG);
+      // The peer is a separate process: the blocking loop does not starve it.
+      const deadline = performance.now() + 20_000;
+      while (!(d.connected && d.outBuffer.length === 0) && performance.now() < deadline) {
+        loop({ timeout: 0.05, count: 1, map, poller });
+      }
+      assertEquals(d.outBuffer.length, 0, "timed out sending");
+      d.close();
+      const [hash, n] = decoder.decode(await peer.result()).trim().split(" ");
+      assertEquals(Number(n), BIG);
+      assertEquals(hash, await sha256(data));
+    } finally {
+      closeAll(map, true);
+    }
+  }, python === null);
 }
 
 // Beyond the reference: 4 MiB from a DispatcherWithSend to a receiving
@@ -764,63 +752,61 @@ const FAMILIES: [string, number, () => Address, boolean][] = [
 ];
 for (const [famName, family, makeAddr, ok] of FAMILIES) {
   for (const poller of POLLERS) {
-    Deno.test({
-      name: `DispatcherWithSend: 4 MiB to a dispatcher peer, hashed (${famName}, ${poller})`,
-      ignore: !ok,
-      async fn() {
-        await assertNoFdLeak(async () => {
-          const map: SocketMap = new Map();
-          const addr = makeAddr();
-          class Receiver extends Collecting(Dispatcher) {
-            override handleError(error: unknown): void {
-              throw new ExitNow(`receiver: ${error}`);
+    leakTest(
+      `DispatcherWithSend: 4 MiB to a dispatcher peer, hashed (${famName}, ${poller})`,
+      async () => {
+        const map: SocketMap = new Map();
+        const addr = makeAddr();
+        class Receiver extends Collecting(Dispatcher) {
+          override handleError(error: unknown): void {
+            throw new ExitNow(`receiver: ${error}`);
+          }
+        }
+        const receivers: Receiver[] = [];
+        const receiverClosed = () => receivers[0]?.eof === true;
+        try {
+          class Server extends Dispatcher {
+            override handleAccepted(sock: Socket): void {
+              receivers.push(new Receiver(sock, map));
             }
           }
-          const receivers: Receiver[] = [];
-          const receiverClosed = () => receivers[0]?.eof === true;
-          try {
-            class Server extends Dispatcher {
-              override handleAccepted(sock: Socket): void {
-                receivers.push(new Receiver(sock, map));
-              }
-            }
-            const server = new Server(null, map);
-            server.createSocket(family);
-            server.setReuseAddr();
-            server.bind(addr);
-            server.listen(5);
-            const data = randomBytes(BIG, 11);
-            const sender = new DispatcherWithSendNoRead(null, map);
-            sender.createSocket(family);
-            sender.connect((server.socket as Socket).getsockname() as Address);
-            // in pieces of assorted sizes, as an application would send
-            for (let off = 0, i = 1; off < BIG; i++) {
-              const n = Math.min(BIG - off, (i * 7919) % 200_000 + 1);
-              sender.send(data.subarray(off, off + n));
-              off += n;
-            }
-            const deadline = performance.now() + 20_000;
-            while (!receiverClosed() && performance.now() < deadline) {
-              loop({ timeout: 0.05, count: 1, map, poller });
-              if (sender.connected && sender.outBuffer.length === 0 && sender.fileno() !== null) {
-                sender.close();
-              }
-            }
-            assert(receiverClosed(), "timed out");
-            const got = concat(receivers[0].chunks);
-            assertEquals(got.length, BIG);
-            assertEquals(await sha256(got), await sha256(data));
-            server.close();
-            assertEquals(map.size, 0);
-          } finally {
-            closeAll(map, true);
-            if (typeof addr === "string") {
-              Deno.removeSync(addr.slice(0, addr.lastIndexOf("/")), { recursive: true });
+          const server = new Server(null, map);
+          server.createSocket(family);
+          server.setReuseAddr();
+          server.bind(addr);
+          server.listen(5);
+          const data = randomBytes(BIG, 11);
+          const sender = new DispatcherWithSendNoRead(null, map);
+          sender.createSocket(family);
+          sender.connect((server.socket as Socket).getsockname() as Address);
+          // in pieces of assorted sizes, as an application would send
+          for (let off = 0, i = 1; off < BIG; i++) {
+            const n = Math.min(BIG - off, (i * 7919) % 200_000 + 1);
+            sender.send(data.subarray(off, off + n));
+            off += n;
+          }
+          const deadline = performance.now() + 20_000;
+          while (!receiverClosed() && performance.now() < deadline) {
+            loop({ timeout: 0.05, count: 1, map, poller });
+            if (sender.connected && sender.outBuffer.length === 0 && sender.fileno() !== null) {
+              sender.close();
             }
           }
-        });
+          assert(receiverClosed(), "timed out");
+          const got = concat(receivers[0].chunks);
+          assertEquals(got.length, BIG);
+          assertEquals(await sha256(got), await sha256(data));
+          server.close();
+          assertEquals(map.size, 0);
+        } finally {
+          closeAll(map, true);
+          if (typeof addr === "string") {
+            Deno.removeSync(addr.slice(0, addr.lastIndexOf("/")), { recursive: true });
+          }
+        }
       },
-    });
+      !ok,
+    );
   }
 }
 
@@ -1062,56 +1048,50 @@ const softNofile = (() => {
   return m === null ? 0 : m[1] === "unlimited" ? Infinity : Number(m[1]);
 })();
 
-Deno.test({
-  name: "select() refuses an fd >= 1024 with a RangeError; poll() and epoll serve it",
-  ignore: softNofile <= 1025,
-  async fn() {
-    await assertNoFdLeak(() => {
-      const map: SocketMap = new Map();
-      try {
-        // A listening socket moved to the first free fd >= 1024.
-        const low = new Socket(AF_INET, SOCK_STREAM);
-        const high = libc().fcntl(low.fileno(), F_DUPFD_CLOEXEC, 1024);
-        low.close();
-        assert(high >= 1024, `fcntl(F_DUPFD_CLOEXEC, 1024) failed: ${high}`);
-        let accepted = 0;
-        class Server extends Dispatcher {
-          override handleAccepted(sock: Socket): void {
-            accepted++;
-            sock.close();
-          }
-        }
-        const server = new Server(new Socket(AF_INET, SOCK_STREAM, 0, high), map);
-        assertEquals(server.fileno(), high);
-        server.bind(["127.0.0.1", 0]);
-        server.listen(5);
-        const address = (server.socket as Socket).getsockname() as Address;
-
-        assertThrows(() => poll(0, map), RangeError, `fd ${high}`);
-        assertThrows(() => loop({ timeout: 0, count: 1, map }), RangeError, `fd ${high}`);
-        assertThrows(() => loop(0, false, map, 1), RangeError, `fd ${high}`);
-        assertEquals(accepted, 0);
-
-        for (const poller of ["poll", "epoll"] as const) {
-          const c = new Socket(AF_INET, SOCK_STREAM);
-          try {
-            c.connect(address);
-            const before = accepted;
-            const deadline = performance.now() + 5000;
-            while (accepted === before && performance.now() < deadline) {
-              if (poller === "poll") poll2(0.05, map);
-              else loop({ timeout: 0.05, count: 1, map, poller });
-            }
-            assertEquals(accepted, before + 1, poller);
-          } finally {
-            c.close();
-          }
-        }
-        // after all that, the select pass still refuses rather than corrupting memory
-        assertThrows(() => poll(0, map), RangeError);
-      } finally {
-        closeAll(map, true);
+leakTest("select() refuses an fd >= 1024 with a RangeError; poll() and epoll serve it", () => {
+  const map: SocketMap = new Map();
+  try {
+    // A listening socket moved to the first free fd >= 1024.
+    const low = new Socket(AF_INET, SOCK_STREAM);
+    const high = libc().fcntl(low.fileno(), F_DUPFD_CLOEXEC, 1024);
+    low.close();
+    assert(high >= 1024, `fcntl(F_DUPFD_CLOEXEC, 1024) failed: ${high}`);
+    let accepted = 0;
+    class Server extends Dispatcher {
+      override handleAccepted(sock: Socket): void {
+        accepted++;
+        sock.close();
       }
-    });
-  },
-});
+    }
+    const server = new Server(new Socket(AF_INET, SOCK_STREAM, 0, high), map);
+    assertEquals(server.fileno(), high);
+    server.bind(["127.0.0.1", 0]);
+    server.listen(5);
+    const address = (server.socket as Socket).getsockname() as Address;
+
+    assertThrows(() => poll(0, map), RangeError, `fd ${high}`);
+    assertThrows(() => loop({ timeout: 0, count: 1, map }), RangeError, `fd ${high}`);
+    assertThrows(() => loop(0, false, map, 1), RangeError, `fd ${high}`);
+    assertEquals(accepted, 0);
+
+    for (const poller of ["poll", "epoll"] as const) {
+      const c = new Socket(AF_INET, SOCK_STREAM);
+      try {
+        c.connect(address);
+        const before = accepted;
+        const deadline = performance.now() + 5000;
+        while (accepted === before && performance.now() < deadline) {
+          if (poller === "poll") poll2(0.05, map);
+          else loop({ timeout: 0.05, count: 1, map, poller });
+        }
+        assertEquals(accepted, before + 1, poller);
+      } finally {
+        c.close();
+      }
+    }
+    // after all that, the select pass still refuses rather than corrupting memory
+    assertThrows(() => poll(0, map), RangeError);
+  } finally {
+    closeAll(map, true);
+  }
+}, softNofile <= 1025);
