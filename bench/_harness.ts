@@ -189,17 +189,8 @@ export async function probeEnv(opts: { loadgen: "c" | "ts" | null }): Promise<En
     notes.push(`prlimit refused ${want} fds: children run with ulimit -n ${fdLimit}.`);
   }
   if (fdLimit < 5100) notes.push(`fd limit ${fdLimit}: the 5,000-connection rows will fail.`);
-  let loadgen: "c" | "ts" = opts.loadgen ?? (cc ? "c" : "ts");
-  if (loadgen === "c" && !cc) {
-    notes.push("--loadgen=c but no C compiler: using the Deno load generator.");
-    loadgen = "ts";
-  }
-  if (loadgen === "ts") {
-    notes.push(
-      "load generator: bench/loadgen.ts (Deno, this library's epoll loop), not C: it is likely " +
-        "slower than the faster servers, so those rows measure the load generator.",
-    );
-  }
+  if (!cc) throw new Error("the bench needs a C compiler (cc or gcc) for bench/loadgen.c");
+  const loadgen: "c" | "ts" = opts.loadgen ?? "c";
   return {
     nproc,
     cpuModel,
@@ -237,16 +228,7 @@ export function serverPrefix(env: Env): string[] {
 
 export function loadgenCmd(env: Env): string[] {
   const pin = env.taskset ? ["taskset", "-c", "1"] : [];
-  if (env.loadgen === "c") return [...pin, ...env.fdPrefix, `${OUT}/loadgen`];
-  return [
-    ...pin,
-    ...env.fdPrefix,
-    DENO,
-    "run",
-    "--no-prompt",
-    "--allow-all", // it reads /proc, which Deno 2.9 only allows with --allow-all
-    `${BENCH}/loadgen.ts`,
-  ];
+  return [...pin, ...env.fdPrefix, `${OUT}/loadgen`];
 }
 
 // ---- a running server ----

@@ -20,6 +20,11 @@
 
 import { callLater, ExitNow, loop, Socket, socketMap } from "../mod.ts";
 import { EchoHandler, EchoServer } from "./servers/asyncore_echo.ts";
+import type { BenchContext } from "./_context.ts";
+import { serverPrefix } from "./_env.ts";
+import { loadgenCmd } from "./_loadgen.ts";
+import { fmtInt, mib } from "./_proc.ts";
+import type { Row } from "./echo_matrix.ts";
 
 /** The measurement, in bytes. */
 export interface ConnCost {
@@ -175,6 +180,82 @@ function child(): void {
   console.log(JSON.stringify(result));
   (gen as Deno.ChildProcess | null)?.kill("SIGKILL");
   Deno.exit(0);
+}
+
+// ---- the bench scenario ----
+
+/** Bytes per connection from the 5,000-connection rows: RSS idle-connected and peak, over RSS at 0. */
+function connCostTable(rows: Row[], cost: ConnCost | null): string {
+  const lines = [
+    "| Server | RSS at 0 conns MiB | RSS with 5,000 idle MiB | Peak RSS, 5,000 active MiB | Bytes/conn idle | Bytes/conn peak |",
+    "|---|---|---|---|---|---|",
+  ];
+  for (const r of rows.filter((r) => r.scenario === "rss5000" && r.status === "ok")) {
+    if (r.rss0Kb == null || r.rssConnectedKb == null || r.hwmKb == null) continue;
+    const idle = ((r.rssConnectedKb - r.rss0Kb) * 1024) / 5000;
+    const peak = ((r.hwmKb - r.rss0Kb) * 1024) / 5000;
+    lines.push(
+      `| ${r.server} | ${mib(r.rss0Kb)} | ${mib(r.rssConnectedKb)} | ${mib(r.hwmKb)} | ${
+        fmtInt(idle)
+      } | ${fmtInt(peak)} |`,
+    );
+  }
+  let out = lines.join("\n");
+  if (cost) {
+    const m = cost.marginal;
+    out += "\n\n" + [
+      `In-process breakdown for our server (\`bench/conn_cost.ts\`: ${
+        fmtInt(cost.conns)
+      } accepted idle connections, epoll loop live, after a full GC), bytes per connection:`,
+      "",
+      "| Where | Average, 0 → N | Marginal, N/2 → N |",
+      "|---|---|---|",
+      `| JS heap in use (\`heapUsed\`) | ${fmtInt(cost.heapPerConn)} | ${fmtInt(m.heapPerConn)} |`,
+      `| … of which the EchoHandler objects (Dispatcher + ByteQueue, no socket) | ${
+        fmtInt(cost.handlerOnlyHeapPerConn)
+      } | |`,
+      `| … the Socket objects | ${fmtInt(cost.socketOnlyHeapPerConn)} | |`,
+      `| … the peer address kept in \`addr\` | ${fmtInt(cost.addressHeapPerConn)} | |`,
+      `| … the rest: socket map and EpollPass entries (4 Maps), hash-table slack | ${
+        fmtInt(
+          cost.heapPerConn - cost.handlerOnlyHeapPerConn - cost.socketOnlyHeapPerConn -
+            cost.addressHeapPerConn,
+        )
+      } | |`,
+      `| JS heap reserved (\`heapTotal\`) | ${
+        fmtInt((cost.heapTotalConnected - cost.heapTotal0) / cost.conns)
+      } | ${fmtInt(m.heapTotalPerConn)} |`,
+      `| Off-heap (\`external\`) | ${fmtInt(cost.externalPerConn)} | |`,
+      `| RSS | ${fmtInt(cost.rssPerConn)} | ${fmtInt(m.rssPerConn)} |`,
+    ].join("\n");
+  }
+  return out;
+}
+
+/**
+ * Adds the connection-cost section: bytes per connection from the echo
+ * matrix's 5,000-connection rows and (unless `--no-conn-cost`) the
+ * in-process breakdown of {@linkcode measureConnCost}.
+ */
+export async function runConnCost(ctx: BenchContext): Promise<void> {
+  const { opts, env, log } = ctx;
+  let cost: ConnCost | null = null;
+  if (opts.connCost) {
+    log("connection cost: measuring ...");
+    try {
+      cost = await measureConnCost({
+        conns: opts.quick ? 1000 : 5000,
+        loadgen: loadgenCmd(env),
+        prefix: serverPrefix(env),
+      });
+    } catch (error) {
+      log(`connection cost: failed: ${(error as Error).message}`);
+    }
+  }
+
+  ctx.json.cost = cost;
+  const rows = (ctx.json.rows ?? []) as Row[];
+  ctx.report.push("", "### Connection cost", "", connCostTable(rows, cost));
 }
 
 if (import.meta.main) child();

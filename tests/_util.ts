@@ -1,5 +1,19 @@
-// Shared test helpers: fd-leak accounting, bounded waiting, subprocess peers.
+// The shared test fixtures: the pollers, fd-leak accounting, bounded waiting,
+// echo channels, child processes (python peers) that `await using` reaps, and
+// seeded data. Subprocess output capture lives in fixtures/subprocess.ts.
+import { assert, assertEquals } from "@std/assert";
+import {
+  type Address,
+  AF_INET,
+  AF_UNIX,
+  Dispatcher,
+  DispatcherWithSend,
+  type PollerName,
+  type Socket as SocketType,
+  type SocketMap,
+} from "../mod.ts";
 import { Socket } from "../ffi/socket.ts";
+
 
 /** The number of open fds of this process. */
 export function fdCount(): number {
@@ -56,6 +70,28 @@ export async function assertNoFdLeak(fn: () => unknown | Promise<unknown>): Prom
       leaked.map(([fd, t]) => `${fd} -> ${t}`).join(", ")
     }`,
   );
+}
+
+/** A test that must leave no fd behind (see {@linkcode assertNoFdLeak}). */
+export function leakTest(
+  name: string,
+  fn: () => unknown | Promise<unknown>,
+  ignore = false,
+): void {
+  Deno.test({ name, ignore, fn: () => assertNoFdLeak(fn) });
+}
+
+/** `p`, or a rejection naming `what` after `ms` milliseconds (the timer is always cleared). */
+export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Calls `step` until it returns true; throws after `ms` milliseconds or `max` calls. */
@@ -145,7 +181,7 @@ export function randomBytes(n: number, seed = 1): Uint8Array {
  * The pollers every dispatcher test runs over: all three, or the subset
  * named in `ASYNCORE_TEST_POLLERS` (e.g. `poll,epoll`; .ci/arm64.sh uses it).
  */
-export const POLLERS: readonly ("select" | "poll" | "epoll")[] = (() => {
+export const POLLERS: readonly PollerName[] = (() => {
   const all = ["select", "poll", "epoll"] as const;
   const only = Deno.env.get("ASYNCORE_TEST_POLLERS")?.split(",").map((p) => p.trim());
   return only ? all.filter((p) => only.includes(p)) : all;
@@ -159,4 +195,266 @@ export const POLLERS: readonly ("select" | "poll" | "epoll")[] = (() => {
 export function scaled(n: number): number {
   const scale = Number(Deno.env.get("ASYNCORE_TEST_SCALE") ?? "1");
   return Math.max(1, Math.round(n * (scale > 0 ? scale : 1)));
+
+/** Whether the IPv6 loopback can be bound here. */
+export const hasIPv6: boolean = (() => {
+  try {
+    Deno.listen({ hostname: "::1", port: 0 }).close();
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+// ---- echo channels ----
+
+/** Sends back every byte that arrives; closes when the peer does. */
+export class EchoHandler extends DispatcherWithSend {
+  override handleRead(): void {
+    const data = this.recv(65536);
+    if (data.length > 0) this.send(data);
+  }
+
+  override handleClose(): void {
+    this.close();
+  }
+}
+
+// deno-lint-ignore no-explicit-any
+type DispatcherClass = new (...args: any[]) => Dispatcher;
+
+/**
+ * `Base` with a record of what happened to the channel: `errors` (what
+ * reached handleError, then passed on to the default) and `closes`
+ * (handleClose calls; the channel then closes, quietly).
+ */
+export function Recording<B extends DispatcherClass>(Base: B) {
+  return class extends Base {
+    /** What reached handleError. */
+    readonly errors: unknown[] = [];
+    /** handleClose calls. */
+    closes = 0;
+
+    override handleError(error: unknown): void {
+      this.errors.push(error);
+      super.handleError(error);
+    }
+
+    override handleClose(): void {
+      this.closes++;
+      this.close();
+    }
+  };
+}
+
+/**
+ * `Base` as a sink: never writable; every chunk it reads is kept in
+ * `chunks`; `eof` once the other end closed (the channel then closes).
+ */
+export function Collecting<B extends DispatcherClass>(Base: B) {
+  return class extends Base {
+    /** What was read, as it came. */
+    readonly chunks: Uint8Array[] = [];
+    /** The other end closed. */
+    eof = false;
+
+    override writable(): boolean {
+      return false;
+    }
+
+    override handleRead(): void {
+      const chunk = this.recv(65536);
+      if (chunk.length) this.chunks.push(chunk);
+    }
+
+    override handleClose(): void {
+      this.eof = true;
+      this.close();
+    }
+  };
+}
+
+/** What a {@linkcode Listener} listens on. */
+export interface ListenerOptions {
+  /** The map the listener and its channels live in. */
+  map: SocketMap;
+  /** The address to bind (default an ephemeral 127.0.0.1 port). */
+  addr?: Address;
+  /** The address family (default AF_INET). */
+  family?: number;
+  /** The listen backlog (default 128). */
+  backlog?: number;
+}
+
+/** A listening dispatcher (reuse-addr for IP); subclasses say what an accepted socket becomes. */
+export class Listener extends Dispatcher {
+  /** The map it and the channels it accepts live in. */
+  readonly map: SocketMap;
+
+  constructor({ map, addr = ["127.0.0.1", 0], family = AF_INET, backlog = 128 }: ListenerOptions) {
+    super(null, map);
+    this.map = map;
+    this.createSocket(family);
+    if (family !== AF_UNIX) this.setReuseAddr();
+    this.bind(addr);
+    this.listen(backlog);
+  }
+
+  /** The bound TCP port. */
+  get port(): number {
+    return ((this.socket as SocketType).getsockname() as [string, number])[1];
+  }
+}
+
+/** A listener that hands each connection to an {@linkcode EchoHandler} in the same map. */
+export class EchoServer extends Listener {
+  /** Connections accepted so far. */
+  accepted = 0;
+  /** When the first connection was accepted (`performance.now()`), or 0. */
+  acceptedAt = 0;
+
+  override handleAccepted(sock: SocketType): void {
+    this.accepted++;
+    if (this.acceptedAt === 0) this.acceptedAt = performance.now();
+    new EchoHandler(sock, this.map);
+  }
+}
+
+/** What an {@linkcode EchoClient} connects to and sends. */
+export interface EchoClientOptions {
+  map: SocketMap;
+  /** The address family (default AF_INET). */
+  family?: number;
+  addr: Address;
+  /** The bytes to send; they must all come back. */
+  payload: Uint8Array;
+  /** Send in seeded random pieces of 1 byte to 64 KiB, one per write event (default: all at once). */
+  pieceSeed?: number;
+}
+
+/** Connects, sends its payload, collects the echo, and closes once all of it came back. */
+export class EchoClient extends DispatcherWithSend {
+  readonly payload: Uint8Array;
+  /** The echo, as it came. */
+  readonly chunks: Uint8Array[] = [];
+  /** Bytes of echo so far. */
+  received = 0;
+  /** All of the payload came back. */
+  done = false;
+  /** handleClose calls. */
+  closes = 0;
+  /** The peer closed before all came back. */
+  closedEarly = false;
+  #sent = 0;
+  readonly #pieceSize: (() => number) | null;
+
+  constructor({ map, family = AF_INET, addr, payload, pieceSeed }: EchoClientOptions) {
+    super(null, map);
+    this.payload = payload;
+    if (pieceSeed === undefined) {
+      this.#pieceSize = null;
+    } else {
+      const r = rng(pieceSeed);
+      this.#pieceSize = () => 1 + Math.floor(r() * 65536);
+    }
+    this.createSocket(family);
+    this.connect(addr);
+  }
+
+  override handleConnect(): void {
+    if (this.#pieceSize === null) {
+      this.#sent = this.payload.length;
+      this.send(this.payload);
+    }
+  }
+
+  override writable(): boolean {
+    const piecesLeft = this.#pieceSize !== null && this.#sent < this.payload.length;
+    return super.writable() || (this.connected && piecesLeft);
+  }
+
+  override handleWrite(): void {
+    if (this.#pieceSize && this.outBuffer.length === 0 && this.#sent < this.payload.length) {
+      const piece = this.payload.subarray(this.#sent, this.#sent + this.#pieceSize());
+      this.#sent += piece.length;
+      this.send(piece);
+    } else {
+      this.initiateSend();
+    }
+  }
+
+  override handleRead(): void {
+    const data = this.recv(65536);
+    if (data.length === 0) return;
+    this.chunks.push(data);
+    this.received += data.length;
+    if (this.received >= this.payload.length) {
+      this.done = true;
+      this.close();
+    }
+  }
+
+  override handleClose(): void {
+    this.closes++;
+    if (!this.done) this.closedEarly = true;
+    this.close();
+  }
+
+  /** Asserts that all of the payload came back, byte for byte. */
+  async verify(): Promise<void> {
+    assert(this.done, `${this} got ${this.received} of ${this.payload.length} bytes back`);
+    assertEquals(await sha256(concat(this.chunks)), await sha256(this.payload));
+  }
+}
+
+// ---- child processes ----
+
+/**
+ * A child process with piped output that `await using` kills (SIGKILL) and
+ * reaps, its pipes included, when the block ends, however it ends.
+ */
+export class Child implements AsyncDisposable {
+  /** The process. */
+  readonly child: Deno.ChildProcess;
+  #output: Promise<Deno.CommandOutput> | null = null;
+
+  constructor(command: string, args: string[], options: Deno.CommandOptions = {}) {
+    this.child = new Deno.Command(command, {
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      ...options,
+      args,
+    }).spawn();
+  }
+
+  /** Waits for the exit and collects all of stdout and stderr (once; later calls share it). */
+  output(): Promise<Deno.CommandOutput> {
+    return this.#output ??= this.child.output();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.child.kill("SIGKILL");
+    } catch {
+      // already exited
+    }
+    if (this.#output) {
+      await this.#output.catch(() => {});
+      return;
+    }
+    for (const s of [this.child.stdout, this.child.stderr]) {
+      try {
+        if (!s.locked) await s.cancel();
+      } catch {
+        // not piped
+      }
+    }
+    await this.child.status;
+  }
+}
+
+/** A python3 child (`python` must not be null): `await using peer = pythonChild([...])`. */
+export function pythonChild(args: string[], options: Deno.CommandOptions = {}): Child {
+  return new Child(python!, args, options);
 }

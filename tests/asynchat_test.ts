@@ -25,7 +25,17 @@ import {
   SimpleProducer,
   type Terminator,
 } from "../dispatcher/asynchat.ts";
-import { assertNoFdLeak, concat, pumpUntil, python, randomBytes, rng, sha256 } from "./_util.ts";
+import {
+  assertNoFdLeak,
+  concat,
+  leakTest,
+  POLLERS,
+  pumpUntil,
+  python,
+  randomBytes,
+  rng,
+  sha256,
+} from "./_util.ts";
 import { libc } from "../ffi/symbols.ts";
 
 // Load libc before the first test, so its sanitizer does not count the load as a leak.
@@ -34,7 +44,6 @@ libc();
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const b = (s: string) => enc.encode(s);
-const POLLERS: PollerName[] = ["select", "poll", "epoll"];
 const HOST = "127.0.0.1";
 const SERVER_QUIT = b("QUIT\n");
 
@@ -125,12 +134,9 @@ async function startEchoServer(chunkSize = 1, wait = false): Promise<EchoServer>
   };
 }
 
-/** The reference's echo_client. */
-class EchoClient extends AsyncChat {
-  contents: string[] = [];
-  buffer: Uint8Array[] = [];
-
-  constructor(terminator: Uint8Array | string | number | null, port: number, map: SocketMap) {
+/** A chat channel that connects to `port` at once, cutting at `terminator`. */
+class ChatClient extends AsyncChat {
+  constructor(port: number, map: SocketMap, terminator: Terminator | string = "\n") {
     super(null, map);
     this.createSocket();
     this.connect([HOST, port]);
@@ -138,6 +144,16 @@ class EchoClient extends AsyncChat {
   }
 
   override handleConnect(): void {}
+}
+
+/** The reference's echo_client. */
+class EchoClient extends ChatClient {
+  contents: string[] = [];
+  buffer: Uint8Array[] = [];
+
+  constructor(terminator: Terminator | string, port: number, map: SocketMap) {
+    super(port, map, terminator);
+  }
 
   override collectIncomingData(data: Uint8Array): void {
     this.buffer.push(data);
@@ -154,7 +170,29 @@ function runLoop(map: SocketMap, poller: PollerName): void {
   loop({ timeout: 0.01, map, count: 1000, poller });
 }
 
-const withPython = { ignore: python === null };
+/**
+ * One exchange of the reference's tests: a python3 echo server that answers
+ * `serverChunk` bytes at a time, an {@linkcode EchoClient} cutting at
+ * `terminator`, `queue(c)` pushing what it sends, one loop until it closes.
+ */
+async function exchange(
+  poller: PollerName,
+  terminator: Uint8Array | string | number | null,
+  queue: (c: EchoClient) => void,
+  serverChunk = 1,
+): Promise<EchoClient> {
+  const map: SocketMap = new Map();
+  const s = await startEchoServer(serverChunk);
+  const c = new EchoClient(terminator, s.port, map);
+  try {
+    queue(c);
+    runLoop(map, poller);
+  } finally {
+    closeAll(map);
+  }
+  await s.join();
+  return c;
+}
 
 // TestAsynchat.line_terminator_check
 async function lineTerminatorCheck(
@@ -162,281 +200,178 @@ async function lineTerminatorCheck(
   term: string,
   serverChunk: number,
 ): Promise<void> {
-  const map: SocketMap = new Map();
-  const s = await startEchoServer(serverChunk);
-  const c = new EchoClient(b(term), s.port, map);
-  try {
+  const c = await exchange(poller, b(term), (c) => {
     c.push(b("hello "));
     c.push(b("world" + term));
     c.push(b("I'm not dead yet!" + term));
     c.push(SERVER_QUIT);
-    runLoop(map, poller);
-  } finally {
-    closeAll(map);
-  }
-  await s.join();
+  }, serverChunk);
   assertEquals(c.contents, ["hello world", "I'm not dead yet!"], `term ${JSON.stringify(term)}`);
 }
 
+const DATA = "hello world, I'm not dead yet!\n";
+const LINES = b("hello world\nI'm not dead yet!\n");
+
+/** Pushes `data`, then the server's quit line. */
+const pushThenQuit = (data: string | Uint8Array) => (c: EchoClient) => {
+  c.push(data);
+  c.push(SERVER_QUIT);
+};
+
 // TestAsynchat.numeric_terminator_check
 async function numericTerminatorCheck(poller: PollerName, termlen: number): Promise<void> {
-  const map: SocketMap = new Map();
-  const s = await startEchoServer();
-  const c = new EchoClient(termlen, s.port, map);
-  const data = "hello world, I'm not dead yet!\n";
-  try {
-    c.push(b(data));
-    c.push(SERVER_QUIT);
-    runLoop(map, poller);
-  } finally {
-    closeAll(map);
-  }
-  await s.join();
-  assertEquals(c.contents, [data.slice(0, termlen)]);
+  const c = await exchange(poller, termlen, pushThenQuit(b(DATA)));
+  assertEquals(c.contents, [DATA.slice(0, termlen)]);
 }
 
 for (const poller of POLLERS) {
-  const name = (t: string) => `asynchat [${poller}] ${t}`;
+  /** A reference test that needs python3, named after it, leaving no fd behind. */
+  const pyTest = (t: string, fn: () => Promise<void>) =>
+    leakTest(`asynchat [${poller}] ${t}`, fn, python === null);
 
   // TestAsynchat.test_line_terminator1: one-character terminator
-  Deno.test({
-    name: name("test_line_terminator1"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        for (const l of [1, 2, 3]) await lineTerminatorCheck(poller, "\n", l);
-      }),
+  pyTest("test_line_terminator1", async () => {
+    for (const l of [1, 2, 3]) await lineTerminatorCheck(poller, "\n", l);
   });
 
   // TestAsynchat.test_line_terminator2: two-character terminator
-  Deno.test({
-    name: name("test_line_terminator2"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        for (const l of [1, 2, 3]) await lineTerminatorCheck(poller, "\r\n", l);
-      }),
+  pyTest("test_line_terminator2", async () => {
+    for (const l of [1, 2, 3]) await lineTerminatorCheck(poller, "\r\n", l);
   });
 
   // TestAsynchat.test_line_terminator3: three-character terminator
-  Deno.test({
-    name: name("test_line_terminator3"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        for (const l of [1, 2, 3]) await lineTerminatorCheck(poller, "qqq", l);
-      }),
+  pyTest("test_line_terminator3", async () => {
+    for (const l of [1, 2, 3]) await lineTerminatorCheck(poller, "qqq", l);
   });
 
   // TestAsynchat.test_numeric_terminator1
-  Deno.test({
-    name: name("test_numeric_terminator1"),
-    ...withPython,
-    fn: () => assertNoFdLeak(() => numericTerminatorCheck(poller, 1)),
-  });
+  pyTest("test_numeric_terminator1", () => numericTerminatorCheck(poller, 1));
 
   // TestAsynchat.test_numeric_terminator2
-  Deno.test({
-    name: name("test_numeric_terminator2"),
-    ...withPython,
-    fn: () => assertNoFdLeak(() => numericTerminatorCheck(poller, 6)),
-  });
+  pyTest("test_numeric_terminator2", () => numericTerminatorCheck(poller, 6));
 
   // TestAsynchat.test_none_terminator
-  Deno.test({
-    name: name("test_none_terminator"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        const map: SocketMap = new Map();
-        const s = await startEchoServer();
-        const c = new EchoClient(null, s.port, map);
-        const data = "hello world, I'm not dead yet!\n";
-        try {
-          c.push(b(data));
-          c.push(SERVER_QUIT);
-          runLoop(map, poller);
-        } finally {
-          closeAll(map);
-        }
-        await s.join();
-        assertEquals(c.contents, []);
-        assertEquals(dec.decode(concat(c.buffer)), data);
-      }),
+  pyTest("test_none_terminator", async () => {
+    const c = await exchange(poller, null, pushThenQuit(b(DATA)));
+    assertEquals(c.contents, []);
+    assertEquals(dec.decode(concat(c.buffer)), DATA);
   });
 
   // TestAsynchat.test_simple_producer
-  Deno.test({
-    name: name("test_simple_producer"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        const map: SocketMap = new Map();
-        const s = await startEchoServer();
-        const c = new EchoClient(b("\n"), s.port, map);
-        const data = b("hello world\nI'm not dead yet!\n");
-        try {
-          const p = new SimpleProducer(concat([data, SERVER_QUIT]), 8);
-          c.pushWithProducer(p);
-          runLoop(map, poller);
-        } finally {
-          closeAll(map);
-        }
-        await s.join();
-        assertEquals(c.contents, ["hello world", "I'm not dead yet!"]);
-      }),
+  pyTest("test_simple_producer", async () => {
+    const c = await exchange(poller, b("\n"), (c) => {
+      c.pushWithProducer(new SimpleProducer(concat([LINES, SERVER_QUIT]), 8));
+    });
+    assertEquals(c.contents, ["hello world", "I'm not dead yet!"]);
   });
 
   // TestAsynchat.test_string_producer
-  Deno.test({
-    name: name("test_string_producer"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        const map: SocketMap = new Map();
-        const s = await startEchoServer();
-        const c = new EchoClient(b("\n"), s.port, map);
-        const data = b("hello world\nI'm not dead yet!\n");
-        try {
-          c.pushWithProducer(concat([data, SERVER_QUIT]));
-          runLoop(map, poller);
-        } finally {
-          closeAll(map);
-        }
-        await s.join();
-        assertEquals(c.contents, ["hello world", "I'm not dead yet!"]);
-      }),
+  pyTest("test_string_producer", async () => {
+    const c = await exchange(poller, b("\n"), (c) => {
+      c.pushWithProducer(concat([LINES, SERVER_QUIT]));
+    });
+    assertEquals(c.contents, ["hello world", "I'm not dead yet!"]);
   });
 
   // TestAsynchat.test_empty_line: empty lines are handled correctly
-  Deno.test({
-    name: name("test_empty_line"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        const map: SocketMap = new Map();
-        const s = await startEchoServer();
-        const c = new EchoClient(b("\n"), s.port, map);
-        try {
-          c.push(b("hello world\n\nI'm not dead yet!\n"));
-          c.push(SERVER_QUIT);
-          runLoop(map, poller);
-        } finally {
-          closeAll(map);
-        }
-        await s.join();
-        assertEquals(c.contents, ["hello world", "", "I'm not dead yet!"]);
-      }),
+  pyTest("test_empty_line", async () => {
+    const c = await exchange(
+      poller,
+      b("\n"),
+      pushThenQuit(b("hello world\n\nI'm not dead yet!\n")),
+    );
+    assertEquals(c.contents, ["hello world", "", "I'm not dead yet!"]);
   });
 
   // TestAsynchat.test_close_when_done
-  Deno.test({
-    name: name("test_close_when_done"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        const map: SocketMap = new Map();
-        const s = await startEchoServer(1, true);
-        const c = new EchoClient(b("\n"), s.port, map);
-        const data = "hello world\nI'm not dead yet!\n";
-        try {
-          c.push(b(data));
-          c.push(SERVER_QUIT);
-          c.closeWhenDone();
-          runLoop(map, poller);
-        } finally {
-          closeAll(map);
-        }
-        // Only now may the server echo: the client has closed already.
-        assertEquals(map.size, 0);
-        assertStrictEquals(c.fileno(), null);
-        await s.go();
-        const received = await s.join();
-        assertEquals(c.contents, []);
-        // The reference checks len(s.buffer) > 0; the server reports the
-        // bytes it collected before echoing, which must be all of them.
-        assertGreater(received, 0);
-        assertEquals(received, data.length);
-      }),
+  pyTest("test_close_when_done", async () => {
+    const map: SocketMap = new Map();
+    const s = await startEchoServer(1, true);
+    const c = new EchoClient(b("\n"), s.port, map);
+    const data = "hello world\nI'm not dead yet!\n";
+    try {
+      c.push(b(data));
+      c.push(SERVER_QUIT);
+      c.closeWhenDone();
+      runLoop(map, poller);
+    } finally {
+      closeAll(map);
+    }
+    // Only now may the server echo: the client has closed already.
+    assertEquals(map.size, 0);
+    assertStrictEquals(c.fileno(), null);
+    await s.go();
+    const received = await s.join();
+    assertEquals(c.contents, []);
+    // The reference checks len(s.buffer) > 0; the server reports the
+    // bytes it collected before echoing, which must be all of them.
+    assertGreater(received, 0);
+    assertEquals(received, data.length);
   });
 
   // TestAsynchat.test_push: push() raises TypeError for what is not bytes.
   // Deviation (API.md: strings are UTF-8 encoded): a string is accepted.
-  Deno.test({
-    name: name("test_push"),
-    ...withPython,
-    fn: () =>
-      assertNoFdLeak(async () => {
-        const map: SocketMap = new Map();
-        const s = await startEchoServer();
-        const c = new EchoClient(b("\n"), s.port, map);
-        try {
-          const data = b("bytes\n");
-          c.push(data); // bytes
-          c.push(new Uint8Array(data)); // bytearray
-          c.push(concat([b("xx"), data]).subarray(2)); // memoryview
-          c.push(new DataView(data.buffer) as unknown as Uint8Array); // any ArrayBufferView
-          assertThrows(() => c.push(10 as unknown as Uint8Array), TypeError);
-          assertThrows(() => c.push(null as unknown as Uint8Array), TypeError);
-          assertThrows(() => c.push({} as unknown as Uint8Array), TypeError);
-          c.push("unicode \u00fc\n");
-          c.push(SERVER_QUIT);
-          runLoop(map, poller);
-        } finally {
-          closeAll(map);
-        }
-        await s.join();
-        assertEquals(c.contents, ["bytes", "bytes", "bytes", "bytes", "unicode \u00fc"]);
-      }),
+  pyTest("test_push", async () => {
+    const c = await exchange(poller, b("\n"), (c) => {
+      const data = b("bytes\n");
+      c.push(data); // bytes
+      c.push(new Uint8Array(data)); // bytearray
+      c.push(concat([b("xx"), data]).subarray(2)); // memoryview
+      c.push(new DataView(data.buffer) as unknown as Uint8Array); // any ArrayBufferView
+      assertThrows(() => c.push(10 as unknown as Uint8Array), TypeError);
+      assertThrows(() => c.push(null as unknown as Uint8Array), TypeError);
+      assertThrows(() => c.push({} as unknown as Uint8Array), TypeError);
+      c.push("unicode \u00fc\n");
+      c.push(SERVER_QUIT);
+    });
+    assertEquals(c.contents, ["bytes", "bytes", "bytes", "bytes", "unicode \u00fc"]);
   });
 }
 
 // TestAsynchatMocked.test_blockingioerror: handle_read() must ignore "would
 // block" (here both ways a socket can say it: -1 from tryRecvInto, and an
 // OSError(EAGAIN) thrown), and send other OSErrors to handleError.
-Deno.test("asynchat TestAsynchatMocked.test_blockingioerror", async () => {
-  await assertNoFdLeak(() => {
-    for (
-      const behaviour of [
-        () => -1,
-        () => {
-          throw new OSError(errno.EAGAIN, { syscall: "recv" });
-        },
-      ]
-    ) {
-      const map: SocketMap = new Map();
-      const sock = { fileno: () => 100_000, tryRecvInto: behaviour, close() {} };
-      const dispatcher = new AsyncChat(null, map);
-      dispatcher.setSocket(sock as unknown as Socket);
-      dispatcher.connected = true;
-      let errors = 0;
-      dispatcher.handleError = () => errors++;
-      try {
-        dispatcher.handleRead();
-        assertEquals(errors, 0);
-        assertEquals(map.size, 1, "would-block must not close the channel");
-      } finally {
-        dispatcher.delChannel();
-      }
-    }
-    // Another OSError goes to handleError, as in the reference.
-    const map: SocketMap = new Map();
-    const sock = {
-      fileno: () => 100_001,
-      tryRecvInto: () => {
-        throw new OSError(errno.EIO, { syscall: "recv" });
+leakTest("asynchat TestAsynchatMocked.test_blockingioerror", () => {
+  for (
+    const behaviour of [
+      () => -1,
+      () => {
+        throw new OSError(errno.EAGAIN, { syscall: "recv" });
       },
-      close() {},
-    };
+    ]
+  ) {
+    const map: SocketMap = new Map();
+    const sock = { fileno: () => 100_000, tryRecvInto: behaviour, close() {} };
     const dispatcher = new AsyncChat(null, map);
     dispatcher.setSocket(sock as unknown as Socket);
-    const seen: unknown[] = [];
-    dispatcher.handleError = (e) => seen.push(e);
-    dispatcher.handleRead();
-    dispatcher.delChannel();
-    assertEquals(seen.length, 1);
-    assert(seen[0] instanceof OSError && seen[0].errno === errno.EIO);
-  });
+    dispatcher.connected = true;
+    let errors = 0;
+    dispatcher.handleError = () => errors++;
+    try {
+      dispatcher.handleRead();
+      assertEquals(errors, 0);
+      assertEquals(map.size, 1, "would-block must not close the channel");
+    } finally {
+      dispatcher.delChannel();
+    }
+  }
+  // Another OSError goes to handleError, as in the reference.
+  const map: SocketMap = new Map();
+  const sock = {
+    fileno: () => 100_001,
+    tryRecvInto: () => {
+      throw new OSError(errno.EIO, { syscall: "recv" });
+    },
+    close() {},
+  };
+  const dispatcher = new AsyncChat(null, map);
+  dispatcher.setSocket(sock as unknown as Socket);
+  const seen: unknown[] = [];
+  dispatcher.handleError = (e) => seen.push(e);
+  dispatcher.handleRead();
+  dispatcher.delChannel();
+  assertEquals(seen.length, 1);
+  assert(seen[0] instanceof OSError && seen[0].errno === errno.EIO);
 });
 
 // TestHelperFunctions.test_find_prefix_at_end
@@ -948,16 +883,9 @@ class Sink extends AsyncChat {
 }
 
 /** A client chat channel that connects and records lines. */
-class LineClient extends AsyncChat {
+class LineClient extends ChatClient {
   lines: string[] = [];
   closed = false;
-  constructor(port: number, map: SocketMap, term: Terminator | string = "\n") {
-    super(null, map);
-    this.createSocket();
-    this.connect([HOST, port]);
-    this.setTerminator(term);
-  }
-  override handleConnect(): void {}
   override collectIncomingData(data: Uint8Array): void {
     this._collectIncomingData(data);
   }
@@ -977,21 +905,42 @@ function pump(map: SocketMap, poller: PollerName, done: () => boolean, what: str
   }, { ms, what });
 }
 
+/**
+ * A {@linkcode LineClient} connected to a listener whose accepted channel is
+ * a {@linkcode Sink}: `send(client)` queues and closes, the loop runs until
+ * the sink's EOF, and `check` gets what the sink received (before closeAll).
+ */
+async function sinkExchange(
+  poller: PollerName,
+  what: string,
+  ms: number,
+  send: (client: LineClient) => void,
+  check: (got: Uint8Array, client: LineClient) => unknown,
+): Promise<void> {
+  const map: SocketMap = new Map();
+  let sink: Sink | null = null;
+  const listener = new Listener(map, (sock) => (sink = new Sink(sock, map)));
+  try {
+    const client = new LineClient(listener.port, map);
+    send(client);
+    pump(map, poller, () => sink !== null && (sink as Sink).eof, what, ms);
+    await check(concat(sink!.parts), client);
+  } finally {
+    closeAll(map);
+  }
+}
+
 for (const poller of POLLERS) {
   Deno.test(`asynchat [${poller}] producers mixing strings and bytes reach the peer intact`, async () => {
-    await assertNoFdLeak(async () => {
-      const map: SocketMap = new Map();
-      let sink: Sink | null = null;
-      const listener = new Listener(map, (sock) => (sink = new Sink(sock, map)));
-      try {
-        const client = new LineClient(listener.port, map);
-        const pieces: (Uint8Array | string)[] = [];
-        const r = rng(7);
-        for (let i = 0; i < 300; i++) {
-          pieces.push(
-            r() < 0.5 ? `str ${i} \u00e9\u20ac\u{1F600}\n` : randomBytes(1 + (i * 37) % 3000, i),
-          );
-        }
+    const pieces: (Uint8Array | string)[] = [];
+    const r = rng(7);
+    for (let i = 0; i < 300; i++) {
+      pieces.push(
+        r() < 0.5 ? `str ${i} \u00e9\u20ac\u{1F600}\n` : randomBytes(1 + (i * 37) % 3000, i),
+      );
+    }
+    await assertNoFdLeak(() =>
+      sinkExchange(poller, "the sink's EOF", 10000, (client) => {
         const queue = [...pieces];
         const producer: Producer = { more: () => queue.shift() ?? "" };
         client.push("pushed first;");
@@ -999,183 +948,155 @@ for (const poller of POLLERS) {
         client.pushWithProducer(new SimpleProducer("simple-producer-data", 3));
         client.push(b(";pushed last"));
         client.closeWhenDone();
-        pump(map, poller, () => sink !== null && (sink as Sink).eof, "the sink's EOF");
+      }, async (got, client) => {
         const expected = concat([
           b("pushed first;"),
           ...pieces.map((p) => (typeof p === "string" ? b(p) : p)),
           b("simple-producer-data"),
           b(";pushed last"),
         ]);
-        const got = concat(sink!.parts);
         assertEquals(got.length, expected.length);
         assertEquals(await sha256(got), await sha256(expected));
         assertStrictEquals(client.fileno(), null, "closeWhenDone closed the client");
-      } finally {
-        closeAll(map);
-      }
-    });
+      })
+    );
   });
 
   Deno.test(`asynchat [${poller}] push of 8 MiB (> acOutBufferSize) arrives intact`, async () => {
-    await assertNoFdLeak(async () => {
-      const map: SocketMap = new Map();
-      let sink: Sink | null = null;
-      const listener = new Listener(map, (sock) => (sink = new Sink(sock, map)));
-      try {
-        const client = new LineClient(listener.port, map);
-        const big = randomBytes(8 * 1024 * 1024 + 17, 3);
+    const big = randomBytes(8 * 1024 * 1024 + 17, 3);
+    await assertNoFdLeak(() =>
+      sinkExchange(poller, "8 MiB", 30000, (client) => {
         client.push(big);
         assertGreater(client.producerFifo.length, 100);
         client.closeWhenDone();
-        pump(map, poller, () => sink !== null && (sink as Sink).eof, "8 MiB", 30000);
-        const got = concat(sink!.parts);
+      }, async (got) => {
         assertEquals(got.length, big.length);
         assertEquals(await sha256(got), await sha256(big));
-      } finally {
-        closeAll(map);
-      }
-    });
+      })
+    );
   });
 
-  Deno.test(`asynchat [${poller}] closeWhenDone: the peer gets everything, then EOF`, async () => {
-    await assertNoFdLeak(() => {
-      const map: SocketMap = new Map();
-      let server: LineClient | null = null;
-      // The server side says goodbye and closes when done, queued before it is connected.
-      const listener = new Listener(map, (sock) => {
-        const s = new (class extends AsyncChat {
-          override collectIncomingData(): void {}
-          override foundTerminator(): void {}
-        })(sock, map);
-        s.setTerminator("\n");
-        s.push("one\n");
-        s.pushWithProducer(new SimpleProducer("two\nthree\n", 2));
-        s.closeWhenDone();
-        s.push("not sent\n");
-        server = s as unknown as LineClient;
-      });
-      try {
-        const client = new LineClient(listener.port, map);
-        pump(map, poller, () => client.closed, "the client's EOF");
-        assertEquals(client.lines, ["one", "two", "three"]);
-        assertStrictEquals((server as unknown as AsyncChat).fileno(), null);
-      } finally {
-        closeAll(map);
-      }
+  leakTest(`asynchat [${poller}] closeWhenDone: the peer gets everything, then EOF`, () => {
+    const map: SocketMap = new Map();
+    let server: LineClient | null = null;
+    // The server side says goodbye and closes when done, queued before it is connected.
+    const listener = new Listener(map, (sock) => {
+      const s = new (class extends AsyncChat {
+        override collectIncomingData(): void {}
+        override foundTerminator(): void {}
+      })(sock, map);
+      s.setTerminator("\n");
+      s.push("one\n");
+      s.pushWithProducer(new SimpleProducer("two\nthree\n", 2));
+      s.closeWhenDone();
+      s.push("not sent\n");
+      server = s as unknown as LineClient;
     });
+    try {
+      const client = new LineClient(listener.port, map);
+      pump(map, poller, () => client.closed, "the client's EOF");
+      assertEquals(client.lines, ["one", "two", "three"]);
+      assertStrictEquals((server as unknown as AsyncChat).fileno(), null);
+    } finally {
+      closeAll(map);
+    }
   });
 
   Deno.test(`asynchat [${poller}] closeWhenDone before the connection is made`, async () => {
-    await assertNoFdLeak(() => {
-      const map: SocketMap = new Map();
-      let sink: Sink | null = null;
-      const listener = new Listener(map, (sock) => (sink = new Sink(sock, map)));
-      try {
-        const client = new LineClient(listener.port, map);
+    await assertNoFdLeak(() =>
+      sinkExchange(poller, "EOF", 10000, (client) => {
         client.push("early\n");
         client.closeWhenDone();
         assert(client.writable());
-        pump(map, poller, () => sink !== null && (sink as Sink).eof, "EOF");
-        assertEquals(dec.decode(concat(sink!.parts)), "early\n");
-      } finally {
-        closeAll(map);
-      }
-    });
+      }, (got) => {
+        assertEquals(dec.decode(got), "early\n");
+      })
+    );
   });
 
-  Deno.test(`asynchat [${poller}] 100,000 short lines both ways, with numeric terminators`, async () => {
-    await assertNoFdLeak(() => {
-      const map: SocketMap = new Map();
-      // An echo server on AsyncChat: "N\n" announces an N-byte body, echoed as one line.
-      class Echo extends AsyncChat {
-        constructor(sock: Socket) {
-          super(sock, map);
+  leakTest(`asynchat [${poller}] 100,000 short lines both ways, with numeric terminators`, () => {
+    const map: SocketMap = new Map();
+    // An echo server on AsyncChat: "N\n" announces an N-byte body, echoed as one line.
+    class Echo extends AsyncChat {
+      constructor(sock: Socket) {
+        super(sock, map);
+        this.setTerminator("\n");
+      }
+      override collectIncomingData(data: Uint8Array): void {
+        this._collectIncomingData(data);
+      }
+      override foundTerminator(): void {
+        const data = this._getData();
+        const text = dec.decode(data);
+        if (text.startsWith("BODY ")) {
+          this.setTerminator(Number(text.slice(5)));
+          return;
+        }
+        if (typeof this.getTerminator() === "number") {
           this.setTerminator("\n");
+          this.push(`body ${data.length} ${data[0]}\n`);
+          return;
         }
-        override collectIncomingData(data: Uint8Array): void {
-          this._collectIncomingData(data);
-        }
-        override foundTerminator(): void {
-          const data = this._getData();
-          const text = dec.decode(data);
-          if (text.startsWith("BODY ")) {
-            this.setTerminator(Number(text.slice(5)));
-            return;
-          }
-          if (typeof this.getTerminator() === "number") {
-            this.setTerminator("\n");
-            this.push(`body ${data.length} ${data[0]}\n`);
-            return;
-          }
-          this.push(data);
-          this.push("\n");
+        this.push(data);
+        this.push("\n");
+      }
+    }
+    const listener = new Listener(map, (sock) => new Echo(sock));
+    try {
+      const client = new LineClient(listener.port, map);
+      const N = 100_000;
+      const expected: string[] = [];
+      for (let i = 0; i < N; i++) {
+        const line = `line ${i}`;
+        client.push(line + "\n");
+        expected.push(line);
+        if (i === 50_000) {
+          // A body far larger than one read.
+          client.push("BODY 300000\n");
+          client.push(new Uint8Array(300_000).fill(7));
+          expected.push("body 300000 7");
         }
       }
-      const listener = new Listener(map, (sock) => new Echo(sock));
-      try {
-        const client = new LineClient(listener.port, map);
-        const N = 100_000;
-        const expected: string[] = [];
-        for (let i = 0; i < N; i++) {
-          const line = `line ${i}`;
-          client.push(line + "\n");
-          expected.push(line);
-          if (i === 50_000) {
-            // A body far larger than one read.
-            client.push("BODY 300000\n");
-            client.push(new Uint8Array(300_000).fill(7));
-            expected.push("body 300000 7");
-          }
-        }
-        assert(client.producerFifo.length < 200, "short pushes were packed");
-        pump(map, poller, () => client.lines.length >= expected.length, "the echoed lines", 30000);
-        assertEquals(client.lines.length, expected.length);
-        assertEquals(client.lines, expected);
-      } finally {
-        closeAll(map);
-      }
-    });
+      assert(client.producerFifo.length < 200, "short pushes were packed");
+      pump(map, poller, () => client.lines.length >= expected.length, "the echoed lines", 30000);
+      assertEquals(client.lines.length, expected.length);
+      assertEquals(client.lines, expected);
+    } finally {
+      closeAll(map);
+    }
   });
 
   Deno.test(`asynchat [${poller}] discardBuffers before connecting: nothing queued is sent`, async () => {
-    await assertNoFdLeak(() => {
-      const map: SocketMap = new Map();
-      let sink: Sink | null = null;
-      const listener = new Listener(map, (sock) => (sink = new Sink(sock, map)));
-      try {
-        const client = new LineClient(listener.port, map);
+    await assertNoFdLeak(() =>
+      sinkExchange(poller, "EOF", 10000, (client) => {
         client.push("dropped\n");
         client.pushWithProducer(new SimpleProducer("dropped too"));
         client.discardBuffers();
         assertEquals(client.producerFifo.length, 0);
         client.push("kept\n");
         client.closeWhenDone();
-        pump(map, poller, () => sink !== null && (sink as Sink).eof, "EOF");
-        assertEquals(dec.decode(concat(sink!.parts)), "kept\n");
-      } finally {
-        closeAll(map);
-      }
-    });
+      }, (got) => {
+        assertEquals(dec.decode(got), "kept\n");
+      })
+    );
   });
 }
 
-Deno.test("asynchat writable(): connected with an empty queue is not writable", async () => {
-  await assertNoFdLeak(() => {
-    const map: SocketMap = new Map();
-    let accepted: Sink | null = null;
-    const listener = new Listener(map, (sock) => (accepted = new Sink(sock, map)));
-    try {
-      const client = new LineClient(listener.port, map);
-      assert(client.writable(), "connecting");
-      pump(map, "poll", () => accepted !== null && client.connected, "connection");
-      assertEquals(client.writable(), false);
-      assertEquals(accepted!.writable(), false);
-      client.closeWhenDone();
-      assert(client.writable());
-      pump(map, "poll", () => (accepted as unknown as Sink).eof, "EOF");
-      assertEquals(client.fileno(), null);
-    } finally {
-      closeAll(map);
-    }
-  });
+leakTest("asynchat writable(): connected with an empty queue is not writable", () => {
+  const map: SocketMap = new Map();
+  let accepted: Sink | null = null;
+  const listener = new Listener(map, (sock) => (accepted = new Sink(sock, map)));
+  try {
+    const client = new LineClient(listener.port, map);
+    assert(client.writable(), "connecting");
+    pump(map, "poll", () => accepted !== null && client.connected, "connection");
+    assertEquals(client.writable(), false);
+    assertEquals(accepted!.writable(), false);
+    client.closeWhenDone();
+    assert(client.writable());
+    pump(map, "poll", () => (accepted as unknown as Sink).eof, "EOF");
+    assertEquals(client.fileno(), null);
+  } finally {
+    closeAll(map);
+  }
 });

@@ -28,26 +28,12 @@ import {
   type SocketMap,
   SOL_SOCKET,
 } from "../mod.ts";
-import { assertNoFdLeak, delay, python, tempSocketPath } from "./_util.ts";
+import { assertNoFdLeak, delay, hasIPv6, python, tempSocketPath } from "./_util.ts";
 
 /** Linux's MSG_OOB (not among the exported constants). */
 const MSG_OOB = 1;
 /** Linux's O_CLOEXEC, as /proc/self/fdinfo prints the fd flags (octal). */
 const O_CLOEXEC = 0o2000000;
-
-const hasIPv6 = (() => {
-  try {
-    const s = new Socket(AF_INET6);
-    try {
-      s.bind(["::1", 0]);
-    } finally {
-      s.close();
-    }
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 /** What one TestAPI_* class fixes: the family, the address and the poller. */
 interface Ctx {
@@ -167,6 +153,19 @@ class BaseClient extends BaseTestHandler {
   override handleConnect(): void {}
 }
 
+/** The test_handle_accept* listeners: a {@linkcode BaseTestHandler} listening on the test's address. */
+class BaseListener extends BaseTestHandler {
+  readonly address: Address;
+
+  constructor(ctx: Ctx) {
+    super(null, ctx.map);
+    this.createSocket(ctx.family);
+    bindAfAware(this.socket as Socket, ctx.addr);
+    this.listen(5);
+    this.address = (this.socket as Socket).getsockname();
+  }
+}
+
 /** Python's loop_waiting_for_flag: bounded passes until `instance.flag`. */
 function loopWaitingForFlag(ctx: Ctx, instance: { flag: boolean }, seconds = 5): void {
   const deadline = performance.now() + seconds * 1000;
@@ -207,20 +206,12 @@ const API_TESTS: ApiTest[] = [
     // test_handle_accept: handleAccept is called when a client connects
     name: "test_handle_accept",
     fn(ctx) {
-      class TestListener extends BaseTestHandler {
-        address: Address;
-        constructor() {
-          super(null, ctx.map);
-          this.createSocket(ctx.family);
-          bindAfAware(this.socket as Socket, ctx.addr);
-          this.listen(5);
-          this.address = (this.socket as Socket).getsockname();
-        }
+      class TestListener extends BaseListener {
         override handleAccept(): void {
           this.flag = true;
         }
       }
-      const server = new TestListener();
+      const server = new TestListener(ctx);
       new BaseClient(ctx, server.address);
       loopWaitingForFlag(ctx, server);
     },
@@ -229,15 +220,7 @@ const API_TESTS: ApiTest[] = [
     // test_handle_accepted: the default handleAccept calls handleAccepted
     name: "test_handle_accepted",
     fn(ctx) {
-      class TestListener extends BaseTestHandler {
-        address: Address;
-        constructor() {
-          super(null, ctx.map);
-          this.createSocket(ctx.family);
-          bindAfAware(this.socket as Socket, ctx.addr);
-          this.listen(5);
-          this.address = (this.socket as Socket).getsockname();
-        }
+      class TestListener extends BaseListener {
         override handleAccept(): void {
           Dispatcher.prototype.handleAccept.call(this);
         }
@@ -249,7 +232,7 @@ const API_TESTS: ApiTest[] = [
           this.flag = true;
         }
       }
-      const server = new TestListener();
+      const server = new TestListener(ctx);
       new BaseClient(ctx, server.address);
       loopWaitingForFlag(ctx, server);
     },

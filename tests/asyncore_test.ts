@@ -32,7 +32,6 @@ import {
   OSError,
   poll,
   poll2,
-  type PollerName,
   POLLERR,
   POLLHUP,
   POLLIN,
@@ -53,31 +52,20 @@ import * as os from "../ffi/os.ts";
 import { libc } from "../ffi/symbols.ts";
 import {
   assertNoFdLeak,
+  Collecting,
   concat,
   delay,
+  hasIPv6,
+  leakTest,
+  POLLERS,
   python,
   randomBytes,
   sha256,
   tempSocketPath,
 } from "./_util.ts";
 
-const POLLERS: PollerName[] = ["select", "poll", "epoll"];
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-const hasIPv6 = (() => {
-  try {
-    const s = new Socket(AF_INET6);
-    try {
-      s.bind(["::1", 0]);
-    } finally {
-      s.close();
-    }
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 /** Stand-ins for channels, as the reference's dummies are: cast where a Dispatcher is expected. */
 function asDispatcher(obj: object): Dispatcher {
@@ -103,37 +91,36 @@ class DummyChannel {
   }
 }
 
-/** exitingdummy: every event handler throws ExitNow. */
-class ExitingDummy {
+/** A channel whose every event handler throws what `make` builds. */
+class ThrowingDummy {
+  constructor(readonly make: () => unknown) {}
   handleReadEvent(): void {
-    throw new ExitNow();
+    throw this.make();
   }
   handleWriteEvent(): void {
-    throw new ExitNow();
+    throw this.make();
   }
   handleClose(): void {
-    throw new ExitNow();
+    throw this.make();
   }
   handleExptEvent(): void {
-    throw new ExitNow();
+    throw this.make();
+  }
+}
+
+/** exitingdummy: every event handler throws ExitNow. */
+class ExitingDummy extends ThrowingDummy {
+  constructor() {
+    super(() => new ExitNow());
   }
 }
 
 /** crashingdummy: every event handler throws; handleError records it. */
-class CrashingDummy {
+class CrashingDummy extends ThrowingDummy {
   errorHandled = false;
   error: unknown = null;
-  handleReadEvent(): void {
-    throw new Error();
-  }
-  handleWriteEvent(): void {
-    throw new Error();
-  }
-  handleClose(): void {
-    throw new Error();
-  }
-  handleExptEvent(): void {
-    throw new Error();
+  constructor() {
+    super(() => new Error());
   }
   handleError(error: unknown): void {
     this.errorHandled = true;
@@ -359,22 +346,20 @@ Deno.test("closeAll: ignoreAll, EBADF and ExitNow", () => {
   assertThrows(() => closeAll(map, true), ExitNow);
 });
 
-Deno.test("closeAll: real channels are closed and their fds released", async () => {
-  await assertNoFdLeak(() => {
-    const map: SocketMap = new Map();
-    const channels: Dispatcher[] = [];
-    for (let i = 0; i < 5; i++) {
-      const d = new Dispatcher(null, map);
-      d.createSocket(i % 2 ? AF_INET6 : AF_INET);
-      channels.push(d);
-    }
-    const fds = channels.map((c) => c.fileno());
-    assertEquals(map.size, 5);
-    closeAll(map);
-    assertEquals(map.size, 0);
-    for (const c of channels) assertEquals(c.fileno(), null);
-    for (const fd of fds) assertThrows(() => Deno.statSync(`/proc/self/fd/${fd}`));
-  });
+leakTest("closeAll: real channels are closed and their fds released", () => {
+  const map: SocketMap = new Map();
+  const channels: Dispatcher[] = [];
+  for (let i = 0; i < 5; i++) {
+    const d = new Dispatcher(null, map);
+    d.createSocket(i % 2 ? AF_INET6 : AF_INET);
+    channels.push(d);
+  }
+  const fds = channels.map((c) => c.fileno());
+  assertEquals(map.size, 5);
+  closeAll(map);
+  assertEquals(map.size, 0);
+  for (const c of channels) assertEquals(c.fileno(), null);
+  for (const fd of fds) assertThrows(() => Deno.statSync(`/proc/self/fd/${fd}`));
 });
 
 function throwSpam(): never {
@@ -433,55 +418,53 @@ Deno.test("DispatcherTests: test_repr", () => {
 });
 
 // Beyond the reference: the listening / connected / address parts of repr.
-Deno.test("Dispatcher toString: listening, connected, IPv6 and Unix addresses", async () => {
-  await assertNoFdLeak(() => {
-    const map: SocketMap = new Map();
-    const dir = Deno.makeTempDirSync({ prefix: "asyncore-repr-" });
-    try {
-      const server = new Dispatcher(null, map);
-      server.createSocket(AF_INET);
-      server.bind(["127.0.0.1", 0]);
-      server.listen(5);
-      // addr is what bind() was given, as in Python
-      assertMatch(String(server), /^<Dispatcher listening 127\.0\.0\.1:0 at #\d+>$/);
-      const port = ((server.socket as Socket).getsockname() as [string, number])[1];
+leakTest("Dispatcher toString: listening, connected, IPv6 and Unix addresses", () => {
+  const map: SocketMap = new Map();
+  const dir = Deno.makeTempDirSync({ prefix: "asyncore-repr-" });
+  try {
+    const server = new Dispatcher(null, map);
+    server.createSocket(AF_INET);
+    server.bind(["127.0.0.1", 0]);
+    server.listen(5);
+    // addr is what bind() was given, as in Python
+    assertMatch(String(server), /^<Dispatcher listening 127\.0\.0\.1:0 at #\d+>$/);
+    const port = ((server.socket as Socket).getsockname() as [string, number])[1];
 
-      const client = new Socket(AF_INET, SOCK_STREAM);
-      client.connect(["127.0.0.1", port]);
-      const [conn] = (server.socket as Socket).accept();
-      const clientPort = (client.getsockname() as [string, number])[1];
-      const handler = new Dispatcher(conn, map);
-      assertEquals(
-        String(handler).replace(/#\d+/, "#N"),
-        `<Dispatcher connected 127.0.0.1:${clientPort} at #N>`,
-      );
-      client.close();
-      handler.close();
-      // closed: no longer connected, the address stays
-      assertMatch(String(handler), /^<Dispatcher 127\.0\.0\.1:\d+ at #\d+>$/);
+    const client = new Socket(AF_INET, SOCK_STREAM);
+    client.connect(["127.0.0.1", port]);
+    const [conn] = (server.socket as Socket).accept();
+    const clientPort = (client.getsockname() as [string, number])[1];
+    const handler = new Dispatcher(conn, map);
+    assertEquals(
+      String(handler).replace(/#\d+/, "#N"),
+      `<Dispatcher connected 127.0.0.1:${clientPort} at #N>`,
+    );
+    client.close();
+    handler.close();
+    // closed: no longer connected, the address stays
+    assertMatch(String(handler), /^<Dispatcher 127\.0\.0\.1:\d+ at #\d+>$/);
 
-      if (hasIPv6) {
-        const d6 = new Dispatcher(null, map);
-        d6.createSocket(AF_INET6);
-        d6.bind(["::1", 0]);
-        d6.listen(1);
-        assertMatch(String(d6), /^<Dispatcher listening \[::1\]:0 at #\d+>$/);
-      }
-
-      const path = `${dir}/repr.sock`;
-      const du = new Dispatcher(null, map);
-      du.createSocket(AF_UNIX);
-      du.bind(path);
-      du.listen(1);
-      assertEquals(
-        String(du).replace(/#\d+/, "#N"),
-        `<Dispatcher listening ${JSON.stringify(path)} at #N>`,
-      );
-    } finally {
-      closeAll(map, true);
-      Deno.removeSync(dir, { recursive: true });
+    if (hasIPv6) {
+      const d6 = new Dispatcher(null, map);
+      d6.createSocket(AF_INET6);
+      d6.bind(["::1", 0]);
+      d6.listen(1);
+      assertMatch(String(d6), /^<Dispatcher listening \[::1\]:0 at #\d+>$/);
     }
-  });
+
+    const path = `${dir}/repr.sock`;
+    const du = new Dispatcher(null, map);
+    du.createSocket(AF_UNIX);
+    du.bind(path);
+    du.listen(1);
+    assertEquals(
+      String(du).replace(/#\d+/, "#N"),
+      `<Dispatcher listening ${JSON.stringify(path)} at #N>`,
+    );
+  } finally {
+    closeAll(map, true);
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
 
 /** Collects what `console[method]` prints while `fn` runs. */
@@ -570,20 +553,18 @@ Deno.test("Dispatcher ignoreLogTypes: default {warning}, per instance", () => {
 
 // Beyond the reference: the default handleError logs a compact traceback
 // through logInfo(..., "error") and closes the channel.
-Deno.test("Dispatcher handleError: logs the traceback and closes", async () => {
-  await assertNoFdLeak(() => {
-    const map: SocketMap = new Map();
-    const d = new Dispatcher(null, map);
-    d.createSocket();
-    const lines = captured("log", () => d.handleError(new TypeError("bad spam")));
-    assertEquals(lines.length, 1);
-    assertMatch(
-      lines[0],
-      /^error: uncaptured exception, closing channel <Dispatcher at #\d+> \(TypeError:bad spam \[.*\]\)$/,
-    );
-    assertEquals(map.size, 0);
-    assertEquals(d.fileno(), null);
-  });
+leakTest("Dispatcher handleError: logs the traceback and closes", () => {
+  const map: SocketMap = new Map();
+  const d = new Dispatcher(null, map);
+  d.createSocket();
+  const lines = captured("log", () => d.handleError(new TypeError("bad spam")));
+  assertEquals(lines.length, 1);
+  assertMatch(
+    lines[0],
+    /^error: uncaptured exception, closing channel <Dispatcher at #\d+> \(TypeError:bad spam \[.*\]\)$/,
+  );
+  assertEquals(map.size, 0);
+  assertEquals(d.fileno(), null);
 });
 
 // test_strerror (bpo-8573): the text of an errno, and something for a bad one.
@@ -606,7 +587,7 @@ Deno.test("DispatcherTests: test_strerror", async () => {
 /** A python3 peer that prints the port it listens on, then its result. */
 async function spawnPeer(
   script: string,
-): Promise<{ port: number; result: () => Promise<Uint8Array>; child: Deno.ChildProcess }> {
+): Promise<{ port: number; result: () => Promise<Uint8Array> } & AsyncDisposable> {
   const child = new Deno.Command(python!, {
     args: ["-c", script],
     stdout: "piped",
@@ -634,7 +615,16 @@ async function spawnPeer(
     assert(status.success, `the python peer failed: ${status.code}`);
     return concat(chunks);
   };
-  return { port, result, child };
+  return {
+    port,
+    result,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill();
+      } catch { /* already gone */ }
+      await child.status;
+    },
+  };
 }
 
 // capture_server: collects what it gets (in reads of 10 bytes) until a newline.
@@ -678,38 +668,28 @@ class DispatcherWithSendNoRead extends DispatcherWithSend {
 }
 
 // test_send: queued sends reach a (python3) capture server, in order.
-Deno.test({
-  name: "DispatcherWithSendTests: test_send",
-  ignore: python === null,
-  async fn() {
-    await assertNoFdLeak(async () => {
-      const map: SocketMap = new Map();
-      const peer = await spawnPeer(CAPTURE_SERVER);
-      try {
-        const data = encoder.encode("Suppose there isn't a 16-ton weight?");
-        const d = new DispatcherWithSendNoRead(null, map);
-        d.createSocket();
-        d.connect(["127.0.0.1", peer.port]);
-        // give time for the socket to connect
-        await delay(100);
-        d.send(data);
-        d.send(data);
-        d.send("\n");
-        for (let n = 1000; d.outBuffer.length > 0 && n > 0; n--) poll(0.01, map);
-        assertEquals(map.get(d.fileno()!), d, "the channel was closed");
-        assertEquals(d.outBuffer.length, 0);
-        const got = await peer.result();
-        assertEquals(got, concat([data, data]));
-      } finally {
-        closeAll(map, true);
-        try {
-          peer.child.kill();
-        } catch { /* already gone */ }
-        await peer.child.status;
-      }
-    });
-  },
-});
+leakTest("DispatcherWithSendTests: test_send", async () => {
+  const map: SocketMap = new Map();
+  await using peer = await spawnPeer(CAPTURE_SERVER);
+  try {
+    const data = encoder.encode("Suppose there isn't a 16-ton weight?");
+    const d = new DispatcherWithSendNoRead(null, map);
+    d.createSocket();
+    d.connect(["127.0.0.1", peer.port]);
+    // give time for the socket to connect
+    await delay(100);
+    d.send(data);
+    d.send(data);
+    d.send("\n");
+    for (let n = 1000; d.outBuffer.length > 0 && n > 0; n--) poll(0.01, map);
+    assertEquals(map.get(d.fileno()!), d, "the channel was closed");
+    assertEquals(d.outBuffer.length, 0);
+    const got = await peer.result();
+    assertEquals(got, concat([data, data]));
+  } finally {
+    closeAll(map, true);
+  }
+}, python === null);
 
 const SINK_SERVER = `
 import hashlib, socket
@@ -738,39 +718,29 @@ const BIG = 4 * 1024 * 1024;
 // Beyond the reference: 4 MiB through DispatcherWithSend to a python3 sink,
 // compared by SHA-256, under every poller.
 for (const poller of POLLERS) {
-  Deno.test({
-    name: `DispatcherWithSend: 4 MiB to a python3 peer, hashed (${poller})`,
-    ignore: python === null,
-    async fn() {
-      await assertNoFdLeak(async () => {
-        const map: SocketMap = new Map();
-        const peer = await spawnPeer(SINK_SERVER);
-        try {
-          const data = randomBytes(BIG, 7);
-          const d = new DispatcherWithSendNoRead(null, map);
-          d.createSocket();
-          d.connect(["127.0.0.1", peer.port]);
-          assertEquals(d.send(data), BIG);
-          // The peer is a separate process: the blocking loop does not starve it.
-          const deadline = performance.now() + 20_000;
-          while (!(d.connected && d.outBuffer.length === 0) && performance.now() < deadline) {
-            loop({ timeout: 0.05, count: 1, map, poller });
-          }
-          assertEquals(d.outBuffer.length, 0, "timed out sending");
-          d.close();
-          const [hash, n] = decoder.decode(await peer.result()).trim().split(" ");
-          assertEquals(Number(n), BIG);
-          assertEquals(hash, await sha256(data));
-        } finally {
-          closeAll(map, true);
-          try {
-            peer.child.kill();
-          } catch { /* already gone */ }
-          await peer.child.status;
-        }
-      });
-    },
-  });
+  leakTest(`DispatcherWithSend: 4 MiB to a python3 peer, hashed (${poller})`, async () => {
+    const map: SocketMap = new Map();
+    await using peer = await spawnPeer(SINK_SERVER);
+    try {
+      const data = randomBytes(BIG, 7);
+      const d = new DispatcherWithSendNoRead(null, map);
+      d.createSocket();
+      d.connect(["127.0.0.1", peer.port]);
+      assertEquals(d.send(data), BIG);
+      // The peer is a separate process: the blocking loop does not starve it.
+      const deadline = performance.now() + 20_000;
+      while (!(d.connected && d.outBuffer.length === 0) && performance.now() < deadline) {
+        loop({ timeout: 0.05, count: 1, map, poller });
+      }
+      assertEquals(d.outBuffer.length, 0, "timed out sending");
+      d.close();
+      const [hash, n] = decoder.decode(await peer.result()).trim().split(" ");
+      assertEquals(Number(n), BIG);
+      assertEquals(hash, await sha256(data));
+    } finally {
+      closeAll(map, true);
+    }
+  }, python === null);
 }
 
 // Beyond the reference: 4 MiB from a DispatcherWithSend to a receiving
@@ -782,74 +752,61 @@ const FAMILIES: [string, number, () => Address, boolean][] = [
 ];
 for (const [famName, family, makeAddr, ok] of FAMILIES) {
   for (const poller of POLLERS) {
-    Deno.test({
-      name: `DispatcherWithSend: 4 MiB to a dispatcher peer, hashed (${famName}, ${poller})`,
-      ignore: !ok,
-      async fn() {
-        await assertNoFdLeak(async () => {
-          const map: SocketMap = new Map();
-          const addr = makeAddr();
-          const received: Uint8Array[] = [];
-          let receiverClosed = false;
-          try {
-            class Receiver extends Dispatcher {
-              override writable(): boolean {
-                return false;
-              }
-              override handleRead(): void {
-                const chunk = this.recv(65536);
-                if (chunk.length) received.push(chunk);
-              }
-              override handleClose(): void {
-                receiverClosed = true;
-                this.close();
-              }
-              override handleError(error: unknown): void {
-                throw new ExitNow(`receiver: ${error}`);
-              }
-            }
-            class Server extends Dispatcher {
-              override handleAccepted(sock: Socket): void {
-                new Receiver(sock, map);
-              }
-            }
-            const server = new Server(null, map);
-            server.createSocket(family);
-            server.setReuseAddr();
-            server.bind(addr);
-            server.listen(5);
-            const data = randomBytes(BIG, 11);
-            const sender = new DispatcherWithSendNoRead(null, map);
-            sender.createSocket(family);
-            sender.connect((server.socket as Socket).getsockname() as Address);
-            // in pieces of assorted sizes, as an application would send
-            for (let off = 0, i = 1; off < BIG; i++) {
-              const n = Math.min(BIG - off, (i * 7919) % 200_000 + 1);
-              sender.send(data.subarray(off, off + n));
-              off += n;
-            }
-            const deadline = performance.now() + 20_000;
-            while (!receiverClosed && performance.now() < deadline) {
-              loop({ timeout: 0.05, count: 1, map, poller });
-              if (sender.connected && sender.outBuffer.length === 0 && sender.fileno() !== null) {
-                sender.close();
-              }
-            }
-            assert(receiverClosed, "timed out");
-            const got = concat(received);
-            assertEquals(got.length, BIG);
-            assertEquals(await sha256(got), await sha256(data));
-            server.close();
-            assertEquals(map.size, 0);
-          } finally {
-            closeAll(map, true);
-            if (typeof addr === "string") {
-              Deno.removeSync(addr.slice(0, addr.lastIndexOf("/")), { recursive: true });
+    leakTest(
+      `DispatcherWithSend: 4 MiB to a dispatcher peer, hashed (${famName}, ${poller})`,
+      async () => {
+        const map: SocketMap = new Map();
+        const addr = makeAddr();
+        class Receiver extends Collecting(Dispatcher) {
+          override handleError(error: unknown): void {
+            throw new ExitNow(`receiver: ${error}`);
+          }
+        }
+        const receivers: Receiver[] = [];
+        const receiverClosed = () => receivers[0]?.eof === true;
+        try {
+          class Server extends Dispatcher {
+            override handleAccepted(sock: Socket): void {
+              receivers.push(new Receiver(sock, map));
             }
           }
-        });
+          const server = new Server(null, map);
+          server.createSocket(family);
+          server.setReuseAddr();
+          server.bind(addr);
+          server.listen(5);
+          const data = randomBytes(BIG, 11);
+          const sender = new DispatcherWithSendNoRead(null, map);
+          sender.createSocket(family);
+          sender.connect((server.socket as Socket).getsockname() as Address);
+          // in pieces of assorted sizes, as an application would send
+          for (let off = 0, i = 1; off < BIG; i++) {
+            const n = Math.min(BIG - off, (i * 7919) % 200_000 + 1);
+            sender.send(data.subarray(off, off + n));
+            off += n;
+          }
+          const deadline = performance.now() + 20_000;
+          while (!receiverClosed() && performance.now() < deadline) {
+            loop({ timeout: 0.05, count: 1, map, poller });
+            if (sender.connected && sender.outBuffer.length === 0 && sender.fileno() !== null) {
+              sender.close();
+            }
+          }
+          assert(receiverClosed(), "timed out");
+          const got = concat(receivers[0].chunks);
+          assertEquals(got.length, BIG);
+          assertEquals(await sha256(got), await sha256(data));
+          server.close();
+          assertEquals(map.size, 0);
+        } finally {
+          closeAll(map, true);
+          if (typeof addr === "string") {
+            Deno.removeSync(addr.slice(0, addr.lastIndexOf("/")), { recursive: true });
+          }
+        }
       },
-    });
+      !ok,
+    );
   }
 }
 
@@ -964,141 +921,122 @@ Deno.test("FileWrapperTest: test_close_twice", async () => {
 });
 
 // Beyond the reference: FileDispatcher takes anything with fileno().
-Deno.test("FileDispatcher: accepts an object with fileno() and rejects junk", async () => {
-  await assertNoFdLeak(() => {
-    const [r, w] = os.pipe();
-    const map: SocketMap = new Map();
-    try {
-      const d = new FileDispatcher({ fileno: () => r }, map);
-      assertNotEquals(d.fileno(), r);
-      assertStrictEquals(map.get(d.fileno()!), d);
-      assert(d.connected);
-      assertThrows(() => new FileDispatcher(-1, map), TypeError);
-      assertThrows(() => new FileDispatcher({ fileno: () => 1.5 }, map), TypeError);
-    } finally {
-      closeAll(map, true);
-      os.close(r);
-      os.close(w);
-    }
-  });
+leakTest("FileDispatcher: accepts an object with fileno() and rejects junk", () => {
+  const [r, w] = os.pipe();
+  const map: SocketMap = new Map();
+  try {
+    const d = new FileDispatcher({ fileno: () => r }, map);
+    assertNotEquals(d.fileno(), r);
+    assertStrictEquals(map.get(d.fileno()!), d);
+    assert(d.connected);
+    assertThrows(() => new FileDispatcher(-1, map), TypeError);
+    assertThrows(() => new FileDispatcher({ fileno: () => 1.5 }, map), TypeError);
+  } finally {
+    closeAll(map, true);
+    os.close(r);
+    os.close(w);
+  }
 });
 
 // Beyond the reference: 1 MiB through a pipe, a FileDispatcher at each end,
 // under every poller, hashed. The reader sees the end when the writer closes.
 for (const poller of POLLERS) {
-  Deno.test(`FileDispatcher: 1 MiB through a pipe, hashed (${poller})`, async () => {
-    await assertNoFdLeak(async () => {
-      const data = randomBytes(1024 * 1024, 3);
-      const received: Uint8Array[] = [];
-      let eof = false;
-      const map: SocketMap = new Map();
-      class Reader extends FileDispatcher {
-        override writable(): boolean {
-          return false;
-        }
-        override handleRead(): void {
-          const chunk = this.recv(65536);
-          if (chunk.length) received.push(chunk);
-        }
-        override handleClose(): void {
-          eof = true;
-          this.close();
-        }
+  leakTest(`FileDispatcher: 1 MiB through a pipe, hashed (${poller})`, async () => {
+    const data = randomBytes(1024 * 1024, 3);
+    const map: SocketMap = new Map();
+    const Reader = Collecting(FileDispatcher);
+    let reader: InstanceType<typeof Reader>;
+    let offset = 0;
+    class Writer extends FileDispatcher {
+      override readable(): boolean {
+        return false;
       }
-      let offset = 0;
-      class Writer extends FileDispatcher {
-        override readable(): boolean {
-          return false;
-        }
-        override writable(): boolean {
-          return offset < data.length;
-        }
-        override handleWrite(): void {
-          offset += this.send(data.subarray(offset, offset + 100_000));
-          if (offset === data.length) this.close();
-        }
+      override writable(): boolean {
+        return offset < data.length;
       }
-      const [r, w] = os.pipe();
-      try {
-        new Reader(r, map);
-        new Writer(w, map);
-      } finally {
-        // the dispatchers hold dups: the writer's close must be the last one
-        os.close(r);
-        os.close(w);
+      override handleWrite(): void {
+        offset += this.send(data.subarray(offset, offset + 100_000));
+        if (offset === data.length) this.close();
       }
-      try {
-        const deadline = performance.now() + 10_000;
-        while (!eof && performance.now() < deadline) {
-          loop({ timeout: 0.05, count: 1, map, poller });
-        }
-        assert(eof, "timed out");
-        assertEquals(offset, data.length);
-        assertEquals(await sha256(concat(received)), await sha256(data));
-        assertEquals(map.size, 0);
-      } finally {
-        closeAll(map, true);
+    }
+    const [r, w] = os.pipe();
+    try {
+      reader = new Reader(r, map);
+      new Writer(w, map);
+    } finally {
+      // the dispatchers hold dups: the writer's close must be the last one
+      os.close(r);
+      os.close(w);
+    }
+    try {
+      const deadline = performance.now() + 10_000;
+      while (!reader.eof && performance.now() < deadline) {
+        loop({ timeout: 0.05, count: 1, map, poller });
       }
-    });
+      assert(reader.eof, "timed out");
+      assertEquals(offset, data.length);
+      assertEquals(await sha256(concat(reader.chunks)), await sha256(data));
+      assertEquals(map.size, 0);
+    } finally {
+      closeAll(map, true);
+    }
   });
 }
 
 // ---- beyond the reference: ExitNow and the loop ----
 
 for (const poller of POLLERS) {
-  Deno.test(`ExitNow thrown by a handler or a predicate leaves loop() (${poller})`, async () => {
-    await assertNoFdLeak(() => {
-      const map: SocketMap = new Map();
-      try {
-        let errors = 0;
-        class Server extends Dispatcher {
-          override handleAccepted(sock: Socket): void {
-            sock.close();
-          }
+  leakTest(`ExitNow thrown by a handler or a predicate leaves loop() (${poller})`, () => {
+    const map: SocketMap = new Map();
+    try {
+      let errors = 0;
+      class Server extends Dispatcher {
+        override handleAccepted(sock: Socket): void {
+          sock.close();
         }
-        const server = new Server(null, map);
-        server.createSocket();
-        server.bind(["127.0.0.1", 0]);
-        server.listen(5);
-        let where = "handleWrite";
-        class Client extends Dispatcher {
-          override handleConnect(): void {}
-          override writable(): boolean {
-            if (where === "writable") throw new ExitNow("from writable");
-            return true;
-          }
-          override handleWrite(): void {
-            if (where === "handleWrite") throw new ExitNow("from handleWrite");
-          }
-          override handleError(): void {
-            errors++;
-          }
-        }
-        const client = new Client(null, map);
-        client.createSocket();
-        client.connect((server.socket as Socket).getsockname() as Address);
-
-        assertThrows(
-          () => loop({ timeout: 0.01, count: 100, map, poller }),
-          ExitNow,
-          "from handleWrite",
-        );
-        where = "writable";
-        assertThrows(
-          () => loop({ timeout: 0.01, count: 100, map, poller }),
-          ExitNow,
-          "from writable",
-        );
-        // the channels are untouched and the loop still works afterwards
-        assertEquals(errors, 0);
-        assertEquals(map.size, 2);
-        where = "nowhere";
-        loop({ timeout: 0.01, count: 5, map, poller });
-        assert(client.connected);
-      } finally {
-        closeAll(map, true);
       }
-    });
+      const server = new Server(null, map);
+      server.createSocket();
+      server.bind(["127.0.0.1", 0]);
+      server.listen(5);
+      let where = "handleWrite";
+      class Client extends Dispatcher {
+        override handleConnect(): void {}
+        override writable(): boolean {
+          if (where === "writable") throw new ExitNow("from writable");
+          return true;
+        }
+        override handleWrite(): void {
+          if (where === "handleWrite") throw new ExitNow("from handleWrite");
+        }
+        override handleError(): void {
+          errors++;
+        }
+      }
+      const client = new Client(null, map);
+      client.createSocket();
+      client.connect((server.socket as Socket).getsockname() as Address);
+
+      assertThrows(
+        () => loop({ timeout: 0.01, count: 100, map, poller }),
+        ExitNow,
+        "from handleWrite",
+      );
+      where = "writable";
+      assertThrows(
+        () => loop({ timeout: 0.01, count: 100, map, poller }),
+        ExitNow,
+        "from writable",
+      );
+      // the channels are untouched and the loop still works afterwards
+      assertEquals(errors, 0);
+      assertEquals(map.size, 2);
+      where = "nowhere";
+      loop({ timeout: 0.01, count: 5, map, poller });
+      assert(client.connected);
+    } finally {
+      closeAll(map, true);
+    }
   });
 }
 
@@ -1110,56 +1048,50 @@ const softNofile = (() => {
   return m === null ? 0 : m[1] === "unlimited" ? Infinity : Number(m[1]);
 })();
 
-Deno.test({
-  name: "select() refuses an fd >= 1024 with a RangeError; poll() and epoll serve it",
-  ignore: softNofile <= 1025,
-  async fn() {
-    await assertNoFdLeak(() => {
-      const map: SocketMap = new Map();
-      try {
-        // A listening socket moved to the first free fd >= 1024.
-        const low = new Socket(AF_INET, SOCK_STREAM);
-        const high = libc().fcntl(low.fileno(), F_DUPFD_CLOEXEC, 1024);
-        low.close();
-        assert(high >= 1024, `fcntl(F_DUPFD_CLOEXEC, 1024) failed: ${high}`);
-        let accepted = 0;
-        class Server extends Dispatcher {
-          override handleAccepted(sock: Socket): void {
-            accepted++;
-            sock.close();
-          }
-        }
-        const server = new Server(new Socket(AF_INET, SOCK_STREAM, 0, high), map);
-        assertEquals(server.fileno(), high);
-        server.bind(["127.0.0.1", 0]);
-        server.listen(5);
-        const address = (server.socket as Socket).getsockname() as Address;
-
-        assertThrows(() => poll(0, map), RangeError, `fd ${high}`);
-        assertThrows(() => loop({ timeout: 0, count: 1, map }), RangeError, `fd ${high}`);
-        assertThrows(() => loop(0, false, map, 1), RangeError, `fd ${high}`);
-        assertEquals(accepted, 0);
-
-        for (const poller of ["poll", "epoll"] as const) {
-          const c = new Socket(AF_INET, SOCK_STREAM);
-          try {
-            c.connect(address);
-            const before = accepted;
-            const deadline = performance.now() + 5000;
-            while (accepted === before && performance.now() < deadline) {
-              if (poller === "poll") poll2(0.05, map);
-              else loop({ timeout: 0.05, count: 1, map, poller });
-            }
-            assertEquals(accepted, before + 1, poller);
-          } finally {
-            c.close();
-          }
-        }
-        // after all that, the select pass still refuses rather than corrupting memory
-        assertThrows(() => poll(0, map), RangeError);
-      } finally {
-        closeAll(map, true);
+leakTest("select() refuses an fd >= 1024 with a RangeError; poll() and epoll serve it", () => {
+  const map: SocketMap = new Map();
+  try {
+    // A listening socket moved to the first free fd >= 1024.
+    const low = new Socket(AF_INET, SOCK_STREAM);
+    const high = libc().fcntl(low.fileno(), F_DUPFD_CLOEXEC, 1024);
+    low.close();
+    assert(high >= 1024, `fcntl(F_DUPFD_CLOEXEC, 1024) failed: ${high}`);
+    let accepted = 0;
+    class Server extends Dispatcher {
+      override handleAccepted(sock: Socket): void {
+        accepted++;
+        sock.close();
       }
-    });
-  },
-});
+    }
+    const server = new Server(new Socket(AF_INET, SOCK_STREAM, 0, high), map);
+    assertEquals(server.fileno(), high);
+    server.bind(["127.0.0.1", 0]);
+    server.listen(5);
+    const address = (server.socket as Socket).getsockname() as Address;
+
+    assertThrows(() => poll(0, map), RangeError, `fd ${high}`);
+    assertThrows(() => loop({ timeout: 0, count: 1, map }), RangeError, `fd ${high}`);
+    assertThrows(() => loop(0, false, map, 1), RangeError, `fd ${high}`);
+    assertEquals(accepted, 0);
+
+    for (const poller of ["poll", "epoll"] as const) {
+      const c = new Socket(AF_INET, SOCK_STREAM);
+      try {
+        c.connect(address);
+        const before = accepted;
+        const deadline = performance.now() + 5000;
+        while (accepted === before && performance.now() < deadline) {
+          if (poller === "poll") poll2(0.05, map);
+          else loop({ timeout: 0.05, count: 1, map, poller });
+        }
+        assertEquals(accepted, before + 1, poller);
+      } finally {
+        c.close();
+      }
+    }
+    // after all that, the select pass still refuses rather than corrupting memory
+    assertThrows(() => poll(0, map), RangeError);
+  } finally {
+    closeAll(map, true);
+  }
+}, softNofile <= 1025);

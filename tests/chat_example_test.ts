@@ -6,24 +6,11 @@
 // stops reading is cut off, a silent one times out, too many connections
 // from one address are refused.
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
-import { assertNoFdLeak, delay, python } from "./_util.ts";
+import { assertNoFdLeak, delay, python, withTimeout } from "./_util.ts";
 
 const enc = new TextEncoder();
 const root = new URL("..", import.meta.url).pathname;
 const N = 200; // lines each client sends
-
-/** Runs `fn` with a deadline; the timer is always cleared. */
-async function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Lines from a byte stream, read in the background. */
 class Lines {
@@ -324,17 +311,17 @@ Deno.test({
             if (i % 25 === 0) await new Promise((r) => setTimeout(r, 1));
           }
         };
-        await within(20000, "alice and bob talking", Promise.all([talk(alice), talk(bob)]));
+        await withTimeout(Promise.all([talk(alice), talk(bob)]), 20000, "alice and bob talking");
         const heard = (c: Client, others: string[]) => () =>
           others.every((o) => c.from(o).length >= N);
-        await within(
-          20000,
-          "everyone hearing everyone",
+        await withTimeout(
           Promise.all([
             alice.lines.waitFor(heard(alice, ["bob", "carol"]), "alice hearing bob and carol"),
             bob.lines.waitFor(heard(bob, ["alice", "carol"]), "bob hearing alice and carol"),
             carol.out.next(20000).then((l) => assertEquals(l, "GOT")),
           ]),
+          20000,
+          "everyone hearing everyone",
         );
         for (const [c, others] of [[alice, ["bob", "carol"]], [bob, ["alice", "carol"]]] as const) {
           for (const o of others) assertEquals(c.from(o), expected(o), `${c.nick} hearing ${o}`);

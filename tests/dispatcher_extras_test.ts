@@ -8,13 +8,11 @@ import {
   Dispatcher,
   DispatcherWithSend,
   loop,
-  type PollerName,
   Socket,
   type SocketMap,
 } from "../mod.ts";
-import { assertNoFdLeak, concat, randomBytes, sha256, tempSocketPath } from "./_util.ts";
+import { concat, leakTest, POLLERS, randomBytes, sha256, tempSocketPath } from "./_util.ts";
 
-const POLLERS: PollerName[] = ["select", "poll", "epoll"];
 const shared = new Uint8Array(65536);
 
 /** Echoes with recvInto into one shared buffer. */
@@ -67,42 +65,38 @@ class Client extends DispatcherWithSend {
 }
 
 for (const poller of POLLERS) {
-  Deno.test(`recvInto echoes 4 MiB exactly, and recv's chunks stay intact (${poller})`, async () => {
-    await assertNoFdLeak(async () => {
-      const map: SocketMap = new Map();
-      const path = tempSocketPath("recv-into");
-      const server = new Server(path, map);
-      const data = randomBytes(4 * 1024 * 1024, 7);
-      const client = new Client(path, map, data);
-      const deadline = performance.now() + 20_000;
-      while (client.fileno() !== null && performance.now() < deadline) {
-        loop({ timeout: 0.05, map, count: 10, poller });
-      }
-      // Each chunk recv returned is its own memory: later reads did not overwrite it.
-      assertEquals(client.received, data.length);
-      assertEquals(await sha256(concat(client.got)), await sha256(data));
-      // The client's close reaches the server's handler as end of stream.
-      while (server.handlers.some((h) => h.fileno() !== null) && performance.now() < deadline) {
-        loop({ timeout: 0.05, map, count: 1, poller });
-      }
-      assertEquals(server.handlers.map((h) => h.closes), [1]);
-      server.close();
-      Deno.removeSync(path);
-    });
+  leakTest(`recvInto echoes 4 MiB exactly, and recv's chunks stay intact (${poller})`, async () => {
+    const map: SocketMap = new Map();
+    const path = tempSocketPath("recv-into");
+    const server = new Server(path, map);
+    const data = randomBytes(4 * 1024 * 1024, 7);
+    const client = new Client(path, map, data);
+    const deadline = performance.now() + 20_000;
+    while (client.fileno() !== null && performance.now() < deadline) {
+      loop({ timeout: 0.05, map, count: 10, poller });
+    }
+    // Each chunk recv returned is its own memory: later reads did not overwrite it.
+    assertEquals(client.received, data.length);
+    assertEquals(await sha256(concat(client.got)), await sha256(data));
+    // The client's close reaches the server's handler as end of stream.
+    while (server.handlers.some((h) => h.fileno() !== null) && performance.now() < deadline) {
+      loop({ timeout: 0.05, map, count: 1, poller });
+    }
+    assertEquals(server.handlers.map((h) => h.closes), [1]);
+    server.close();
+    Deno.removeSync(path);
   });
 }
 
-Deno.test("recvInto checks its arguments", async () => {
-  await assertNoFdLeak(() => {
-    const map: SocketMap = new Map();
-    const d = new Dispatcher(null, map);
-    d.createSocket();
-    assertThrows(() => d.recvInto(new Uint8Array(4), 5), RangeError);
-    assertThrows(() => d.recvInto(new Uint8Array(4), -1), RangeError);
-    assertThrows(() => d.recvInto([1, 2] as unknown as Uint8Array), TypeError);
-    d.close();
-    assert(map.size === 0);
-  });
+leakTest("recvInto checks its arguments", () => {
+  const map: SocketMap = new Map();
+  const d = new Dispatcher(null, map);
+  d.createSocket();
+  assertThrows(() => d.recvInto(new Uint8Array(4), 5), RangeError);
+  assertThrows(() => d.recvInto(new Uint8Array(4), -1), RangeError);
+  assertThrows(() => d.recvInto([1, 2] as unknown as Uint8Array), TypeError);
+  d.close();
+  assert(map.size === 0);
 });
 
 Deno.test("the default ignoreLogTypes is shared and read-only; an assigned Set is free", () => {
@@ -117,69 +111,69 @@ Deno.test("the default ignoreLogTypes is shared and read-only; an assigned Set i
   assertEquals([...b.ignoreLogTypes], ["warning"]);
 });
 
-Deno.test("small recv results are views of a shared slab that never overlap", async () => {
-  await assertNoFdLeak(async () => {
-    const map: SocketMap = new Map();
-    const path = tempSocketPath("pool");
-    const listener = new Socket(AF_UNIX);
-    listener.bind(path);
-    listener.listen(1);
-    const writer = new Socket(AF_UNIX);
-    writer.connect(path);
-    const [accepted] = listener.accept();
-    const reader = new Dispatcher(accepted, map);
-    const data = randomBytes(4_000_000, 11);
-    const kept: Uint8Array[] = [];
-    const sizes = [1, 7, 64, 300, 1000, 4096, 3, 2048];
-    let off = 0;
-    for (let i = 0; off < data.length; i++) {
-      const n = Math.min(sizes[i % sizes.length], data.length - off);
-      writer.sendall(data.subarray(off, off + n));
-      off += n;
-      // Each send is read at once, so each recv returns exactly that piece.
-      const got = reader.recv(65536);
-      assertEquals(got.length, n);
-      kept.push(got);
-    }
-    // Later reads did not overwrite earlier ones.
-    assertEquals(await sha256(concat(kept)), await sha256(data));
-    reader.close();
-    writer.close();
-    listener.close();
-    Deno.removeSync(path);
-  });
-});
-
-Deno.test("epoll notices output queued straight into outBuffer between passes", async () => {
-  await assertNoFdLeak(() => {
-    const map: SocketMap = new Map();
-    const path = tempSocketPath("outbuf");
-    const listener = new Socket(AF_UNIX);
-    listener.bind(path);
-    listener.listen(1);
-    const peer = new Socket(AF_UNIX);
-    peer.connect(path);
-    const [accepted] = listener.accept();
-    const sender = new DispatcherWithSend(accepted, map);
-    // The first pass registers the idle channel (nothing to write) and waits;
-    // a timer then queues data by hand, without send(); the second pass of the
-    // same loop() must want POLLOUT at once instead of waiting its 5 s.
-    const timer = callLater(0.05, () => {
-      sender.outBuffer.push(new TextEncoder().encode("queued by hand"));
-    });
-    const t0 = performance.now();
-    try {
-      loop({ timeout: 5, map, count: 2, poller: "epoll" });
-    } finally {
-      timer.cancel();
-    }
-    assert(performance.now() - t0 < 1000, "the write waited for the pass timeout");
-    assertEquals(sender.outBuffer.length, 0);
-    peer.setblocking(false);
-    assertEquals(new TextDecoder().decode(peer.recv(100)), "queued by hand");
-    sender.close();
+/**
+ * A connected pair of Unix stream sockets (made through a listener at a temp
+ * path): the accepted end, the connecting end, and what closes the
+ * connecting end and the listener and removes the path.
+ */
+function unixPair(tag: string): [Socket, Socket, () => void] {
+  const path = tempSocketPath(tag);
+  const listener = new Socket(AF_UNIX);
+  listener.bind(path);
+  listener.listen(1);
+  const peer = new Socket(AF_UNIX);
+  peer.connect(path);
+  const [accepted] = listener.accept();
+  return [accepted, peer, () => {
     peer.close();
     listener.close();
     Deno.removeSync(path);
+  }];
+}
+
+leakTest("small recv results are views of a shared slab that never overlap", async () => {
+  const map: SocketMap = new Map();
+  const [accepted, writer, removePair] = unixPair("pool");
+  const reader = new Dispatcher(accepted, map);
+  const data = randomBytes(4_000_000, 11);
+  const kept: Uint8Array[] = [];
+  const sizes = [1, 7, 64, 300, 1000, 4096, 3, 2048];
+  let off = 0;
+  for (let i = 0; off < data.length; i++) {
+    const n = Math.min(sizes[i % sizes.length], data.length - off);
+    writer.sendall(data.subarray(off, off + n));
+    off += n;
+    // Each send is read at once, so each recv returns exactly that piece.
+    const got = reader.recv(65536);
+    assertEquals(got.length, n);
+    kept.push(got);
+  }
+  // Later reads did not overwrite earlier ones.
+  assertEquals(await sha256(concat(kept)), await sha256(data));
+  reader.close();
+  removePair();
+});
+
+leakTest("epoll notices output queued straight into outBuffer between passes", () => {
+  const map: SocketMap = new Map();
+  const [accepted, peer, removePair] = unixPair("outbuf");
+  const sender = new DispatcherWithSend(accepted, map);
+  // The first pass registers the idle channel (nothing to write) and waits;
+  // a timer then queues data by hand, without send(); the second pass of the
+  // same loop() must want POLLOUT at once instead of waiting its 5 s.
+  const timer = callLater(0.05, () => {
+    sender.outBuffer.push(new TextEncoder().encode("queued by hand"));
   });
+  const t0 = performance.now();
+  try {
+    loop({ timeout: 5, map, count: 2, poller: "epoll" });
+  } finally {
+    timer.cancel();
+  }
+  assert(performance.now() - t0 < 1000, "the write waited for the pass timeout");
+  assertEquals(sender.outBuffer.length, 0);
+  peer.setblocking(false);
+  assertEquals(new TextDecoder().decode(peer.recv(100)), "queued by hand");
+  sender.close();
+  removePair();
 });

@@ -10,42 +10,23 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
-import {
-  closeAll,
-  Dispatcher,
-  DispatcherWithSend,
-  loop,
-  poll,
-  type PollerName,
-  Socket,
-  type SocketMap,
-} from "../mod.ts";
+import { closeAll, Dispatcher, loop, poll, Socket, type SocketMap } from "../mod.ts";
 import { FdSet } from "../ffi/structs.ts";
-import { assertNoFdLeak, concat, delay, hasCommand } from "./_util.ts";
+import {
+  concat,
+  delay,
+  EchoHandler,
+  hasCommand,
+  leakTest,
+  POLLERS,
+  Recording,
+  withTimeout,
+} from "./_util.ts";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
-const POLLERS: PollerName[] = ["select", "poll", "epoll"];
 const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname;
 const hasPrlimit = hasCommand("prlimit");
-
-/** A test that must leave no fd behind. */
-function leakTest(name: string, fn: () => unknown | Promise<unknown>, ignore = false): void {
-  Deno.test({ name, ignore, fn: () => assertNoFdLeak(fn) });
-}
-
-/** Rejects after `ms` with a message naming `what`. */
-async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Reads a child's output line by line; `next(re)` waits (bounded) for a matching line. */
 class LineReader {
@@ -232,25 +213,7 @@ function nofileLimits(): { soft: number; hard: number } {
 const limits = nofileLimits();
 
 /** Echoes; counts handler calls that should never happen here. */
-class HighEcho extends DispatcherWithSend {
-  errors: unknown[] = [];
-  closes = 0;
-
-  override handleRead(): void {
-    const data = this.recv(4096);
-    if (data.length > 0) this.send(data);
-  }
-
-  override handleError(error: unknown): void {
-    this.errors.push(error);
-    super.handleError(error);
-  }
-
-  override handleClose(): void {
-    this.closes++;
-    this.close();
-  }
-}
+class HighEcho extends Recording(EchoHandler) {}
 
 class HighListener extends Dispatcher {
   channels: HighEcho[] = [];

@@ -28,9 +28,8 @@ import {
   type SocketMap,
   SOL_SOCKET,
 } from "../mod.ts";
-import { assertNoFdLeak, randomBytes, rng, sha256, tempSocketPath } from "./_util.ts";
+import { assertNoFdLeak, POLLERS, randomBytes, rng, sha256, tempSocketPath } from "./_util.ts";
 
-const POLLERS: PollerName[] = ["select", "poll", "epoll"];
 const CLIENTS = 50;
 const MAX_BYTES = 256 * 1024;
 const RUN_MS = 6000;

@@ -24,12 +24,7 @@ import { Selector } from "../ffi/select.ts";
 import { Poller } from "../ffi/poll.ts";
 import { decodeSockaddr } from "../ffi/structs.ts";
 import * as os from "../ffi/os.ts";
-import { assertNoFdLeak, hasCommand, scaled, tempSocketPath } from "./_util.ts";
-
-/** A test that must leave no fd behind. */
-function leakTest(name: string, fn: () => unknown | Promise<unknown>): void {
-  Deno.test(name, () => assertNoFdLeak(fn));
-}
+import { hasCommand, leakTest, scaled, tempSocketPath } from "./_util.ts";
 
 /** Runs `fn` and returns the OSError it throws, checking errno, code and syscall. */
 function expectOSError(fn: () => unknown, code: string, syscall?: string): OSError {

@@ -15,12 +15,7 @@ import { Poller } from "../ffi/poll.ts";
 import { Epoll } from "../ffi/epoll.ts";
 import { libc } from "../ffi/symbols.ts";
 import * as os from "../ffi/os.ts";
-import { assertNoFdLeak, delay } from "./_util.ts";
-
-/** A test that must leave no fd behind. */
-function leakTest(name: string, fn: () => unknown | Promise<unknown>): void {
-  Deno.test(name, () => assertNoFdLeak(fn));
-}
+import { delay, leakTest } from "./_util.ts";
 
 /**
  * A connected non-blocking TCP pair over 127.0.0.1, like `socketpair()`:

@@ -35,12 +35,15 @@ import {
 } from "../mod.ts";
 import { C } from "../ffi/platform.ts";
 import * as os from "../ffi/os.ts";
-import { assertNoFdLeak, delay, python, randomBytes, sha256, tempSocketPath } from "./_util.ts";
-
-/** A test that must leave no fd behind. */
-function leakTest(name: string, fn: () => unknown | Promise<unknown>, ignore = false): void {
-  Deno.test({ name, ignore, fn: () => assertNoFdLeak(fn) });
-}
+import {
+  delay,
+  leakTest,
+  python,
+  randomBytes,
+  sha256,
+  tempSocketPath,
+  withTimeout,
+} from "./_util.ts";
 
 /** Calls `step` (with a 1 ms await between tries) until it returns a value; bounded. */
 async function until<T>(
@@ -150,23 +153,8 @@ async function expectEof(sock: Socket, ms = 5000): Promise<void> {
   );
 }
 
-/** Rejects after `ms` milliseconds unless `p` settles first (the timer is always cleared). */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** A python3 subprocess whose stdout is read line by line. */
-class PythonPeer {
+class PythonPeer implements AsyncDisposable {
   readonly child: Deno.ChildProcess;
   #reader: ReadableStreamDefaultReader<string>;
   #buffer = "";
@@ -187,7 +175,7 @@ class PythonPeer {
   /** The next line of output. */
   async line(ms = 10000): Promise<string> {
     while (!this.#buffer.includes("\n")) {
-      const { value, done } = await within(this.#reader.read(), ms, "python output");
+      const { value, done } = await withTimeout(this.#reader.read(), ms, "python output");
       if (done) throw new Error(`python exited early: ${await this.#stderr}`);
       this.#buffer += value;
     }
@@ -202,7 +190,7 @@ class PythonPeer {
     this.#done = true;
     let rest = this.#buffer;
     for (;;) {
-      const { value, done } = await within(this.#reader.read(), ms, "python exit");
+      const { value, done } = await withTimeout(this.#reader.read(), ms, "python exit");
       if (done) break;
       rest += value;
     }
@@ -213,7 +201,7 @@ class PythonPeer {
   }
 
   /** Kills the process if `finish` was not reached (a failed test), and reaps it. */
-  async dispose(): Promise<void> {
+  async [Symbol.asyncDispose](): Promise<void> {
     if (this.#done) return;
     try {
       this.child.kill("SIGKILL");
@@ -231,12 +219,8 @@ async function withPython(
   args: string[],
   fn: (peer: PythonPeer) => Promise<void>,
 ): Promise<void> {
-  const peer = new PythonPeer(script, args);
-  try {
-    await fn(peer);
-  } finally {
-    await peer.dispose();
-  }
+  await using peer = new PythonPeer(script, args);
+  await fn(peer);
 }
 
 /** Removes the temp dir of a `tempSocketPath`. */
@@ -279,7 +263,7 @@ leakTest("socket: our client <-> a Deno.listen echo server (1 MiB, IPv4)", async
     assertEquals((client.getsockname() as [string, number])[1], serverPeerPort);
     client.shutdown(SHUT_WR);
     await expectEof(client);
-    await within(serving, 5000, "Deno server");
+    await withTimeout(serving, 5000, "Deno server");
   } finally {
     client.close();
     server.close();
@@ -343,7 +327,7 @@ leakTest("socket: a Deno.connect client <-> our listening Socket (echo, IPv4)", 
     }
     assertEquals(total, data.length);
     sock.close();
-    const parts = await within(talking, 5000, "Deno client");
+    const parts = await withTimeout(talking, 5000, "Deno client");
     const joined = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
     let o = 0;
     for (const p of parts) [joined.set(p, o), o += p.length];
@@ -569,7 +553,7 @@ leakTest("socket: IPv6 ::1 TCP with our sockets and a Deno.connect client", asyn
     const connecting = Deno.connect({ hostname: "::1", port: name[1] });
     const [deno, denoAddr] = await until(() => acceptOrNull(lst), "accept of Deno's client");
     accepted.push(deno);
-    conn = await within(connecting, 5000, "Deno.connect ::1");
+    conn = await withTimeout(connecting, 5000, "Deno.connect ::1");
     assertEquals(denoAddr, ["::1", (conn.localAddr as Deno.NetAddr).port, 0, 0]);
     await conn.write(enc.encode("from deno"));
     const buf = new Uint8Array(64);
@@ -652,7 +636,7 @@ leakTest("socket: Unix stream on a path: ours <-> ours, Deno.connect and Deno.li
     const connecting = Deno.connect({ transport: "unix", path });
     const [fromDeno, addr] = await until(() => acceptOrNull(lst), "accept of Deno's client");
     open.push(fromDeno);
-    conn = await within(connecting, 5000, "Deno.connect unix");
+    conn = await withTimeout(connecting, 5000, "Deno.connect unix");
     assertEquals(addr, "");
     await conn.write(enc.encode("unix hello"));
     const n = await until(() => {
@@ -682,7 +666,7 @@ leakTest("socket: Unix stream on a path: ours <-> ours, Deno.connect and Deno.li
     }, "Deno's reply");
     assertEquals(echoed, "cba");
     await expectEof(ours);
-    await within(serving, 5000, "Deno unix server");
+    await withTimeout(serving, 5000, "Deno unix server");
   } finally {
     conn?.close();
     for (const s of open) s.close();

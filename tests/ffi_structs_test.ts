@@ -27,14 +27,9 @@ import {
 } from "../ffi/structs.ts";
 import { encodeAddress, getaddrinfoFirst } from "../ffi/resolve.ts";
 import { timeoutMs } from "../ffi/poll.ts";
-import { assertNoFdLeak } from "./_util.ts";
+import { leakTest } from "./_util.ts";
 
 const S = platform.structs;
-
-/** A test that must leave no fd behind. */
-function leakTest(name: string, fn: () => unknown | Promise<unknown>): void {
-  Deno.test(name, () => assertNoFdLeak(fn));
-}
 
 /** 16 bytes from eight 16-bit words. */
 function v6(...words: number[]): Uint8Array {

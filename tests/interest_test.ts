@@ -46,27 +46,38 @@ function joined(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** One bounded loop() of short passes, ended early by an ExitNow from a timer. */
+function loopUntilExitNow(poller: PollerName, map: SocketMap): void {
+  try {
+    loop({ timeout: 0.005, map, count: 400, poller });
+  } catch (error) {
+    if (!(error instanceof ExitNow)) throw error;
+  }
+}
+
 /**
- * Connects `client` (a channel in `map`) to a kernel peer, runs one loop()
- * in which `mutate` runs from a timer once the client is idle, and returns
- * what the peer received. The loop ends when `expected` bytes arrived (or
- * after a bounded number of passes).
+ * Runs one loop() over `map` with a kernel peer listening: `before(addr)` runs
+ * first, `act(addr)` from a timer after `at` seconds (once the channels are
+ * idle); a second timer accepts and drains what arrives. The loop ends when
+ * `expected` bytes arrived (or after a bounded number of passes); returns them.
  */
-function runMutation(
+function receiveDuringLoop(
   poller: PollerName,
   map: SocketMap,
-  client: Dispatcher,
-  mutate: () => void,
-  expected: number,
+  { at, act, before, expected }: {
+    at: number;
+    act: (addr: Address) => void;
+    before?: (addr: Address) => void;
+    expected: number;
+  },
 ): Uint8Array {
   const { listener, addr } = kernelPeer();
   const got: Uint8Array[] = [];
   let peer: Socket | null = null;
   let received = 0;
   try {
-    client.connect(addr);
-    // Several idle passes first, so epoll has settled its view of the client.
-    const start = callLater(0.03, mutate);
+    before?.(addr);
+    const start = callLater(at, () => act(addr));
     const watch = callEvery(0.005, () => {
       if (peer === null) {
         try {
@@ -80,9 +91,7 @@ function runMutation(
       if (received >= expected) throw new ExitNow();
     });
     try {
-      loop({ timeout: 0.005, map, count: 400, poller });
-    } catch (error) {
-      if (!(error instanceof ExitNow)) throw error;
+      loopUntilExitNow(poller, map);
     } finally {
       start.cancel();
       watch.cancel();
@@ -93,6 +102,45 @@ function runMutation(
     (peer as Socket | null)?.close();
     listener.close();
   }
+}
+
+/**
+ * Connects `client` (a channel in `map`) to a kernel peer, runs one loop()
+ * in which `mutate` runs from a timer once the client is idle, and returns
+ * what the peer received. The loop ends when `expected` bytes arrived (or
+ * after a bounded number of passes).
+ */
+function runMutation(
+  poller: PollerName,
+  map: SocketMap,
+  client: Dispatcher,
+  mutate: () => void,
+  expected: number,
+): Uint8Array {
+  // Several idle passes first, so epoll has settled its view of the client.
+  return receiveDuringLoop(poller, map, {
+    at: 0.03,
+    act: mutate,
+    before: (addr) => client.connect(addr),
+    expected,
+  });
+}
+
+/** Replaces `c.outBuffer` from a timer and fills it with `n` bytes: all of them must arrive. */
+async function replacedOutBufferArrives(
+  poller: PollerName,
+  map: SocketMap,
+  c: DispatcherWithSend,
+  n: number,
+  seed: number,
+): Promise<void> {
+  c.createSocket();
+  const data = randomBytes(n, seed);
+  const got = runMutation(poller, map, c, () => {
+    c.outBuffer = new ByteQueue();
+    c.outBuffer.push(data);
+  }, data.length);
+  assertEquals(await sha256(got), await sha256(data));
 }
 
 class Quiet extends DispatcherWithSend {
@@ -121,14 +169,7 @@ for (const poller of POLLERS) {
   Deno.test(`interest/${poller}: outBuffer replaced from a timer, then filled, is sent`, async () => {
     await assertNoFdLeak(async () => {
       const map: SocketMap = new Map();
-      const c = new Quiet(null, map);
-      c.createSocket();
-      const data = randomBytes(1000, 7);
-      const got = runMutation(poller, map, c, () => {
-        c.outBuffer = new ByteQueue();
-        c.outBuffer.push(data);
-      }, data.length);
-      assertEquals(await sha256(got), await sha256(data));
+      await replacedOutBufferArrives(poller, map, new Quiet(null, map), 1000, 7);
     });
   });
 
@@ -169,41 +210,18 @@ for (const poller of POLLERS) {
   Deno.test(`interest/${poller}: a channel made and connected from a timer is served`, async () => {
     const map: SocketMap = new Map();
     keepAlive(map);
-    const { listener, addr } = kernelPeer();
     const data = randomBytes(50_000, 13);
-    let peer: Socket | null = null;
-    const got: Uint8Array[] = [];
-    let received = 0;
-    const start = callLater(0.02, () => {
-      const c = new Quiet(null, map);
-      c.createSocket();
-      c.connect(addr);
-      c.send(data);
+    const got = receiveDuringLoop(poller, map, {
+      at: 0.02,
+      act: (addr) => {
+        const c = new Quiet(null, map);
+        c.createSocket();
+        c.connect(addr);
+        c.send(data);
+      },
+      expected: data.length,
     });
-    const watch = callEvery(0.005, () => {
-      if (peer === null) {
-        try {
-          peer = listener.accept()[0];
-          peer.setblocking(false);
-        } catch {
-          return;
-        }
-      }
-      received += drain(peer, got);
-      if (received >= data.length) throw new ExitNow();
-    });
-    try {
-      loop({ timeout: 0.005, map, count: 400, poller });
-    } catch (error) {
-      if (!(error instanceof ExitNow)) throw error;
-    } finally {
-      start.cancel();
-      watch.cancel();
-      closeAll(map);
-      (peer as Socket | null)?.close();
-      listener.close();
-    }
-    assertEquals(await sha256(joined(got)), await sha256(data));
+    assertEquals(await sha256(got), await sha256(data));
   });
 
   Deno.test(`interest/${poller}: a listener made from a timer accepts`, () => {
@@ -227,9 +245,7 @@ for (const poller of POLLERS) {
       client.connectEx((server.socket as Socket).getsockname());
     });
     try {
-      loop({ timeout: 0.005, map, count: 400, poller });
-    } catch (error) {
-      if (!(error instanceof ExitNow)) throw error;
+      loopUntilExitNow(poller, map);
     } finally {
       start.cancel();
       closeAll(map);
@@ -246,14 +262,7 @@ for (const poller of POLLERS) {
       // @ts-expect-error: the shadowing is what is tested
       override connected = false;
     }
-    const c = new Shadow(null, map);
-    c.createSocket();
-    const data = randomBytes(10_000, 14);
-    const got = runMutation(poller, map, c, () => {
-      c.outBuffer = new ByteQueue();
-      c.outBuffer.push(data);
-    }, data.length);
-    assertEquals(await sha256(got), await sha256(data));
+    await replacedOutBufferArrives(poller, map, new Shadow(null, map), 10_000, 14);
   });
 }
 

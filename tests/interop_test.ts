@@ -8,8 +8,6 @@ import {
   AF_INET6,
   AF_UNIX,
   closeAll,
-  Dispatcher,
-  DispatcherWithSend,
   loop,
   type PollerName,
   type Socket,
@@ -19,10 +17,13 @@ import {
   assertNoFdLeak,
   concat,
   delay,
+  EchoClient,
+  EchoServer,
+  POLLERS,
   pumpUntil,
   python,
+  pythonChild,
   randomBytes,
-  rng,
   sha256,
   tempSocketPath,
 } from "./_util.ts";
@@ -30,90 +31,11 @@ import { hasIPv6Loopback, type RunResult, spawn, stop } from "./fixtures/subproc
 
 const fixtures = new URL("./fixtures/", import.meta.url).pathname;
 const decoder = new TextDecoder();
-const POLLERS: PollerName[] = ["select", "poll", "epoll"];
 const MiB = 1024 * 1024;
 
 type Kind = "inet" | "inet6" | "unix";
 const KINDS: Kind[] = ["inet", ...(hasIPv6Loopback() ? ["inet6" as const] : []), "unix"];
 const FAMILY: Record<Kind, number> = { inet: AF_INET, inet6: AF_INET6, unix: AF_UNIX };
-
-/** Our client: sends `data` in seeded random-sized pieces and collects the echo. */
-class EchoClient extends DispatcherWithSend {
-  readonly data: Uint8Array;
-  readonly received: Uint8Array[] = [];
-  receivedLength = 0;
-  offset = 0;
-  done = false;
-  closedEarly = false;
-  readonly #pieceSize: () => number;
-
-  constructor(family: number, addr: Address, data: Uint8Array, seed: number, map: SocketMap) {
-    super(null, map);
-    this.data = data;
-    const r = rng(seed);
-    this.#pieceSize = () => 1 + Math.floor(r() * 65536);
-    this.createSocket(family);
-    this.connect(addr);
-  }
-
-  override handleConnect(): void {}
-
-  override writable(): boolean {
-    return !this.connected || this.offset < this.data.length || this.outBuffer.length > 0;
-  }
-
-  override handleWrite(): void {
-    if (this.outBuffer.length === 0 && this.offset < this.data.length) {
-      const piece = this.data.subarray(this.offset, this.offset + this.#pieceSize());
-      this.offset += piece.length;
-      this.send(piece);
-    } else {
-      this.initiateSend();
-    }
-  }
-
-  override handleRead(): void {
-    const chunk = this.recv(65536);
-    if (chunk.length === 0) return;
-    this.received.push(chunk);
-    this.receivedLength += chunk.length;
-    if (this.receivedLength >= this.data.length) {
-      this.done = true;
-      this.close();
-    }
-  }
-
-  override handleClose(): void {
-    if (!this.done) this.closedEarly = true;
-    this.close();
-  }
-}
-
-/** Our server side: echoes every byte back. */
-class EchoHandler extends DispatcherWithSend {
-  override handleRead(): void {
-    const data = this.recv(65536);
-    if (data.length > 0) this.send(data);
-  }
-}
-
-/** Our listener: hands each connection to an {@linkcode EchoHandler} in the same map. */
-class EchoServer extends Dispatcher {
-  accepted = 0;
-
-  constructor(family: number, addr: Address, map: SocketMap) {
-    super(null, map);
-    this.createSocket(family);
-    if (family !== AF_UNIX) this.setReuseAddr();
-    this.bind(addr);
-    this.listen(128);
-  }
-
-  override handleAccepted(sock: Socket): void {
-    this.accepted++;
-    new EchoHandler(sock, this._map);
-  }
-}
 
 for (const kind of KINDS) {
   for (const poller of POLLERS) {
@@ -145,15 +67,21 @@ for (const kind of KINDS) {
                 ? where
                 : [kind === "inet6" ? "::1" : "127.0.0.1", Number(where)];
               const data = randomBytes(MiB, 101);
-              const client = new EchoClient(FAMILY[kind], addr, data, 7, map);
+              const client = new EchoClient({
+                map,
+                family: FAMILY[kind],
+                addr,
+                payload: data,
+                pieceSeed: 7,
+              });
               // The server is another process: our synchronous loop may block freely.
               pumpUntil(() => {
                 loop({ map, timeout: 0.05, count: 1, poller });
                 return client.done || client.closedEarly || map.size === 0;
               }, { ms: 30_000, what: "the echo of 1 MiB" });
-              assert(!client.closedEarly, `closed early after ${client.receivedLength} bytes`);
-              assertEquals(client.receivedLength, data.length);
-              assertEquals(await sha256(concat(client.received)), await sha256(data));
+              assert(!client.closedEarly, `closed early after ${client.received} bytes`);
+              assertEquals(client.received, data.length);
+              assertEquals(await sha256(concat(client.chunks)), await sha256(data));
               assertEquals(map.size, 0);
             } finally {
               closeAll(map);
@@ -208,36 +136,22 @@ for (const kind of KINDS) {
               const bindAddr: Address = kind === "unix"
                 ? path
                 : [kind === "inet6" ? "::1" : "127.0.0.1", 0];
-              const server = new EchoServer(FAMILY[kind], bindAddr, map);
+              const server = new EchoServer({ family: FAMILY[kind], addr: bindAddr, map });
               const address = kind === "unix"
                 ? path
                 : String((server.socket as Socket).getsockname()[1]);
               const n = MiB;
-              const child = new Deno.Command(python!, {
-                args: [
-                  "-W",
-                  "ignore",
-                  `${fixtures}asyncore_echo_client.py`,
-                  kind,
-                  address,
-                  String(n),
-                  "42",
-                  poller === "select" ? "select" : "poll",
-                ],
-                stdin: "null",
-                stdout: "piped",
-                stderr: "piped",
-              }).spawn();
-              let out: Deno.CommandOutput;
-              try {
-                out = await serveUntilExit(map, poller, child.output(), 40_000);
-              } catch (error) {
-                try {
-                  child.kill("SIGKILL");
-                } catch { /* already gone */ }
-                await child.status;
-                throw error;
-              }
+              await using client = pythonChild([
+                "-W",
+                "ignore",
+                `${fixtures}asyncore_echo_client.py`,
+                kind,
+                address,
+                String(n),
+                "42",
+                poller === "select" ? "select" : "poll",
+              ]);
+              const out = await serveUntilExit(map, poller, client.output(), 40_000);
               const r: RunResult = {
                 code: out.code,
                 stdout: out.stdout,

@@ -3,22 +3,12 @@
 // back exactly what it sent. Server and clients share one private map and
 // one loop, on select, poll and epoll.
 import { assert, assertEquals } from "@std/assert";
-import {
-  type Address,
-  closeAll,
-  Dispatcher,
-  DispatcherWithSend,
-  loop,
-  type PollerName,
-  type Socket,
-  type SocketMap,
-} from "../mod.ts";
-import { assertNoFdLeak, rng, sha256 } from "./_util.ts";
+import { type Address, closeAll, Dispatcher, loop, type Socket, type SocketMap } from "../mod.ts";
+import { assertNoFdLeak, EchoServer, POLLERS, rng, sha256 } from "./_util.ts";
 
 const CLIENTS = 100;
 const BYTES_PER_CLIENT = 1024 * 1024;
 const DEADLINE_MS = 60_000;
-const POLLERS: PollerName[] = ["select", "poll", "epoll"];
 
 /** Seeded pseudo-random bytes, four at a time (fast enough for 100 MiB). */
 function seededBytes(n: number, seed: number): Uint8Array {
@@ -26,32 +16,6 @@ function seededBytes(n: number, seed: number): Uint8Array {
   const words = new Uint32Array(Math.ceil(n / 4));
   for (let i = 0; i < words.length; i++) words[i] = (r() * 4294967296) >>> 0;
   return new Uint8Array(words.buffer, 0, n);
-}
-
-/** Echoes every byte back. */
-class EchoHandler extends DispatcherWithSend {
-  override handleRead(): void {
-    const data = this.recv(65536);
-    if (data.length > 0) this.send(data);
-  }
-}
-
-class EchoServer extends Dispatcher {
-  accepted = 0;
-
-  constructor(addr: Address, map: SocketMap) {
-    super(null, map);
-    this.createSocket();
-    this.setReuseAddr();
-    this.bind(addr);
-    // Room for every client at once: a short backlog drops SYNs and costs a 1 s retransmit.
-    this.listen(CLIENTS * 2);
-  }
-
-  override handleAccepted(sock: Socket): void {
-    this.accepted++;
-    new EchoHandler(sock, this._map);
-  }
 }
 
 /**
@@ -127,7 +91,11 @@ for (const poller of POLLERS) {
       await assertNoFdLeak(async () => {
         const map: SocketMap = new Map();
         try {
-          const server = new EchoServer(["127.0.0.1", 0], map);
+          const server = new EchoServer({
+            map,
+            // Room for every client at once: a short backlog drops SYNs and costs a 1 s retransmit.
+            backlog: CLIENTS * 2,
+          });
           const addr = (server.socket as Socket).getsockname();
           const clients: LoadClient[] = [];
           for (let i = 0; i < CLIENTS; i++) {

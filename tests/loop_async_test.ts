@@ -8,7 +8,6 @@
 import { assert, assertEquals, assertGreaterOrEqual, assertLess, assertRejects } from "@std/assert";
 import {
   closeAll,
-  Dispatcher,
   DispatcherWithSend,
   ExitNow,
   FileDispatcher,
@@ -19,67 +18,22 @@ import {
   type SocketMap,
 } from "../mod.ts";
 import * as os from "../ffi/os.ts";
-import { assertNoFdLeak, delay, randomBytes } from "./_util.ts";
+import {
+  delay,
+  EchoHandler,
+  EchoServer,
+  leakTest,
+  Listener,
+  POLLERS,
+  randomBytes,
+  withTimeout,
+} from "./_util.ts";
 
-const POLLERS: PollerName[] = ["select", "poll", "epoll"];
 const HOST = "127.0.0.1";
 
 // ---- channels ----
 
-/** Sends back whatever arrives; closes when the peer does. */
-class EchoHandler extends DispatcherWithSend {
-  override handleRead(): void {
-    const data = this.recv(65536);
-    if (data.length > 0) this.send(data);
-  }
-
-  override handleClose(): void {
-    this.close();
-  }
-}
-
-/** A listener on an ephemeral loopback port. */
-class Listener extends Dispatcher {
-  readonly map: SocketMap;
-  constructor(map: SocketMap) {
-    super(null, map);
-    this.map = map;
-    this.createSocket();
-    this.setReuseAddr();
-    this.bind([HOST, 0]);
-    this.listen(128);
-  }
-
-  get port(): number {
-    return ((this.socket as Socket).getsockname() as [string, number])[1];
-  }
-}
-
-/** Gives each connection an {@linkcode EchoHandler}. */
-class EchoServer extends Listener {
-  accepted = 0;
-  acceptedAt = 0;
-  override handleAccepted(sock: Socket): void {
-    this.accepted++;
-    if (this.acceptedAt === 0) this.acceptedAt = performance.now();
-    new EchoHandler(sock, this.map);
-  }
-}
-
 // ---- bounded waiting ----
-
-/** `p`, or a rejection naming `what` after `ms` milliseconds. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A running loopAsync with its abort controller and whether it has settled. */
 interface Running {
@@ -101,7 +55,7 @@ function start(map: SocketMap, options: LoopAsyncOptions = {}): Running {
     settled: () => settled,
     async stop() {
       ac.abort();
-      await within(done, 2000, "loopAsync to stop after abort");
+      await withTimeout(done, 2000, "loopAsync to stop after abort");
     },
   };
 }
@@ -167,10 +121,11 @@ function cpuSeconds(): number {
 
 // ---- the tests ----
 
-Deno.test("loopAsync: Deno.serve and an asyncore echo server answer clients at the same time", async () => {
-  await assertNoFdLeak(async () => {
+leakTest(
+  "loopAsync: Deno.serve and an asyncore echo server answer clients at the same time",
+  async () => {
     const map: SocketMap = new Map();
-    const echo = new EchoServer(map);
+    const echo = new EchoServer({ map });
     const echoPort = echo.port;
     const serverAc = new AbortController();
     // The HTTP handler itself is a client of the echo server: both servers must
@@ -209,7 +164,7 @@ Deno.test("loopAsync: Deno.serve and an asyncore echo server answer clients at t
         }
       };
       const echoClient = (id: number) => pingPong(echoPort, 40, 64 + id, id, () => log.push("e"));
-      await within(
+      await withTimeout(
         Promise.all([
           ...[1, 2, 3, 4].map(httpClient),
           ...[1, 2, 3, 4].map(echoClient),
@@ -231,45 +186,44 @@ Deno.test("loopAsync: Deno.serve and an asyncore echo server answer clients at t
       closeAll(map);
       client.close();
       serverAc.abort();
-      await within(server.finished, 5000, "Deno.serve to shut down");
+      await withTimeout(server.finished, 5000, "Deno.serve to shut down");
     }
-  });
-});
+  },
+);
 
-Deno.test("loopAsync: a setTimeout fires while it waits", async () => {
-  await assertNoFdLeak(async () => {
-    const map: SocketMap = new Map();
-    new EchoServer(map);
-    const running = start(map);
-    try {
-      for (const ms of [1, 20, 50]) {
-        const t0 = performance.now();
-        await delay(ms);
-        const took = performance.now() - t0;
-        assertGreaterOrEqual(took, ms - 1);
-        assertLess(took, ms + 50, `setTimeout(${ms}) took ${took.toFixed(1)} ms`);
-      }
-      assertEquals(running.settled(), false, "loopAsync returned while the map was not empty");
-    } finally {
-      await running.stop();
-      closeAll(map);
+leakTest("loopAsync: a setTimeout fires while it waits", async () => {
+  const map: SocketMap = new Map();
+  new EchoServer({ map });
+  const running = start(map);
+  try {
+    for (const ms of [1, 20, 50]) {
+      const t0 = performance.now();
+      await delay(ms);
+      const took = performance.now() - t0;
+      assertGreaterOrEqual(took, ms - 1);
+      assertLess(took, ms + 50, `setTimeout(${ms}) took ${took.toFixed(1)} ms`);
     }
-  });
+    assertEquals(running.settled(), false, "loopAsync returned while the map was not empty");
+  } finally {
+    await running.stop();
+    closeAll(map);
+  }
 });
 
 for (const poller of POLLERS) {
-  Deno.test(`loopAsync(${poller}): abort stops a 30 s wait within 50 ms; resuming still serves`, async () => {
-    await assertNoFdLeak(async () => {
+  leakTest(
+    `loopAsync(${poller}): abort stops a 30 s wait within 50 ms; resuming still serves`,
+    async () => {
       const map: SocketMap = new Map();
-      const echo = new EchoServer(map);
+      const echo = new EchoServer({ map });
       try {
         const first = start(map, { poller });
-        await within(pingPong(echo.port, 3, 64, 1), 3000, "echo before abort");
+        await withTimeout(pingPong(echo.port, 3, 64, 1), 3000, "echo before abort");
         await delay(30); // let it settle into its 30 s wait
         const size = map.size;
         const t0 = performance.now();
         first.ac.abort();
-        await within(first.done, 1000, "loopAsync to stop");
+        await withTimeout(first.done, 1000, "loopAsync to stop");
         const took = performance.now() - t0;
         assertLess(took, 50, `abort took ${took.toFixed(1)} ms`);
         assertEquals(map.size, size, "abort closed channels");
@@ -277,7 +231,7 @@ for (const poller of POLLERS) {
 
         const second = start(map, { poller });
         try {
-          await within(
+          await withTimeout(
             Promise.all([pingPong(echo.port, 5, 64, 2), pingPong(echo.port, 5, 3000, 3)]),
             3000,
             "echo after resuming",
@@ -288,177 +242,171 @@ for (const poller of POLLERS) {
       } finally {
         closeAll(map);
       }
-    });
-  });
+    },
+  );
 }
 
-Deno.test("loopAsync: abort from a handler stops after that pass", async () => {
-  await assertNoFdLeak(async () => {
-    const map: SocketMap = new Map();
-    const ac = new AbortController();
-    class Stopper extends Listener {
-      override handleAccepted(sock: Socket): void {
-        new EchoHandler(sock, this.map);
-        ac.abort();
-      }
-    }
-    const l = new Stopper(map);
-    const conn = await Deno.connect({ hostname: HOST, port: l.port });
-    try {
-      await within(loopAsync({ map, timeout: 30, signal: ac.signal }), 2000, "abort");
-      assertEquals(map.size, 2, "the accepted channel stays");
-    } finally {
-      conn.close();
-      closeAll(map);
-    }
-  });
-});
-
-Deno.test("loopAsync: abort before start resolves at once and runs no pass", async () => {
-  await assertNoFdLeak(async () => {
-    const map: SocketMap = new Map();
-    class Watched extends EchoServer {
-      asked = 0;
-      override readable(): boolean {
-        this.asked++;
-        return true;
-      }
-    }
-    const l = new Watched(map);
-    try {
-      const ac = new AbortController();
+leakTest("loopAsync: abort from a handler stops after that pass", async () => {
+  const map: SocketMap = new Map();
+  const ac = new AbortController();
+  class Stopper extends Listener {
+    override handleAccepted(sock: Socket): void {
+      new EchoHandler(sock, this.map);
       ac.abort();
-      for (const signal of [AbortSignal.abort(), ac.signal]) {
-        const t0 = performance.now();
-        await within(loopAsync({ map, timeout: 30, signal }), 1000, "pre-aborted loopAsync");
-        assertLess(performance.now() - t0, 20);
-      }
-      assertEquals(l.asked, 0);
-      assertEquals(map.size, 1);
-      // It did not take the map: a real loop may start right after.
-      await start(map).stop();
-    } finally {
-      closeAll(map);
     }
-  });
+  }
+  const l = new Stopper({ map });
+  const conn = await Deno.connect({ hostname: HOST, port: l.port });
+  try {
+    await withTimeout(loopAsync({ map, timeout: 30, signal: ac.signal }), 2000, "abort");
+    assertEquals(map.size, 2, "the accepted channel stays");
+  } finally {
+    conn.close();
+    closeAll(map);
+  }
 });
 
-Deno.test("loopAsync: count limits the passes, idle or busy", async () => {
-  await assertNoFdLeak(async () => {
-    const map: SocketMap = new Map();
-    new Listener(map);
-    // A pipe's write end is always writable: every pass calls handleWrite once.
-    class Counter extends FileDispatcher {
-      writes = 0;
-      override readable(): boolean {
-        return false;
-      }
-      override handleWrite(): void {
-        this.writes++;
-      }
+leakTest("loopAsync: abort before start resolves at once and runs no pass", async () => {
+  const map: SocketMap = new Map();
+  class Watched extends EchoServer {
+    asked = 0;
+    override readable(): boolean {
+      this.asked++;
+      return true;
     }
-    const [r, w] = os.pipe();
-    try {
-      let t0 = performance.now();
-      await within(loopAsync({ map, timeout: 30, count: 0 }), 1000, "count 0");
-      assertLess(performance.now() - t0, 20);
-
-      t0 = performance.now();
-      await within(loopAsync({ map, timeout: 0.05, count: 3 }), 2000, "count 3, idle");
-      const took = performance.now() - t0;
-      assertGreaterOrEqual(took, 149, `3 idle passes of 50 ms took ${took.toFixed(1)} ms`);
-      assertLess(took, 400);
-
-      const c = new Counter(w, map);
-      for (const poller of POLLERS) {
-        c.writes = 0;
-        await within(loopAsync({ map, timeout: 30, count: 7, poller }), 2000, "count 7, busy");
-        assertEquals(c.writes, 7, poller);
-      }
-      c.writes = 0;
-      await within(loopAsync({ map, timeout: 30, count: 2000 }), 5000, "count 2000, busy");
-      assertEquals(c.writes, 2000);
-    } finally {
-      closeAll(map);
-      os.close(r);
-      os.close(w);
-    }
-  });
-});
-
-Deno.test("loopAsync: resolves when the last channel closes itself", async () => {
-  await assertNoFdLeak(async () => {
-    const map: SocketMap = new Map();
-    // Serves one connection, then stops listening: the map empties when it ends.
-    class OneShot extends Listener {
-      override handleAccepted(sock: Socket): void {
-        new EchoHandler(sock, this.map);
-        this.close();
-      }
-    }
-    const l = new OneShot(map);
-    try {
+  }
+  const l = new Watched({ map });
+  try {
+    const ac = new AbortController();
+    ac.abort();
+    for (const signal of [AbortSignal.abort(), ac.signal]) {
       const t0 = performance.now();
-      const looping = loopAsync({ map, timeout: 30 });
-      await within(pingPong(l.port, 5, 64, 7), 3000, "one-shot echo");
-      await within(looping, 1000, "loopAsync to resolve on an empty map");
-      assertEquals(map.size, 0);
-      assertLess(performance.now() - t0, 1000);
-    } finally {
-      closeAll(map);
+      await withTimeout(loopAsync({ map, timeout: 30, signal }), 1000, "pre-aborted loopAsync");
+      assertLess(performance.now() - t0, 20);
     }
-  });
+    assertEquals(l.asked, 0);
+    assertEquals(map.size, 1);
+    // It did not take the map: a real loop may start right after.
+    await start(map).stop();
+  } finally {
+    closeAll(map);
+  }
+});
+
+leakTest("loopAsync: count limits the passes, idle or busy", async () => {
+  const map: SocketMap = new Map();
+  new Listener({ map });
+  // A pipe's write end is always writable: every pass calls handleWrite once.
+  class Counter extends FileDispatcher {
+    writes = 0;
+    override readable(): boolean {
+      return false;
+    }
+    override handleWrite(): void {
+      this.writes++;
+    }
+  }
+  const [r, w] = os.pipe();
+  try {
+    let t0 = performance.now();
+    await withTimeout(loopAsync({ map, timeout: 30, count: 0 }), 1000, "count 0");
+    assertLess(performance.now() - t0, 20);
+
+    t0 = performance.now();
+    await withTimeout(loopAsync({ map, timeout: 0.05, count: 3 }), 2000, "count 3, idle");
+    const took = performance.now() - t0;
+    assertGreaterOrEqual(took, 149, `3 idle passes of 50 ms took ${took.toFixed(1)} ms`);
+    assertLess(took, 400);
+
+    const c = new Counter(w, map);
+    for (const poller of POLLERS) {
+      c.writes = 0;
+      await withTimeout(loopAsync({ map, timeout: 30, count: 7, poller }), 2000, "count 7, busy");
+      assertEquals(c.writes, 7, poller);
+    }
+    c.writes = 0;
+    await withTimeout(loopAsync({ map, timeout: 30, count: 2000 }), 5000, "count 2000, busy");
+    assertEquals(c.writes, 2000);
+  } finally {
+    closeAll(map);
+    os.close(r);
+    os.close(w);
+  }
+});
+
+leakTest("loopAsync: resolves when the last channel closes itself", async () => {
+  const map: SocketMap = new Map();
+  // Serves one connection, then stops listening: the map empties when it ends.
+  class OneShot extends Listener {
+    override handleAccepted(sock: Socket): void {
+      new EchoHandler(sock, this.map);
+      this.close();
+    }
+  }
+  const l = new OneShot({ map });
+  try {
+    const t0 = performance.now();
+    const looping = loopAsync({ map, timeout: 30 });
+    await withTimeout(pingPong(l.port, 5, 64, 7), 3000, "one-shot echo");
+    await withTimeout(looping, 1000, "loopAsync to resolve on an empty map");
+    assertEquals(map.size, 0);
+    assertLess(performance.now() - t0, 1000);
+  } finally {
+    closeAll(map);
+  }
 });
 
 for (const poller of POLLERS) {
-  Deno.test(`loopAsync(${poller}): resolves at once when the last channel is closed from outside`, async () => {
-    await assertNoFdLeak(async () => {
+  leakTest(
+    `loopAsync(${poller}): resolves at once when the last channel is closed from outside`,
+    async () => {
       const map: SocketMap = new Map();
-      const a = new EchoServer(map);
-      const b = new EchoServer(map);
+      const a = new EchoServer({ map });
+      const b = new EchoServer({ map });
       try {
         const looping = loopAsync({ map, timeout: 30, poller });
         await delay(20);
         a.close(); // one of two: it goes on
         await delay(20);
-        await within(pingPong(b.port, 2, 64, 8), 2000, "echo on the remaining channel");
+        await withTimeout(pingPong(b.port, 2, 64, 8), 2000, "echo on the remaining channel");
         await delay(30); // the handler has gone; the loop is back in its 30 s wait
         assertEquals(map.size, 1);
         const t0 = performance.now();
         b.close();
-        await within(looping, 1000, "loopAsync to notice the empty map");
+        await withTimeout(looping, 1000, "loopAsync to notice the empty map");
         const took = performance.now() - t0;
         assertLess(took, 50, `took ${took.toFixed(1)} ms to notice the empty map`);
       } finally {
         closeAll(map);
       }
-    });
-  });
+    },
+  );
 }
 
 Deno.test("loopAsync: resolves at once for an empty map", async () => {
   const map: SocketMap = new Map();
   const t0 = performance.now();
-  await within(loopAsync({ map, timeout: 30 }), 1000, "empty map");
+  await withTimeout(loopAsync({ map, timeout: 30 }), 1000, "empty map");
   assertLess(performance.now() - t0, 20);
 });
 
 for (const poller of POLLERS) {
-  Deno.test(`loopAsync(${poller}): a channel added from a setTimeout is served within 50 ms`, async () => {
-    await assertNoFdLeak(async () => {
+  leakTest(
+    `loopAsync(${poller}): a channel added from a setTimeout is served within 50 ms`,
+    async () => {
       const map: SocketMap = new Map();
-      new Listener(map); // idle: keeps the loop in its 30 s wait
+      new Listener({ map }); // idle: keeps the loop in its 30 s wait
       const running = start(map, { poller });
       try {
         await delay(30);
         const { promise: added, resolve } = Promise.withResolvers<[EchoServer, number]>();
         const timer = setTimeout(() => {
-          const s = new EchoServer(map);
+          const s = new EchoServer({ map });
           resolve([s, performance.now()]);
         }, 10);
         let server: EchoServer, addedAt: number;
         try {
-          [server, addedAt] = await within(added, 1000, "the timer");
+          [server, addedAt] = await withTimeout(added, 1000, "the timer");
         } finally {
           clearTimeout(timer);
         }
@@ -466,7 +414,7 @@ for (const poller of POLLERS) {
         try {
           const msg = randomBytes(64, 9);
           await writeAll(conn, msg);
-          assertEquals(await within(readExactly(conn, 64), 1000, "echo reply"), msg);
+          assertEquals(await withTimeout(readExactly(conn, 64), 1000, "echo reply"), msg);
           const replyAt = performance.now();
           assert(server.acceptedAt > 0);
           const took = server.acceptedAt - addedAt;
@@ -480,13 +428,14 @@ for (const poller of POLLERS) {
         await running.stop();
         closeAll(map);
       }
-    });
-  });
+    },
+  );
 }
 
 for (const poller of POLLERS) {
-  Deno.test(`loopAsync(${poller}): data sent from outside the loop flows without waiting for the timeout`, async () => {
-    await assertNoFdLeak(async () => {
+  leakTest(
+    `loopAsync(${poller}): data sent from outside the loop flows without waiting for the timeout`,
+    async () => {
       const map: SocketMap = new Map();
       const handlers: DispatcherWithSend[] = [];
       // Reads and drops; only ever written to from outside the loop.
@@ -503,7 +452,7 @@ for (const poller of POLLERS) {
           handlers.push(new Sink(sock, this.map));
         }
       }
-      const l = new SinkServer(map);
+      const l = new SinkServer({ map });
       const running = start(map, { poller });
       const conn = await Deno.connect({ hostname: HOST, port: l.port });
       try {
@@ -517,7 +466,7 @@ for (const poller of POLLERS) {
         const t0 = performance.now();
         const timer = setTimeout(() => handlers[0].send(data), 0);
         try {
-          const back = await within(readExactly(conn, data.length), 5000, "8 MiB");
+          const back = await withTimeout(readExactly(conn, data.length), 5000, "8 MiB");
           assert(back.every((x, i) => x === data[i]), "the data came out changed");
         } finally {
           clearTimeout(timer);
@@ -529,12 +478,13 @@ for (const poller of POLLERS) {
         await running.stop();
         closeAll(map);
       }
-    });
-  });
+    },
+  );
 }
 
-Deno.test("loopAsync: rejects with ExitNow thrown by a handler; the map can be served again", async () => {
-  await assertNoFdLeak(async () => {
+leakTest(
+  "loopAsync: rejects with ExitNow thrown by a handler; the map can be served again",
+  async () => {
     const map: SocketMap = new Map();
     class Bomb extends DispatcherWithSend {
       override handleRead(): void {
@@ -547,13 +497,13 @@ Deno.test("loopAsync: rejects with ExitNow thrown by a handler; the map can be s
         new Bomb(sock, this.map);
       }
     }
-    const l = new BombServer(map);
+    const l = new BombServer({ map });
     const conn = await Deno.connect({ hostname: HOST, port: l.port });
     try {
       const looping = loopAsync({ map, timeout: 30, poller: "epoll" });
       await delay(20);
       await writeAll(conn, new Uint8Array(3));
-      await within(
+      await withTimeout(
         assertRejects(() => looping, ExitNow, "got 3"),
         2000,
         "the ExitNow rejection",
@@ -565,21 +515,22 @@ Deno.test("loopAsync: rejects with ExitNow thrown by a handler; the map can be s
       conn.close();
       closeAll(map);
     }
-  });
-});
+  },
+);
 
-Deno.test("loopAsync: a second loopAsync on the same map is refused; other maps are fine", async () => {
-  await assertNoFdLeak(async () => {
+leakTest(
+  "loopAsync: a second loopAsync on the same map is refused; other maps are fine",
+  async () => {
     const mapA: SocketMap = new Map();
     const mapB: SocketMap = new Map();
-    const a = new EchoServer(mapA);
-    const b = new EchoServer(mapB);
+    const a = new EchoServer({ map: mapA });
+    const b = new EchoServer({ map: mapB });
     const runA = start(mapA);
     try {
       await assertRejects(() => loopAsync({ map: mapA, timeout: 30 }), Error, "already serving");
       const runB = start(mapB, { poller: "epoll" });
       try {
-        await within(
+        await withTimeout(
           Promise.all([pingPong(a.port, 10, 64, 10), pingPong(b.port, 10, 64, 11)]),
           3000,
           "two maps served side by side",
@@ -594,14 +545,14 @@ Deno.test("loopAsync: a second loopAsync on the same map is refused; other maps 
       closeAll(mapB);
     }
     // Once stopped, the map is free again.
-    const again = new EchoServer(mapA);
+    const again = new EchoServer({ map: mapA });
     try {
       await start(mapA).stop();
     } finally {
       again.close();
     }
-  });
-});
+  },
+);
 
 Deno.test("loopAsync: invalid options reject", async () => {
   const map: SocketMap = new Map();
@@ -614,10 +565,11 @@ Deno.test("loopAsync: invalid options reject", async () => {
 });
 
 for (const poller of POLLERS) {
-  Deno.test(`loopAsync(${poller}): echoes small and large messages to concurrent clients`, async () => {
-    await assertNoFdLeak(async () => {
+  leakTest(
+    `loopAsync(${poller}): echoes small and large messages to concurrent clients`,
+    async () => {
       const map: SocketMap = new Map();
-      const echo = new EchoServer(map);
+      const echo = new EchoServer({ map });
       const running = start(map, { poller });
       try {
         const big = randomBytes(1 << 20, 42);
@@ -634,7 +586,7 @@ for (const poller of POLLERS) {
             conn.close();
           }
         };
-        await within(
+        await withTimeout(
           Promise.all([
             bigClient(),
             ...[1, 2, 3, 4, 5].map((i) => pingPong(echo.port, 20, 1 + i * 200, 20 + i)),
@@ -650,66 +602,65 @@ for (const poller of POLLERS) {
         await running.stop();
         closeAll(map);
       }
-    });
-  });
+    },
+  );
 }
 
-Deno.test("loopAsync: Deno's timers keep running while the loop is busy", async () => {
-  await assertNoFdLeak(async () => {
-    const map: SocketMap = new Map();
-    // Always writable: every pass finds work, so only the yield every
-    // YIELD_EVERY_MS lets Deno's event loop (and its timers) run.
-    class Busy extends FileDispatcher {
-      passes = 0;
-      override readable(): boolean {
-        return false;
-      }
-      override handleWrite(): void {
-        this.passes++;
-      }
+leakTest("loopAsync: Deno's timers keep running while the loop is busy", async () => {
+  const map: SocketMap = new Map();
+  // Always writable: every pass finds work, so only the yield every
+  // YIELD_EVERY_MS lets Deno's event loop (and its timers) run.
+  class Busy extends FileDispatcher {
+    passes = 0;
+    override readable(): boolean {
+      return false;
     }
-    const [r, w] = os.pipe();
-    const busy = new Busy(w, map);
-    const running = start(map);
-    try {
-      const gaps: number[] = [];
-      // Up to 40 timers or 3 s: a longer window rides out a moment when
-      // the machine is busy elsewhere (a GC, another process on the core).
-      const until = performance.now() + 3000;
-      while (gaps.length < 40 && performance.now() < until) {
-        const t0 = performance.now();
-        await within(delay(1), 2000, "setTimeout during a busy loop");
-        gaps.push(performance.now() - t0);
-      }
-      gaps.sort((a, b) => a - b);
-      const median = gaps[gaps.length >> 1];
-      // Deno fires a due timer when its runtime next checks the clock, which
-      // under constant wake-ups is not every yield. On a quiet machine this
-      // gives 40 timers at a median of about one yield (5 ms); with the other
-      // core saturated by another process it fell to 6 in 3 s. What must hold
-      // everywhere is that the busy loop never starves Deno's timers.
-      assertGreaterOrEqual(gaps.length, 3, `only ${gaps.length} setTimeout(1) in 3 s`);
-      assertLess(median, 1000, `median setTimeout(1): ${median.toFixed(1)} ms`);
-      assertGreaterOrEqual(busy.passes, 1000, "the loop was not busy");
-      assertEquals(running.settled(), false);
-    } finally {
-      await running.stop();
-      busy.close();
-      closeAll(map);
-      os.close(r);
-      os.close(w);
+    override handleWrite(): void {
+      this.passes++;
     }
-  });
+  }
+  const [r, w] = os.pipe();
+  const busy = new Busy(w, map);
+  const running = start(map);
+  try {
+    const gaps: number[] = [];
+    // Up to 40 timers or 3 s: a longer window rides out a moment when
+    // the machine is busy elsewhere (a GC, another process on the core).
+    const until = performance.now() + 3000;
+    while (gaps.length < 40 && performance.now() < until) {
+      const t0 = performance.now();
+      await withTimeout(delay(1), 2000, "setTimeout during a busy loop");
+      gaps.push(performance.now() - t0);
+    }
+    gaps.sort((a, b) => a - b);
+    const median = gaps[gaps.length >> 1];
+    // Deno fires a due timer when its runtime next checks the clock, which
+    // under constant wake-ups is not every yield. On a quiet machine this
+    // gives 40 timers at a median of about one yield (5 ms); with the other
+    // core saturated by another process it fell to 6 in 3 s. What must hold
+    // everywhere is that the busy loop never starves Deno's timers.
+    assertGreaterOrEqual(gaps.length, 3, `only ${gaps.length} setTimeout(1) in 3 s`);
+    assertLess(median, 1000, `median setTimeout(1): ${median.toFixed(1)} ms`);
+    assertGreaterOrEqual(busy.passes, 1000, "the loop was not busy");
+    assertEquals(running.settled(), false);
+  } finally {
+    await running.stop();
+    busy.close();
+    closeAll(map);
+    os.close(r);
+    os.close(w);
+  }
 });
 
 for (const poller of POLLERS) {
-  Deno.test(`loopAsync(${poller}): idle CPU with a live listening channel is near zero`, async () => {
-    await assertNoFdLeak(async () => {
+  leakTest(
+    `loopAsync(${poller}): idle CPU with a live listening channel is near zero`,
+    async () => {
       const map: SocketMap = new Map();
-      const echo = new EchoServer(map);
+      const echo = new EchoServer({ map });
       const running = start(map, { poller });
       try {
-        await within(pingPong(echo.port, 2, 64, 30), 2000, "echo before idling");
+        await withTimeout(pingPong(echo.port, 2, 64, 30), 2000, "echo before idling");
         await delay(100);
         const wall0 = performance.now();
         const cpu0 = cpuSeconds();
@@ -720,11 +671,11 @@ for (const poller of POLLERS) {
         assertLess(share, 0.05, `idle loopAsync used ${(share * 100).toFixed(1)}% of a core`);
         assertEquals(running.settled(), false);
         // Still awake after idling.
-        await within(pingPong(echo.port, 2, 64, 31), 2000, "echo after idling");
+        await withTimeout(pingPong(echo.port, 2, 64, 31), 2000, "echo after idling");
       } finally {
         await running.stop();
         closeAll(map);
       }
-    });
-  });
+    },
+  );
 }

@@ -30,16 +30,21 @@ import {
   type SocketMap,
   SOL_SOCKET,
 } from "../mod.ts";
-import { assertNoFdLeak, concat, python, randomBytes, sha256, tempSocketPath } from "./_util.ts";
+import {
+  concat,
+  EchoClient,
+  leakTest,
+  POLLERS,
+  python,
+  pythonChild,
+  randomBytes,
+  Recording,
+  sha256,
+  tempSocketPath,
+} from "./_util.ts";
 
-const POLLERS: PollerName[] = ["select", "poll", "epoll"];
 const FAMILIES = ["tcp", "unix"] as const;
 type Family = typeof FAMILIES[number];
-
-/** A test that must leave no fd behind. */
-function leakTest(name: string, fn: () => unknown | Promise<unknown>, ignore = false): void {
-  Deno.test({ name, ignore, fn: () => assertNoFdLeak(fn) });
-}
 
 // ---- driving the loop ----
 
@@ -176,45 +181,6 @@ function echoChannel(sock: Socket, map: SocketMap): ServerChannel {
   return ch;
 }
 
-/** Connects, sends `payload`, and closes once all of it came back. */
-class EchoClient extends DispatcherWithSend {
-  readonly chunks: Uint8Array[] = [];
-  received = 0;
-  done = false;
-  closes = 0;
-
-  constructor(map: SocketMap, family: number, addr: Address, readonly payload: Uint8Array) {
-    super(null, map);
-    this.createSocket(family, SOCK_STREAM);
-    this.connect(addr);
-  }
-
-  override handleConnect(): void {
-    this.send(this.payload);
-  }
-
-  override handleRead(): void {
-    const data = this.recv(65536);
-    if (data.length === 0) return;
-    this.chunks.push(data);
-    this.received += data.length;
-    if (this.received >= this.payload.length) {
-      this.done = true;
-      this.close();
-    }
-  }
-
-  override handleClose(): void {
-    this.closes++;
-    this.close();
-  }
-
-  async verify(): Promise<void> {
-    assert(this.done, `${this} got ${this.received} of ${this.payload.length} bytes back`);
-    assertEquals(await sha256(concat(this.chunks)), await sha256(this.payload));
-  }
-}
-
 /** A non-blocking socket of our own, connected (or connecting) to `addr`. */
 function peerSocket(family: number, addr: Address): Socket {
   const s = new Socket(family, SOCK_STREAM | SOCK_NONBLOCK);
@@ -310,11 +276,21 @@ for (const family of FAMILIES) {
             }
 
             // One client served before the reset, one after.
-            const before = new EchoClient(map, ep.family, addr, randomBytes(100_000, 12));
+            const before = new EchoClient({
+              map,
+              family: ep.family,
+              addr,
+              payload: randomBytes(100_000, 12),
+            });
             drive(map, poller, () => before.done || before.closes > 0, { what: "client 1" });
             resetClose(peer);
             drive(map, poller, () => victim.closes > 0, { what: "handleClose after the reset" });
-            const after = new EchoClient(map, ep.family, addr, randomBytes(300_000, 13));
+            const after = new EchoClient({
+              map,
+              family: ep.family,
+              addr,
+              payload: randomBytes(300_000, 13),
+            });
             drive(map, poller, () => after.done || after.closes > 0, { what: "client 2" });
             await before.verify();
             await after.verify();
@@ -399,16 +375,24 @@ for (const family of FAMILIES) {
   }
 }
 
-// A python3 peer half-closes: another process, another kernel socket owner.
-const HALF_CLOSE_PEER = `
-import hashlib, os, socket, sys
-family, target, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+/**
+ * The start of the python3 peers: the imports they use, and `s` connected to
+ * the endpoint `target` of `family` ("tcp": a port; "unix": a path), argv 1-2.
+ */
+const PY_CONNECTED = `
+import hashlib, os, signal, socket, sys, time
+family, target = sys.argv[1], sys.argv[2]
 if family == "tcp":
     s = socket.create_connection(("127.0.0.1", int(target)), timeout=10)
 else:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(10)
     s.connect(target)
+`;
+
+// A python3 peer half-closes: another process, another kernel socket owner.
+const HALF_CLOSE_PEER = PY_CONNECTED + `
+n = int(sys.argv[3])
 data = os.urandom(n)
 s.sendall(data)
 s.shutdown(socket.SHUT_WR)
@@ -424,17 +408,12 @@ for (const family of FAMILIES) {
       async () => {
         const ep = endpoint(family);
         const map: SocketMap = new Map();
-        let child: Deno.ChildProcess | undefined;
         try {
           const listener = new Listener(map, ep, (sock, m) => new ServerChannel(sock, m));
           const addr = listener.address();
           const target = typeof addr === "string" ? addr : String(addr[1]);
           const n = 2_000_017;
-          child = new Deno.Command(python!, {
-            args: ["-c", HALF_CLOSE_PEER, family, target, String(n)],
-            stdout: "piped",
-            stderr: "piped",
-          }).spawn();
+          await using peer = pythonChild(["-c", HALF_CLOSE_PEER, family, target, String(n)]);
           drive(
             map,
             poller,
@@ -442,18 +421,13 @@ for (const family of FAMILIES) {
               listener.channels.length === 1 && (listener.channels[0] as ServerChannel).closes > 0,
             { ms: 10_000, what: "the python peer's data and close" },
           );
-          const out = await child.output();
-          child = undefined;
+          const out = await peer.output();
           const text = new TextDecoder().decode(out.stdout).trim();
           assert(out.success, new TextDecoder().decode(out.stderr));
           const ch = listener.channels[0] as ServerChannel;
           assertEquals(ch.receivedAtClose, n);
           assertEquals(text, `${await sha256(ch.data())} 0`);
         } finally {
-          if (child) {
-            child.kill();
-            await child.output();
-          }
           closeAll(map);
           ep.cleanup();
         }
@@ -482,7 +456,12 @@ for (const family of FAMILIES) {
           const idleChannel = listener.channels[0] as ServerChannel;
           const idleFd = idleChannel.fileno()!;
           for (let i = 0; i < 5; i++) {
-            const c = new EchoClient(map, ep.family, addr, randomBytes(10_000 * (i + 1), 30 + i));
+            const c = new EchoClient({
+              map,
+              family: ep.family,
+              addr,
+              payload: randomBytes(10_000 * (i + 1), 30 + i),
+            });
             drive(map, poller, () => c.done || c.closes > 0, { what: `client ${i}` });
             await c.verify();
             assert(map.get(idleFd) === idleChannel, "the idle channel is still in the map");
@@ -633,12 +612,10 @@ for (const poller of POLLERS) {
 // ---- the server vanishes between connect and the first write ----
 
 /** Connects; writes only once told to; counts closes and errors. */
-class EagerClient extends Dispatcher {
+class EagerClient extends Recording(Dispatcher) {
   go = false;
   attempts = 0;
   sent = 0;
-  closes = 0;
-  errors: unknown[] = [];
 
   constructor(map: SocketMap, family: number, addr: Address) {
     super(null, map);
@@ -661,16 +638,6 @@ class EagerClient extends Dispatcher {
     if (!this.go) return;
     this.attempts++;
     this.sent += this.send(new Uint8Array(1000).fill(7));
-  }
-
-  override handleError(error: unknown): void {
-    this.errors.push(error);
-    super.handleError(error);
-  }
-
-  override handleClose(): void {
-    this.closes++;
-    this.close();
   }
 }
 
@@ -715,17 +682,10 @@ for (const family of FAMILIES) {
 
 // ---- SIGUSR1 while the loop waits ----
 
-const SIGNAL_PEER = `
-import os, signal, socket, sys, time
+const SIGNAL_PEER = PY_CONNECTED + `
 # pid: the thread that runs the loop (kill() prefers the thread it names,
 # so the signal interrupts the loop's own wait, not another thread's).
-family, target, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
-if family == "tcp":
-    s = socket.create_connection(("127.0.0.1", int(target)), timeout=10)
-else:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(target)
+pid = int(sys.argv[3])
 assert s.recv(2) == b"go"      # the parent is about to wait
 time.sleep(0.15)
 for _ in range(3):
@@ -766,16 +726,17 @@ for (const family of FAMILIES) {
         let signals = 0;
         const onSignal = () => signals++;
         Deno.addSignalListener("SIGUSR1", onSignal);
-        let child: Deno.ChildProcess | undefined;
         try {
           const listener = new Listener(map, ep, echoChannel);
           const addr = listener.address();
           const target = typeof addr === "string" ? addr : String(addr[1]);
-          child = new Deno.Command(python!, {
-            args: ["-c", SIGNAL_PEER, family, target, String(loopThreadId())],
-            stdout: "piped",
-            stderr: "piped",
-          }).spawn();
+          await using peer = pythonChild([
+            "-c",
+            SIGNAL_PEER,
+            family,
+            target,
+            String(loopThreadId()),
+          ]);
           drive(map, poller, () => listener.channels.length === 1, {
             ms: 10_000,
             what: "the python peer to connect",
@@ -791,8 +752,7 @@ for (const family of FAMILIES) {
           assertEquals(new TextDecoder().decode(ch.data()), "data after the signals");
           assertGreater(waited, 200, "the pass waited through the signals");
           drive(map, poller, () => ch.closes > 0, { what: "the peer to close" });
-          const out = await child.output();
-          child = undefined;
+          const out = await peer.output();
           assert(out.success, new TextDecoder().decode(out.stderr));
           assertEquals(new TextDecoder().decode(out.stdout).trim(), "data after the signals");
           // Deno's own handler ran too, once its event loop got a turn.
@@ -802,10 +762,6 @@ for (const family of FAMILIES) {
           assertGreater(signals, 0);
         } finally {
           Deno.removeSignalListener("SIGUSR1", onSignal);
-          if (child) {
-            child.kill();
-            await child.output();
-          }
           closeAll(map);
           ep.cleanup();
         }
@@ -851,7 +807,7 @@ class FaultyClient extends EchoClient {
     readonly fault: Fault,
     readonly keepOpen = false,
   ) {
-    super(map, family, addr, payload);
+    super({ map, family, addr, payload });
   }
 
   #boom(where: Fault): never {
@@ -960,7 +916,12 @@ for (const poller of POLLERS) {
             const listener = new Listener(map, ep, echoChannel);
             const addr = listener.address();
             // A good client in flight while the fault happens, and one after it.
-            const good = new EchoClient(map, ep.family, addr, randomBytes(2_000_000, 51));
+            const good = new EchoClient({
+              map,
+              family: ep.family,
+              addr,
+              payload: randomBytes(2_000_000, 51),
+            });
             const bad = new FaultyClient(
               map,
               ep.family,
@@ -976,7 +937,12 @@ for (const poller of POLLERS) {
             drive(map, poller, () => {
               const dealtWith = bad.socket?.fileno() === -1 || (keepOpen && bad.done);
               if (dealtWith && after === null) {
-                after = new EchoClient(map, ep.family, addr, randomBytes(100_000, 53));
+                after = new EchoClient({
+                  map,
+                  family: ep.family,
+                  addr,
+                  payload: randomBytes(100_000, 53),
+                });
               }
               return dealtWith && good.done && after !== null && (after.done || after.closes > 0);
             }, { what: `the faulty client to be dealt with (${fault}), and a later client` });
@@ -1083,8 +1049,18 @@ for (const poller of POLLERS) {
         try {
           const listener = new Listener(map, good, echoChannel);
           const faulty = new FaultyListener(map, bad, adopt);
-          const victim = new EchoClient(map, AF_INET, faulty.address(), randomBytes(1000, 61));
-          const client = new EchoClient(map, AF_INET, listener.address(), randomBytes(500_000, 62));
+          const victim = new EchoClient({
+            map,
+            family: AF_INET,
+            addr: faulty.address(),
+            payload: randomBytes(1000, 61),
+          });
+          const client = new EchoClient({
+            map,
+            family: AF_INET,
+            addr: listener.address(),
+            payload: randomBytes(500_000, 62),
+          });
           drive(map, poller, () => faulty.fileno() === null && client.done, {
             what: "the faulty listener to close",
           });

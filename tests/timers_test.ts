@@ -31,9 +31,7 @@ import {
   type TimerHandle,
 } from "../mod.ts";
 import { nextTimerDelay, pendingTimers, runDueTimers } from "../dispatcher/timers.ts";
-import { assertNoFdLeak } from "./_util.ts";
-
-const POLLERS: PollerName[] = ["select", "poll", "epoll"];
+import { assertNoFdLeak, POLLERS } from "./_util.ts";
 
 /** A listening channel nobody connects to: keeps a map non-empty and idle. */
 class IdleListener extends Dispatcher {
@@ -71,6 +69,42 @@ async function withTimers(
     }
   });
   assertEquals(pendingTimers(), before, "a test left timers scheduled");
+}
+
+/**
+ * {@linkcode withTimers} with a private map holding an {@linkcode IdleListener}
+ * (so a loop over it has something to wait on), closed afterwards.
+ */
+function withIdleMap(
+  fn: (
+    keep: (h: TimerHandle) => TimerHandle,
+    map: SocketMap,
+    listener: IdleListener,
+  ) => unknown | Promise<unknown>,
+): Promise<void> {
+  return withTimers(async (keep) => {
+    const map: SocketMap = new Map();
+    const listener = new IdleListener(map);
+    try {
+      await fn(keep, map, listener);
+    } finally {
+      closeAll(map);
+    }
+  });
+}
+
+/** Runs `fn` with console.error captured; returns the lines it printed. */
+function stderrLines(fn: () => void): string[] {
+  const lines: string[] = [];
+  const err = stub(console, "error", (...args: unknown[]) => {
+    lines.push(args.join(" "));
+  });
+  try {
+    fn();
+  } finally {
+    err.restore();
+  }
+  return lines;
 }
 
 /** Runs `fn` with performance.now() frozen at a clock the test advances. */
@@ -374,67 +408,49 @@ Deno.test("timers: many resets keep the heap in due order", async () => {
 
 for (const poller of POLLERS) {
   Deno.test(`timers: loop(${poller}) shortens a 30 s wait to fire callLater(0.05) on time`, async () => {
-    await withTimers((keep) => {
-      const map: SocketMap = new Map();
-      new IdleListener(map);
-      try {
-        let firedAt = 0;
-        const start = performance.now();
-        keep(callLater(0.05, () => firedAt = performance.now()));
-        loop({ map, timeout: 30, count: 1, poller });
-        const returned = performance.now();
-        assert(firedAt > 0, "the timer did not fire in the one pass");
-        const late = firedAt - (start + 50);
-        assertGreaterOrEqual(late, -1, "fired early");
-        assertLess(late, 20, `fired ${late.toFixed(1)} ms late`);
-        assertLess(returned - start, 200);
-        assertEquals(map.size, 1);
-      } finally {
-        closeAll(map);
-      }
+    await withIdleMap((keep, map) => {
+      let firedAt = 0;
+      const start = performance.now();
+      keep(callLater(0.05, () => firedAt = performance.now()));
+      loop({ map, timeout: 30, count: 1, poller });
+      const returned = performance.now();
+      assert(firedAt > 0, "the timer did not fire in the one pass");
+      const late = firedAt - (start + 50);
+      assertGreaterOrEqual(late, -1, "fired early");
+      assertLess(late, 20, `fired ${late.toFixed(1)} ms late`);
+      assertLess(returned - start, 200);
+      assertEquals(map.size, 1);
     });
   });
 }
 
 Deno.test("timers: several callLater under loop() fire in order, each on time", async () => {
-  await withTimers((keep) => {
-    const map: SocketMap = new Map();
-    new IdleListener(map);
-    try {
-      const start = performance.now();
-      const fired: [number, number][] = [];
-      for (const ms of [60, 20, 40, 20, 0]) {
-        keep(callLater(ms / 1000, () => fired.push([ms, performance.now() - start])));
-      }
-      loopUntil(map, () => fired.length === 5, 3000, "epoll");
-      assertEquals(fired.map(([ms]) => ms), [0, 20, 20, 40, 60]);
-      for (const [ms, at] of fired) {
-        assertGreaterOrEqual(at, ms - 1, `${ms} ms timer fired early`);
-        assertLess(at, ms + 20, `${ms} ms timer fired at ${at.toFixed(1)} ms`);
-      }
-    } finally {
-      closeAll(map);
+  await withIdleMap((keep, map) => {
+    const start = performance.now();
+    const fired: [number, number][] = [];
+    for (const ms of [60, 20, 40, 20, 0]) {
+      keep(callLater(ms / 1000, () => fired.push([ms, performance.now() - start])));
+    }
+    loopUntil(map, () => fired.length === 5, 3000, "epoll");
+    assertEquals(fired.map(([ms]) => ms), [0, 20, 20, 40, 60]);
+    for (const [ms, at] of fired) {
+      assertGreaterOrEqual(at, ms - 1, `${ms} ms timer fired early`);
+      assertLess(at, ms + 20, `${ms} ms timer fired at ${at.toFixed(1)} ms`);
     }
   });
 });
 
 Deno.test("timers: callEvery repeats under loop() on its grid", async () => {
-  await withTimers((keep) => {
-    const map: SocketMap = new Map();
-    new IdleListener(map);
-    try {
-      const times: number[] = [];
-      const start = performance.now();
-      keep(callEvery(0.03, () => times.push(performance.now() - start)));
-      loopUntil(map, () => times.length >= 5, 3000, "poll");
-      times.forEach((t, i) => {
-        const due = 30 * (i + 1);
-        assertGreaterOrEqual(t, due - 1, `tick ${i} early at ${t.toFixed(1)}`);
-        assertLess(t, due + 20, `tick ${i} late at ${t.toFixed(1)}`);
-      });
-    } finally {
-      closeAll(map);
-    }
+  await withIdleMap((keep, map) => {
+    const times: number[] = [];
+    const start = performance.now();
+    keep(callEvery(0.03, () => times.push(performance.now() - start)));
+    loopUntil(map, () => times.length >= 5, 3000, "poll");
+    times.forEach((t, i) => {
+      const due = 30 * (i + 1);
+      assertGreaterOrEqual(t, due - 1, `tick ${i} early at ${t.toFixed(1)}`);
+      assertLess(t, due + 20, `tick ${i} late at ${t.toFixed(1)}`);
+    });
   });
 });
 
@@ -505,46 +521,36 @@ Deno.test("timers: callLater scheduled from a Deno setTimeout wakes a waiting lo
 // ---- errors ----
 
 Deno.test("timers: a throwing timer goes to the error handler and the loop goes on", async () => {
-  await withTimers((keep) => {
-    const map: SocketMap = new Map();
-    new IdleListener(map);
-    try {
-      const caught: [unknown, TimerHandle][] = [];
-      setTimerErrorHandler((error, handle) => caught.push([error, handle]));
-      const boom = new Error("boom");
-      let everyCalls = 0;
-      let after = false;
-      const bad = keep(callLater(0.01, () => {
-        throw boom;
-      }));
-      const badEvery = keep(callEvery(0.01, () => {
-        everyCalls++;
-        throw new TypeError(`tick ${everyCalls}`);
-      }));
-      keep(callLater(0.04, () => after = true));
-      loopUntil(map, () => after && everyCalls >= 3, 3000, "select");
-      assertStrictEquals(caught[0][0], boom);
-      assertStrictEquals(caught[0][1], bad);
-      const fromEvery = caught.filter(([, h]) => h === badEvery);
-      assertGreaterOrEqual(fromEvery.length, 3, "a throwing callEvery keeps its schedule");
-      assert(fromEvery.every(([e]) => e instanceof TypeError));
-      assertEquals(badEvery.cancelled, false);
-      assertEquals(bad.cancelled, true);
-      assertEquals(map.size, 1, "the channel is untouched");
-    } finally {
-      closeAll(map);
-    }
+  await withIdleMap((keep, map) => {
+    const caught: [unknown, TimerHandle][] = [];
+    setTimerErrorHandler((error, handle) => caught.push([error, handle]));
+    const boom = new Error("boom");
+    let everyCalls = 0;
+    let after = false;
+    const bad = keep(callLater(0.01, () => {
+      throw boom;
+    }));
+    const badEvery = keep(callEvery(0.01, () => {
+      everyCalls++;
+      throw new TypeError(`tick ${everyCalls}`);
+    }));
+    keep(callLater(0.04, () => after = true));
+    loopUntil(map, () => after && everyCalls >= 3, 3000, "select");
+    assertStrictEquals(caught[0][0], boom);
+    assertStrictEquals(caught[0][1], bad);
+    const fromEvery = caught.filter(([, h]) => h === badEvery);
+    assertGreaterOrEqual(fromEvery.length, 3, "a throwing callEvery keeps its schedule");
+    assert(fromEvery.every(([e]) => e instanceof TypeError));
+    assertEquals(badEvery.cancelled, false);
+    assertEquals(bad.cancelled, true);
+    assertEquals(map.size, 1, "the channel is untouched");
   });
 });
 
 Deno.test("timers: the default error handler prints one line to stderr", async () => {
   await withTimers((keep) => {
     withClock((advance) => {
-      const lines: string[] = [];
-      const err = stub(console, "error", (...args: unknown[]) => {
-        lines.push(args.join(" "));
-      });
-      try {
+      const lines = stderrLines(() => {
         let ranAfter = false;
         keep(callLater(0, () => {
           throw new RangeError("kaput");
@@ -553,9 +559,7 @@ Deno.test("timers: the default error handler prints one line to stderr", async (
         advance(1);
         assertEquals(runDueTimers(), 2);
         assert(ranAfter);
-      } finally {
-        err.restore();
-      }
+      });
       assertEquals(lines.length, 1);
       assert(lines[0].includes("uncaptured exception in timer"), lines[0]);
       assert(lines[0].includes("RangeError:kaput"), lines[0]);
@@ -566,11 +570,7 @@ Deno.test("timers: the default error handler prints one line to stderr", async (
 Deno.test("timers: an error handler that throws falls back to stderr", async () => {
   await withTimers((keep) => {
     withClock((advance) => {
-      const lines: string[] = [];
-      const err = stub(console, "error", (...args: unknown[]) => {
-        lines.push(args.join(" "));
-      });
-      try {
+      const lines = stderrLines(() => {
         setTimerErrorHandler(() => {
           throw new Error("handler broke");
         });
@@ -579,9 +579,7 @@ Deno.test("timers: an error handler that throws falls back to stderr", async () 
         }));
         advance(1);
         runDueTimers();
-      } finally {
-        err.restore();
-      }
+      });
       assertEquals(lines.length, 1);
       assert(lines[0].includes("handler broke"), lines[0]);
     });
@@ -589,47 +587,35 @@ Deno.test("timers: an error handler that throws falls back to stderr", async () 
 });
 
 Deno.test("timers: ExitNow from a timer leaves loop(), keeping the channels", async () => {
-  await withTimers((keep) => {
-    const map: SocketMap = new Map();
-    const l = new IdleListener(map);
-    try {
-      const caught: unknown[] = [];
-      setTimerErrorHandler((e) => caught.push(e));
-      keep(callLater(0.02, () => {
-        throw new ExitNow("from a timer");
-      }));
-      const start = performance.now();
-      assertThrows(() => loop({ map, timeout: 30, poller: "epoll" }), ExitNow, "from a timer");
-      assertLess(performance.now() - start, 500);
-      assertEquals(caught, [], "ExitNow is not an error to report");
-      assertEquals(map.size, 1);
-      assert(l.fileno() !== null);
-      // the loop can be entered again
-      let fired = false;
-      keep(callLater(0, () => fired = true));
-      loop({ map, timeout: 30, count: 1, poller: "epoll" });
-      assert(fired);
-    } finally {
-      closeAll(map);
-    }
+  await withIdleMap((keep, map, l) => {
+    const caught: unknown[] = [];
+    setTimerErrorHandler((e) => caught.push(e));
+    keep(callLater(0.02, () => {
+      throw new ExitNow("from a timer");
+    }));
+    const start = performance.now();
+    assertThrows(() => loop({ map, timeout: 30, poller: "epoll" }), ExitNow, "from a timer");
+    assertLess(performance.now() - start, 500);
+    assertEquals(caught, [], "ExitNow is not an error to report");
+    assertEquals(map.size, 1);
+    assert(l.fileno() !== null);
+    // the loop can be entered again
+    let fired = false;
+    keep(callLater(0, () => fired = true));
+    loop({ map, timeout: 30, count: 1, poller: "epoll" });
+    assert(fired);
   });
 });
 
 Deno.test("timers: ExitNow from a timer rejects loopAsync", async () => {
-  await withTimers(async (keep) => {
-    const map: SocketMap = new Map();
-    new IdleListener(map);
-    try {
-      keep(callLater(0.02, () => {
-        throw new ExitNow("async exit");
-      }));
-      const start = performance.now();
-      await assertRejects(() => loopAsync({ map, timeout: 30 }), ExitNow, "async exit");
-      assertLess(performance.now() - start, 500);
-      assertEquals(map.size, 1);
-    } finally {
-      closeAll(map);
-    }
+  await withIdleMap(async (keep, map) => {
+    keep(callLater(0.02, () => {
+      throw new ExitNow("async exit");
+    }));
+    const start = performance.now();
+    await assertRejects(() => loopAsync({ map, timeout: 30 }), ExitNow, "async exit");
+    assertLess(performance.now() - start, 500);
+    assertEquals(map.size, 1);
   });
 });
 
