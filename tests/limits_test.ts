@@ -38,6 +38,7 @@ import {
   randomBytes,
   rng,
   sha256,
+  withTimeout,
 } from "./_util.ts";
 import { Lines, run, spawn, type Spawned, stop } from "./fixtures/subprocess.ts";
 
@@ -61,18 +62,8 @@ function leakTest(name: string, fn: () => unknown | Promise<unknown>, ignore = f
   });
 }
 
-/** Rejects after `ms` with a message naming `what`; the timer is always cleared. */
-async function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+/** Rejects after `ms` with a message naming `what` (the shared `withTimeout`, arguments in this file's order). */
+const within = <T>(ms: number, what: string, p: Promise<T>): Promise<T> => withTimeout(p, ms, what);
 
 /** Serves `map` with loopAsync until the returned function is awaited. */
 function serve(map: SocketMap, poller: PollerName): () => Promise<void> {
