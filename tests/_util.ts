@@ -14,7 +14,6 @@ import {
 } from "../mod.ts";
 import { Socket } from "../ffi/socket.ts";
 
-
 /** The number of open fds of this process. */
 export function fdCount(): number {
   let n = 0;
@@ -195,6 +194,7 @@ export const POLLERS: readonly PollerName[] = (() => {
 export function scaled(n: number): number {
   const scale = Number(Deno.env.get("ASYNCORE_TEST_SCALE") ?? "1");
   return Math.max(1, Math.round(n * (scale > 0 ? scale : 1)));
+}
 
 /** Whether the IPv6 loopback can be bound here. */
 export const hasIPv6: boolean = (() => {
