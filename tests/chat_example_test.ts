@@ -455,14 +455,14 @@ Deno.test({
         const line = "x".repeat(1000);
         const batch = enc.encode(`${line}\n`.repeat(256));
         const n = 64;
-        await within(
-          30_000,
-          "talking",
+        await withTimeout(
           (async () => {
             for (let i = 0; i < n; i++) {
               for (let o = 0; o < batch.length;) o += await talker.conn.write(batch.subarray(o));
             }
           })(),
+          30_000,
+          "talking",
         );
         await watcher.lines.until(
           (l) => l === "* slow has left (not reading)",
