@@ -21,6 +21,9 @@ import {
 } from "./map.ts";
 import { markTrackedPredicate } from "./loop.ts";
 import { kPolicy } from "./_interest.ts";
+import type { SSLContext } from "../tls/context.ts";
+import { SSLSocket } from "../tls/ssl_socket.ts";
+import * as tls from "./tls.ts";
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -183,6 +186,7 @@ export class Dispatcher {
     this.socket = sock;
     this._fileno = sock.fileno();
     this.addChannel(map);
+    if (sock instanceof SSLSocket) tls.tlsAdopted(this, sock);
   }
 
   /** Sets `SO_REUSEADDR` (errors ignored, as in the reference). */
@@ -217,7 +221,24 @@ export class Dispatcher {
    * @ignore
    */
   [kPolicy](want: number): number {
-    return want;
+    // A TLS channel watches what OpenSSL waits for (dispatcher/tls.ts).
+    return this.socket instanceof SSLSocket ? tls.tlsPolicy(this, this.socket, want) : want;
+  }
+
+  /**
+   * Upgrades this live connection to TLS (STARTTLS): the socket is wrapped
+   * with `context` and the loop runs the handshake (a client's
+   * `handleConnect` does not fire again). Call it after the plaintext
+   * go-ahead has been sent.
+   *
+   * @example
+   * ```ts ignore
+   * this.send("220 Ready to start TLS\r\n");
+   * this.startTls(serverContext, { serverSide: true });
+   * ```
+   */
+  startTls(context: SSLContext, options?: tls.StartTlsOptions): void {
+    tls.startTls(this, context, options);
   }
 
   // ---- socket methods ----
@@ -409,6 +430,7 @@ export class Dispatcher {
 
   /** A read event: accept on a listener, finish a connect, then `handleRead`. */
   handleReadEvent(): void {
+    if (this.socket instanceof SSLSocket) return tls.tlsReadEvent(this, this.socket);
     if (this.accepting) {
       // accepting sockets are never connected, they "spawn" new sockets
       this.handleAccept();
@@ -422,6 +444,7 @@ export class Dispatcher {
 
   /** A connect completed (or failed: `SO_ERROR` is thrown as `OSError`). */
   handleConnectEvent(): void {
+    if (this.socket instanceof SSLSocket && tls.tlsConnectEvent(this, this.socket)) return;
     const err = this.socket!.getsockopt(C.SOL_SOCKET, C.SO_ERROR);
     if (err !== 0) throw new OSError(err, { syscall: "connect", message: strerror(err) });
     this.handleConnect();
@@ -432,6 +455,7 @@ export class Dispatcher {
 
   /** A write event: finish a connect if one is under way, then `handleWrite`. */
   handleWriteEvent(): void {
+    if (this.socket instanceof SSLSocket) return tls.tlsWriteEvent(this, this.socket);
     if (this.accepting) {
       // Accepting sockets shouldn't get a write event; ignore it.
       return;

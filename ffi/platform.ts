@@ -46,6 +46,12 @@ export interface Platform {
   name: string;
   /** The C library passed to `Deno.dlopen`. */
   libc: string;
+  /** OpenSSL's TLS library and its crypto library (opened on first TLS use only). */
+  libssl: string;
+  /** See {@linkcode Platform.libssl}. */
+  libcrypto: string;
+  /** How to install OpenSSL when it is missing, quoted in the error. */
+  libsslInstallHint: string;
   /** The libc function that returns a pointer to the calling thread's `errno`. */
   errnoLocation: string;
   /** Whether `accept4(2)` and `SOCK_NONBLOCK | SOCK_CLOEXEC` exist. */
@@ -67,6 +73,9 @@ export interface Platform {
 const linuxX86_64: Platform = {
   name: "linux-x86_64",
   libc: "libc.so.6",
+  libssl: "libssl.so.3",
+  libcrypto: "libcrypto.so.3",
+  libsslInstallHint: "apt-get install libssl3 (Debian/Ubuntu) or dnf install openssl-libs (Fedora)",
   errnoLocation: "__errno_location",
   hasAccept4: true,
   hasEpoll: true,
