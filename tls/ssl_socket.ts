@@ -9,6 +9,7 @@
 
 import { OSError, readErrno } from "../ffi/errno.ts";
 import { cString, openssl, SSLC, toCString } from "../ffi/openssl.ts";
+import { C } from "../ffi/platform.ts";
 import { type BytesLike, Socket } from "../ffi/socket.ts";
 import { READ, WRITE } from "../dispatcher/_interest.ts";
 import type { SSLContext } from "./context.ts";
@@ -145,6 +146,7 @@ export class SSLSocket extends Socket {
     }
     this.#ssl = ssl;
     try {
+      this.#noDelay();
       lib.SSL_set_fd(ssl, fd);
       if (serverSide) {
         lib.SSL_set_accept_state(ssl);
@@ -164,6 +166,22 @@ export class SSLSocket extends Socket {
         this.close();
         throw error;
       }
+    }
+  }
+
+  /**
+   * TLS writes in records and expects answers: with Nagle's algorithm on, a
+   * TLS 1.3 server's data after its session tickets waits for the peer's
+   * delayed ACK (about 40 ms per handshake).
+   */
+  #noDelay(): void {
+    if (this.type !== C.SOCK_STREAM || (this.family !== C.AF_INET && this.family !== C.AF_INET6)) {
+      return;
+    }
+    try {
+      this.setsockopt(C.IPPROTO_TCP, C.TCP_NODELAY, 1);
+    } catch (error) {
+      if (!(error instanceof OSError)) throw error;
     }
   }
 
