@@ -35,8 +35,13 @@ interface TlsState {
   tcpUp: boolean;
   /** The handshake-timeout timer. */
   timer: TimerHandle | null;
-  /** A zero-delay timer that reads bytes OpenSSL holds when the fd will not report them. */
-  kick: TimerHandle | null;
+  /**
+   * Bytes OpenSSL holds wait for a handler the fd will not wake: the policy
+   * asked for WRITE (ready at once on a healthy socket) to read them then.
+   */
+  drainOnWrite: boolean;
+  /** Whether the predicates asked for WRITE at the last policy call. */
+  userWrite: boolean;
 }
 
 const states = new WeakMap<SSLSocket, TlsState>();
@@ -66,14 +71,13 @@ export function tlsAdopted(d: Dispatcher, sock: SSLSocket): void {
     handshaking: managed,
     tcpUp: isConnected(sock),
     timer: null,
-    kick: null,
+    drainOnWrite: false,
+    userWrite: true,
   };
   states.set(sock, st);
   sock._onClose = () => {
     st.timer?.cancel();
     st.timer = null;
-    st.kick?.cancel();
-    st.kick = null;
   };
   if (managed) {
     sock._gate = true;
@@ -200,14 +204,15 @@ export function tlsWriteEvent(d: Dispatcher, sock: SSLSocket): void {
     d.handleConnectEvent();
     if (!isOpen(d)) return;
   }
-  if (sock._readWants === WRITE) {
+  const userWrite = st === undefined || st.userWrite;
+  if (sock._readWants === WRITE || st?.drainOnWrite) {
+    if (st !== undefined) st.drainOnWrite = false;
     sock._readWants = 0;
     d.handleRead();
-    if (!isOpen(d)) return;
     drainPending(d, sock);
-    if (!isOpen(d) || !d.writable()) return;
+    if (!isOpen(d)) return;
   }
-  d.handleWrite();
+  if (userWrite) d.handleWrite();
 }
 
 /**
@@ -215,24 +220,20 @@ export function tlsWriteEvent(d: Dispatcher, sock: SSLSocket): void {
  * (or the connect, before TCP is up); afterwards what the predicates asked,
  * plus the other direction when a read or write waits on it.
  */
-export function tlsPolicy(d: Dispatcher, sock: SSLSocket, want: number): number {
+export function tlsPolicy(_d: Dispatcher, sock: SSLSocket, want: number): number {
   const st = states.get(sock);
   if (st === undefined) return want;
   if (st.handshaking) return st.tcpUp ? sock._hsWants : want;
+  st.userWrite = (want & WRITE) !== 0;
+  st.drainOnWrite = false;
   if (want & READ) {
     if (sock._readWants === WRITE) want |= WRITE;
-    if (st.kick === null && sock.pending() > 0) {
-      st.kick = callLater(0, () => {
-        st.kick = null;
-        if (!isOpen(d) || d.socket !== sock) return;
-        try {
-          d.handleReadEvent();
-        } catch (error) {
-          if (isReraised(error)) throw error;
-          d.handleError(error);
-        }
-        d._interestChanged();
-      });
+    // Decrypted bytes no poller can see (SSL_pending; an unfinished record
+    // in OpenSSL's buffer needs more from the kernel, which the poller
+    // reports): a write event, ready at once, reads them.
+    if (sock.pending() > 0) {
+      st.drainOnWrite = true;
+      want |= WRITE;
     }
   }
   if (want & WRITE && sock._writeWants === READ) want |= READ;

@@ -365,7 +365,7 @@ export class SSLSocket extends Socket {
       const r = lib.SSL_read(ssl, got === 0 ? buffer : buffer.subarray(got), len - got);
       if (r > 0) {
         got += r;
-        if (lib.SSL_pending(ssl) === 0 && got >= 16384) break;
+        if (got >= 16384 && lib.SSL_pending(ssl) === 0) break;
         continue;
       }
       if (got > 0) {
