@@ -5,9 +5,11 @@
  * CPU 0: this library (`servers/asyncore_tls_echo.ts`, epoll), Deno's native
  * `Deno.listenTls` (the yardstick), Node's `tls`, and a C epoll + OpenSSL
  * server (`servers/tls_epoll_echo.c`, compiled into `bench/out/`). The load
- * generator (`tls_loadgen.ts`, this library as the client) runs on CPU 1.
- * The client is slower than every server here, so the rows compare server
- * CPU per operation (utime + stime from /proc) besides throughput:
+ * generators run on CPU 1: a C OpenSSL client (`tls_loadgen.c`) for
+ * ping-pong and bulk, and this library as the client (`tls_loadgen.ts`) for
+ * handshakes and idle connections (without a C compiler it does all). The
+ * rows give server CPU per operation (utime + stime from /proc) besides
+ * throughput, since one client can saturate before a server does:
  *
  * - handshakes: new connection per exchange (4 at a time), server µs each;
  * - ping-pong 64 B on 100 connections: round trips/s and server µs each;
@@ -98,17 +100,14 @@ async function start(s: Server): Promise<{ child: Deno.ChildProcess; port: numbe
   return { child, port: Number(text.match(/listening (\d+)/)![1]) };
 }
 
+let cLoadgen = false;
+
 async function loadgen(argv: string[]): Promise<Record<string, number>> {
-  const out = await sh([
-    "taskset",
-    "-c",
-    "1",
-    DENO,
-    "run",
-    "--allow-ffi",
-    `${ROOT}/bench/tls_loadgen.ts`,
-    ...argv,
-  ]);
+  const useC = cLoadgen && (argv[0] === "pingpong" || argv[0] === "bulk");
+  const cmd = useC
+    ? [`${OUT}/tls_loadgen`, ...argv]
+    : [DENO, "run", "--allow-ffi", `${ROOT}/bench/tls_loadgen.ts`, ...argv];
+  const out = await sh(["taskset", "-c", "1", ...cmd]);
   return JSON.parse(out.trim().split("\n").pop()!);
 }
 
@@ -182,6 +181,16 @@ if (await which("cc")) {
     "-lcrypto",
   ]);
   servers.push({ name: "C epoll + OpenSSL", cmd: [`${OUT}/tls_epoll_echo`, cert, key] });
+  await sh([
+    "cc",
+    "-O2",
+    "-o",
+    `${OUT}/tls_loadgen`,
+    `${ROOT}/bench/tls_loadgen.c`,
+    "-lssl",
+    "-lcrypto",
+  ]);
+  cLoadgen = true;
 }
 
 interface Row {
@@ -208,7 +217,18 @@ for (const s of servers) {
     const pp = await loadgen(["pingpong", String(port), String(DURATION), "100", "64"]);
     const rtUs = (cpuTicks(pid) - t0) * TICK_US / Math.max(1, pp.count);
     const bulk = await loadgen(["bulk", String(port), String(DURATION)]);
-    const idleKiB = await idleCost(pid, port);
+    // Memory is measured on a fresh server: the runs above leave freed heap behind.
+    child.kill("SIGTERM");
+    await child.status;
+    const fresh = await start(s);
+    let idleKiB = NaN;
+    try {
+      await loadgen(["handshake", String(fresh.port), "0.3", "4"]);
+      idleKiB = await idleCost(fresh.child.pid, fresh.port);
+    } finally {
+      fresh.child.kill("SIGTERM");
+      await fresh.child.status;
+    }
     rows.push({
       name: s.name,
       hsPerS: hs.count / hs.seconds,
@@ -220,7 +240,9 @@ for (const s of servers) {
     });
     console.error(`${s.name}: done`);
   } finally {
-    child.kill("SIGTERM");
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already stopped */ }
     await child.status;
   }
 }
@@ -229,7 +251,9 @@ const base = rows.find((r) => r.name.startsWith("Deno native"));
 const ratio = (v: number, b: number | undefined, lowerIsBetter = false) =>
   b ? ` (${(lowerIsBetter ? b / v : v / b).toFixed(2)}x)` : "";
 console.log(
-  `\nTLS 1.3, ECDSA P-256, ${DURATION} s per row; client: this library (tls_loadgen.ts) on CPU 1, servers on CPU 0.`,
+  `\nTLS 1.3, ECDSA P-256, ${DURATION} s per row; servers on CPU 0, clients on CPU 1 (ping-pong and bulk: ${
+    cLoadgen ? "C OpenSSL client" : "this library"
+  }; handshakes, 4 at a time, and ${IDLE} idle connections: this library).`,
 );
 console.log(
   "Ratios are to Deno native, higher is better (for CPU and memory: Deno's cost / this cost).\n",

@@ -22,7 +22,7 @@ const buf = new Uint8Array(65536);
 class Echo extends DispatcherWithSend {
   override handleRead(): void {
     const n = this.recvInto(buf);
-    if (n > 0) this.send(buf.slice(0, n));
+    if (n > 0) this.send(buf.subarray(0, n)); // DispatcherWithSend copies what it must keep
   }
   override handleClose(): void {
     this.close();
