@@ -359,13 +359,16 @@ export class SSLSocket extends Socket {
     if (len === 0) return 0;
     const { ssl: lib, crypto } = openssl();
     let got = 0;
-    // SSL_read returns one record at a time; take what is already here, up to len.
+    // SSL_read hands out one record at a time. Go on only while OpenSSL holds
+    // decrypted bytes: without read-ahead the next record is still in the
+    // kernel, where the poller sees it, and asking for it now would mostly
+    // cost a failing recv.
     while (got < len) {
       crypto.ERR_clear_error();
       const r = lib.SSL_read(ssl, got === 0 ? buffer : buffer.subarray(got), len - got);
       if (r > 0) {
         got += r;
-        if (got >= 16384 && lib.SSL_pending(ssl) === 0) break;
+        if (lib.SSL_pending(ssl) === 0) break;
         continue;
       }
       if (got > 0) {
