@@ -1039,3 +1039,78 @@ Deno.test("tls: SSLSocket refuses misuse with clear errors", async () => {
 });
 
 void ({} as Address);
+
+// ---- the examples, run as a user runs them ----
+
+Deno.test(
+  "tls: examples/tls_echo.ts serves openssl s_client and python; https_client.ts fetches and verifies",
+  {
+    ignore: !python,
+  },
+  async () => {
+    const root = new URL("..", import.meta.url).pathname;
+    const { freePort, spawn, stop } = await import("./fixtures/subprocess.ts");
+    const port = freePort();
+    const server = spawn(Deno.execPath(), [
+      "run",
+      "--allow-ffi",
+      "examples/tls_echo.ts",
+      certs.cert,
+      certs.key,
+      "127.0.0.1",
+      String(port),
+    ], root);
+    try {
+      if (!await server.stdout.waitFor(/^TLS echo server listening/, 1, 30_000)) {
+        server.child.kill("SIGKILL");
+        throw new Error(`tls_echo.ts did not start: ${await server.stderr}`);
+      }
+      const py = `
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+with ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="localhost") as s:
+    s.sendall(b"hello, echo")
+    print(s.recv(100).decode(), s.version())
+`;
+      const r = await run(python!, ["-c", py, String(port), certs.ca]);
+      assertEquals(decoder.decode(r.stdout).trim(), "hello, echo TLSv1.3", r.stderr);
+      const sc = await run("openssl", [
+        "s_client",
+        "-connect",
+        `127.0.0.1:${port}`,
+        "-CAfile",
+        certs.ca,
+        "-verify_return_error",
+        "-brief",
+      ], { input: encoder.encode("x\n") });
+      assertMatch(sc.stderr, /Verification: OK/);
+    } finally {
+      await stop(server);
+    }
+
+    await withSServer([], async (sport) => {
+      for (const poller of POLLERS) {
+        const ok = await run(Deno.execPath(), [
+          "run",
+          "--allow-ffi",
+          "examples/https_client.ts",
+          `https://localhost:${sport}/`,
+          `--cafile=${certs.ca}`,
+          `--poller=${poller}`,
+        ], { cwd: root });
+        assertEquals(ok.code, 0, ok.stderr);
+        assertMatch(decoder.decode(ok.stdout), /^HTTP\/1\.0 200 ok\r\n/);
+      }
+      // The system's CA store does not trust the test CA: verification fails, exit 1, stdout empty.
+      const bad = await run(Deno.execPath(), [
+        "run",
+        "--allow-ffi",
+        "examples/https_client.ts",
+        `https://localhost:${sport}/`,
+      ], { cwd: root });
+      assertEquals(bad.code, 1);
+      assertEquals(bad.stdout.length, 0);
+      assertMatch(bad.stderr, /CERTIFICATE_VERIFY_FAILED/);
+    });
+  },
+);
