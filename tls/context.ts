@@ -11,19 +11,23 @@ import { openssl, SSLC, toCString } from "../ffi/openssl.ts";
 import type { Socket } from "../ffi/socket.ts";
 import { queuedSSLError, SSLError, takeQueuedError } from "./errors.ts";
 import { SSLSocket, type WrapSocketOptions } from "./ssl_socket.ts";
+import {
+  CERT_NONE,
+  CERT_OPTIONAL,
+  CERT_REQUIRED,
+  HANDSHAKE_TIMEOUT,
+  PROTOCOL_TLS_CLIENT,
+  PROTOCOL_TLS_SERVER,
+} from "./constants.ts";
 
-/** A context for the client end of connections (`ssl.PROTOCOL_TLS_CLIENT`). */
-export const PROTOCOL_TLS_CLIENT = 16;
-/** A context for the server end of connections (`ssl.PROTOCOL_TLS_SERVER`). */
-export const PROTOCOL_TLS_SERVER = 17;
-/** Do not ask for or check the peer's certificate. */
-export const CERT_NONE = 0;
-/** Check the peer's certificate if it sends one (servers: ask clients for one). */
-export const CERT_OPTIONAL = 1;
-/** The peer must send a certificate that verifies. */
-export const CERT_REQUIRED = 2;
-/** How long, in seconds, a dispatcher waits for a handshake by default. */
-export const HANDSHAKE_TIMEOUT = 30;
+export {
+  CERT_NONE,
+  CERT_OPTIONAL,
+  CERT_REQUIRED,
+  HANDSHAKE_TIMEOUT,
+  PROTOCOL_TLS_CLIENT,
+  PROTOCOL_TLS_SERVER,
+};
 
 /** A TLS protocol version, as Python's `ssl.TLSVersion` names them. */
 export type TLSVersion = "TLSv1.2" | "TLSv1.3";

@@ -7,12 +7,13 @@
  * @module
  */
 
-import { OSError, readErrno } from "../ffi/errno.ts";
+import { errno as E, OSError, readErrno } from "../ffi/errno.ts";
 import { cString, openssl, SSLC, toCString } from "../ffi/openssl.ts";
 import { C } from "../ffi/platform.ts";
 import { type BytesLike, Socket } from "../ffi/socket.ts";
 import { READ, WRITE } from "../dispatcher/_interest.ts";
 import type { SSLContext } from "./context.ts";
+import { CERT_NONE, PROTOCOL_TLS_CLIENT, PROTOCOL_TLS_SERVER } from "./constants.ts";
 import { decodeCertificate } from "./_x509.ts";
 import {
   SSLCertVerificationError,
@@ -116,10 +117,10 @@ export class SSLSocket extends Socket {
     if (hostname !== null && (typeof hostname !== "string" || hostname === "")) {
       throw new TypeError("serverHostname must be a non-empty string");
     }
-    if (serverSide && context.protocol !== 17 /* PROTOCOL_TLS_SERVER */) {
+    if (serverSide && context.protocol !== PROTOCOL_TLS_SERVER) {
       throw new TypeError("Cannot create a server socket with a PROTOCOL_TLS_CLIENT context");
     }
-    if (!serverSide && context.protocol !== 16 /* PROTOCOL_TLS_CLIENT */) {
+    if (!serverSide && context.protocol !== PROTOCOL_TLS_CLIENT) {
       throw new TypeError("Cannot create a client socket with a PROTOCOL_TLS_SERVER context");
     }
     if (!serverSide && context.checkHostname && hostname === null) {
@@ -216,7 +217,7 @@ export class SSLSocket extends Socket {
   #live(): Deno.PointerObject {
     const ssl = this.#ssl;
     if (ssl === null) {
-      throw new OSError(9, { message: "Bad file descriptor (SSLSocket is closed)" });
+      throw new OSError(E.EBADF, { message: "Bad file descriptor (SSLSocket is closed)" });
     }
     return ssl;
   }
@@ -240,7 +241,9 @@ export class SSLSocket extends Socket {
     if (err === SSLC.SSL_ERROR_SYSCALL) {
       const errno = readErrno();
       const q = takeQueuedError();
-      if (q.code === 0n && errno !== 0 && errno !== 11) throw new OSError(errno, { syscall: call });
+      if (q.code === 0n && errno !== 0 && errno !== E.EAGAIN) {
+        throw new OSError(errno, { syscall: call });
+      }
       return 0; // EOF with no close_notify: Python's suppress_ragged_eofs
     }
     const q = takeQueuedError();
@@ -320,7 +323,7 @@ export class SSLSocket extends Socket {
         continue;
       }
       const want = this.#settle(r, "SSL_write");
-      if (want === 0) throw new OSError(32, { syscall: "SSL_write" }); // EPIPE: peer closed
+      if (want === 0) throw new OSError(E.EPIPE, { syscall: "SSL_write" }); // the peer closed
       this._writeWants = want;
       break;
     }
@@ -509,7 +512,7 @@ export class SSLSocket extends Socket {
       ptrOut[0] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(der)));
       crypto.i2d_X509(x, ptrOutBytes);
       if (binaryForm) return der;
-      if (this.context.verifyMode === 0) return {};
+      if (this.context.verifyMode === CERT_NONE) return {};
       return decodeCertificate(der);
     } finally {
       crypto.X509_free(x);
