@@ -1114,3 +1114,54 @@ with ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), 
     });
   },
 );
+
+Deno.test(
+  "tls(epoll): a server requiring client certificates accepts python's signed one, refuses none",
+  {
+    ignore: !python,
+  },
+  async () => {
+    await assertNoFdLeak(async () => {
+      const map: SocketMap = new Map();
+      Echo.errors = [];
+      const ctx = serverContext();
+      ctx.verifyMode = 2; // CERT_REQUIRED
+      ctx.loadVerifyLocations(certs.ca);
+      const server = new TlsServer(ctx, map);
+      const py = `
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+if len(sys.argv) > 3: ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+try:
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="localhost") as s:
+        s.sendall(b"who am i")
+        print(s.recv(100).decode())
+except (ssl.SSLError, OSError) as e:
+    print("refused", type(e).__name__)
+`;
+      const withCert = await serveWhile(
+        map,
+        "epoll",
+        run(python!, ["-c", py, String(server.port), certs.ca, certs.clientCert, certs.clientKey]),
+      );
+      assertEquals(decoder.decode(withCert.stdout).trim(), "who am i", withCert.stderr);
+      const h = server.handlers[0];
+      peer = h.socket instanceof SSLSocket && h.fileno() !== null
+        ? h.socket.getpeercert()
+        : "closed";
+      const without = await serveWhile(
+        map,
+        "epoll",
+        run(python!, ["-c", py, String(server.port), certs.ca]),
+      );
+      assertMatch(decoder.decode(without.stdout), /refused|^$/);
+      await serveWhile(map, "epoll", delay(50));
+      assert(
+        Echo.errors.some((e) => e instanceof SSLError && /CERTIFICATE/.test(String(e.reason))),
+        Echo.errors.map(String).join("; "),
+      );
+      closeMap(map);
+      ctx.close();
+    });
+  },
+);
