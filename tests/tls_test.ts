@@ -1145,10 +1145,6 @@ except (ssl.SSLError, OSError) as e:
         run(python!, ["-c", py, String(server.port), certs.ca, certs.clientCert, certs.clientKey]),
       );
       assertEquals(decoder.decode(withCert.stdout).trim(), "who am i", withCert.stderr);
-      const h = server.handlers[0];
-      peer = h.socket instanceof SSLSocket && h.fileno() !== null
-        ? h.socket.getpeercert()
-        : "closed";
       const without = await serveWhile(
         map,
         "epoll",
