@@ -100,3 +100,26 @@ export {
   SimpleProducer,
   type Terminator,
 } from "./dispatcher/asynchat.ts";
+export {
+  CERT_NONE,
+  CERT_OPTIONAL,
+  CERT_REQUIRED,
+  createDefaultContext,
+  type DefaultContextOptions,
+  HANDSHAKE_TIMEOUT,
+  PROTOCOL_TLS_CLIENT,
+  PROTOCOL_TLS_SERVER,
+  SSLContext,
+  type TLSVersion,
+} from "./tls/context.ts";
+export { SSLSocket, type WrapSocketOptions } from "./tls/ssl_socket.ts";
+export {
+  SSLCertVerificationError,
+  SSLEOFError,
+  SSLError,
+  type SSLErrorOptions,
+  SSLWantReadError,
+  SSLWantWriteError,
+  SSLZeroReturnError,
+} from "./tls/errors.ts";
+export type { StartTlsOptions } from "./dispatcher/tls.ts";

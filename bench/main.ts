@@ -39,6 +39,7 @@
  *   --record             also write the run into bench/RESULTS.md (between its markers)
  *
  * Results go to stdout (markdown) and to bench/out/results.{md,json}.
+ * TLS rows are a separate run: `deno run -A bench/tls_bench.ts` (see that file).
  *
  * @module
  */

@@ -39,6 +39,9 @@ import {
   resumeIfDrained,
   type Watched,
 } from "./_limits.ts";
+import type { SSLContext } from "../tls/context.ts";
+import { SSLSocket } from "../tls/ssl_socket.ts";
+import * as tls from "./tls.ts";
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -316,6 +319,7 @@ export class Dispatcher {
     this[kCore].fd = sock.fileno();
     moveSlot(sock, this);
     this.addChannel(map);
+    if (sock instanceof SSLSocket) tls.tlsAdopted(this, sock);
   }
 
   /** Sets `SO_REUSEADDR` (errors ignored, as in the reference). */
@@ -370,7 +374,24 @@ export class Dispatcher {
       if (performance.now() < paused) return want & ~READ;
       this.#acceptPausedUntil = 0;
     }
-    return want;
+    // A TLS channel watches what OpenSSL waits for (dispatcher/tls.ts).
+    return this.socket instanceof SSLSocket ? tls.tlsPolicy(this, this.socket, want) : want;
+  }
+
+  /**
+   * Upgrades this live connection to TLS (STARTTLS): the socket is wrapped
+   * with `context` and the loop runs the handshake (a client's
+   * `handleConnect` does not fire again). Call it after the plaintext
+   * go-ahead has been sent.
+   *
+   * @example
+   * ```ts ignore
+   * this.send("220 Ready to start TLS\r\n");
+   * this.startTls(serverContext, { serverSide: true });
+   * ```
+   */
+  startTls(context: SSLContext, options?: tls.StartTlsOptions): void {
+    tls.startTls(this, context, options);
   }
 
   // ---- socket methods ----
@@ -581,6 +602,7 @@ export class Dispatcher {
 
   /** A read event: accept on a listener, finish a connect, then `handleRead`. */
   handleReadEvent(): void {
+    if (this.socket instanceof SSLSocket) return tls.tlsReadEvent(this, this.socket);
     if (this.accepting) {
       // accepting sockets are never connected, they "spawn" new sockets
       this.handleAccept();
@@ -613,6 +635,7 @@ export class Dispatcher {
 
   /** A connect completed (or failed: `SO_ERROR` is thrown as `OSError`). */
   handleConnectEvent(): void {
+    if (this.socket instanceof SSLSocket && tls.tlsConnectEvent(this, this.socket)) return;
     const err = this.socket!.getsockopt(C.SOL_SOCKET, C.SO_ERROR);
     if (err !== 0) throw new OSError(err, { syscall: "connect", message: strerror(err) });
     this.handleConnect();
@@ -622,6 +645,7 @@ export class Dispatcher {
 
   /** A write event: finish a connect if one is under way, then `handleWrite`. */
   handleWriteEvent(): void {
+    if (this.socket instanceof SSLSocket) return tls.tlsWriteEvent(this, this.socket);
     if (this.accepting) {
       // Accepting sockets shouldn't get a write event; ignore it.
       return;

@@ -196,6 +196,12 @@ export interface Platform {
   name: string;
   /** The C library passed to `Deno.dlopen`. */
   libc: string;
+  /** OpenSSL's TLS library and its crypto library (opened on first TLS use only). */
+  libssl: string;
+  /** See {@linkcode Platform.libssl}. */
+  libcrypto: string;
+  /** How to install OpenSSL when it is missing, quoted in the error. */
+  libsslInstallHint: string;
   /** The libc function that returns a pointer to the calling thread's `errno`. */
   errnoLocation: string;
   /** Whether the OS has the `epoll` family (libc must also export it; see `ffi/symbols.ts`). */
@@ -507,6 +513,9 @@ const linux64Structs = {
 const linuxX86_64: Platform = {
   name: "linux-x86_64",
   libc: "libc.so.6",
+  libssl: "libssl.so.3",
+  libcrypto: "libcrypto.so.3",
+  libsslInstallHint: "apt-get install libssl3 (Debian/Ubuntu) or dnf install openssl-libs (Fedora)",
   errnoLocation: "__errno_location",
   hasEpoll: true,
   variadicArgsAsFixed: true,
@@ -521,6 +530,9 @@ const linuxX86_64: Platform = {
 const linuxAarch64: Platform = {
   name: "linux-aarch64",
   libc: "libc.so.6",
+  libssl: "libssl.so.3",
+  libcrypto: "libcrypto.so.3",
+  libsslInstallHint: "apt-get install libssl3 (Debian/Ubuntu) or dnf install openssl-libs (Fedora)",
   errnoLocation: "__errno_location",
   hasEpoll: true,
   variadicArgsAsFixed: true,
