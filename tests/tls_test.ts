@@ -200,37 +200,54 @@ async function withSServer<T>(
   extra: string[],
   fn: (port: number) => Promise<T>,
 ): Promise<T> {
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = new Deno.Command("openssl", {
-    args: [
-      "s_server",
-      "-accept",
-      `127.0.0.1:${port}`,
-      "-cert",
-      certs.cert,
-      "-key",
-      certs.key,
-      "-www",
-      "-quiet",
-      ...extra,
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  try {
-    for (let i = 0; i < 200; i++) {
+  const { freePort } = await import("./fixtures/subprocess.ts");
+  // s_server does not set SO_REUSEADDR: a port that a busy machine still has
+  // in TIME_WAIT makes it exit at once, so a start that fails takes a new port.
+  for (let attempt = 1;; attempt++) {
+    const port = freePort();
+    const child = new Deno.Command("openssl", {
+      args: [
+        "s_server",
+        "-accept",
+        `127.0.0.1:${port}`,
+        "-cert",
+        certs.cert,
+        "-key",
+        certs.key,
+        "-www",
+        "-quiet",
+        ...extra,
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    let exited = false;
+    const status = child.status.then((st) => {
+      exited = true;
+      return st;
+    });
+    let up = false;
+    for (let i = 0; i < 200 && !up && !exited; i++) {
       try {
         (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-        break;
+        up = true;
       } catch {
         await delay(20);
       }
     }
-    return await fn(port);
-  } finally {
-    child.kill("SIGTERM");
-    await child.status;
+    if (!up) {
+      if (!exited) child.kill("SIGKILL");
+      await status;
+      if (attempt < 5) continue;
+      throw new Error("openssl s_server did not start (5 ports tried)");
+    }
+    try {
+      return await fn(port);
+    } finally {
+      if (!exited) child.kill("SIGTERM");
+      await status;
+    }
   }
 }
 
