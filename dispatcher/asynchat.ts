@@ -278,16 +278,8 @@ export class AsyncChat extends Dispatcher {
   acInBufferSize = 65536;
   /** The most bytes one send hands to the socket; `push` splits data into pieces of this size. */
   acOutBufferSize = 65536;
-  /**
-   * When a read event leaves more than this many bytes queued
-   * (`queuedBytes`), the loop stops reading this channel (even if
-   * `readable()` is overridden); it reads again once the queue is down to
-   * half of it, and calls `handleDrain`. Nothing is lost: the peer's bytes
-   * wait in the kernel. Output queued outside the channel's own read events
-   * does not pause it. Default 1 MiB; `Infinity` queues without bound, as
-   * the reference does.
-   */
-  highWaterMark: number = DEFAULT_HIGH_WATER_MARK;
+  /** See `Dispatcher.highWaterMark`; default 1 MiB (`Infinity`: the reference's unbounded queue). */
+  override highWaterMark: number = DEFAULT_HIGH_WATER_MARK;
   /**
    * The most bytes collected while a byte terminator (such as `"\r\n"`) has
    * not been found: more calls `handleInputOverflow`. Counted from the last
@@ -296,8 +288,6 @@ export class AsyncChat extends Dispatcher {
    * raise it for protocols with bigger messages, `Infinity` for none.
    */
   maxInputLength: number = DEFAULT_MAX_INPUT_LENGTH;
-  /** Reading is paused by `highWaterMark` (internal). */
-  _readPaused = false;
 
   /** Bytes gathered by `_collectIncomingData`, joined and cleared by `_getData`. */
   incoming: Uint8Array[] = [];
@@ -556,33 +546,8 @@ export class AsyncChat extends Dispatcher {
   }
 
   /** The bytes queued for sending (producers count once they have produced). */
-  get queuedBytes(): number {
+  override get queuedBytes(): number {
     return this.producerFifo.bytes;
-  }
-
-  /**
-   * The queue went over `highWaterMark` and is now down to half of it
-   * (reading resumes): a good moment to queue more, as Node's `'drain'`.
-   * The default does nothing.
-   */
-  handleDrain(): void {}
-
-  /**
-   * Backpressure: no reading while over the high-water mark.
-   * @ignore
-   */
-  override [kPolicy](want: number): number {
-    return applyBackpressure(this, super[kPolicy](want));
-  }
-
-  /** @ignore */
-  override _readStart(): number {
-    return this.queuedBytes;
-  }
-
-  /** @ignore */
-  override _readDone(queuedBefore: number): void {
-    pauseIfOver(this, queuedBefore);
   }
 
   /** The reference's `handle_read` loop over #buf[#pos:]. */

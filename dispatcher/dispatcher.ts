@@ -375,8 +375,41 @@ export class Dispatcher {
       this.#acceptPausedUntil = 0;
     }
     // A TLS channel watches what OpenSSL waits for (dispatcher/tls.ts).
-    return this.socket instanceof SSLSocket ? tls.tlsPolicy(this, this.socket, want) : want;
+    if (this.socket instanceof SSLSocket) want = tls.tlsPolicy(this, this.socket, want);
+    return applyBackpressure(this, want);
   }
+
+  // ---- send backpressure (the queue lives in DispatcherWithSend and AsyncChat) ----
+
+  /**
+   * When a read event leaves more than this many bytes queued
+   * (`queuedBytes`), the loop stops reading this channel (even if
+   * `readable()` is overridden); it reads again once the queue is down to
+   * half of it, and calls `handleDrain`. Nothing is lost: the peer's bytes
+   * wait in the kernel, and TCP slows the peer down. Output queued outside
+   * the channel's own read events (on connect, from a timer or another
+   * channel) does not pause it. `DispatcherWithSend` and `AsyncChat`
+   * default to 1 MiB; a plain `Dispatcher`, which queues nothing, to
+   * `Infinity` (the reference's unbounded behaviour).
+   */
+  highWaterMark: number = Infinity;
+  /**
+   * Reading is paused by `highWaterMark` (internal).
+   * @ignore
+   */
+  _readPaused = false;
+
+  /** The bytes queued for sending; a plain `Dispatcher` queues none. */
+  get queuedBytes(): number {
+    return 0;
+  }
+
+  /**
+   * The queue went over `highWaterMark` and is now down to half of it
+   * (reading resumes): a good moment to queue more, as Node's `'drain'`.
+   * The default does nothing.
+   */
+  handleDrain(): void {}
 
   /**
    * Upgrades this live connection to TLS (STARTTLS): the socket is wrapped
@@ -606,32 +639,18 @@ export class Dispatcher {
     if (this.accepting) {
       // accepting sockets are never connected, they "spawn" new sockets
       this.handleAccept();
-    } else if (!this.connected) {
-      const mark = this._readStart();
-      if (this.connecting) this.handleConnectEvent();
-      this.handleRead();
-      this._readDone(mark);
     } else {
-      const mark = this._readStart();
-      this.handleRead();
-      this._readDone(mark);
+      // Backpressure starts where output answers this channel's own input.
+      const queuedBefore = this.queuedBytes;
+      if (!this.connected) {
+        if (this.connecting) this.handleConnectEvent();
+        this.handleRead();
+      } else {
+        this.handleRead();
+      }
+      pauseIfOver(this, queuedBefore);
     }
   }
-
-  /**
-   * Around `handleRead` in a read event: where send backpressure starts
-   * (internal). `_readStart` returns what `_readDone` gets.
-   * @ignore
-   */
-  _readStart(): number {
-    return 0;
-  }
-
-  /**
-   * See `_readStart` (internal).
-   * @ignore
-   */
-  _readDone(_mark: number): void {}
 
   /** A connect completed (or failed: `SO_ERROR` is thrown as `OSError`). */
   handleConnectEvent(): void {
@@ -887,51 +906,12 @@ export class DispatcherWithSend extends Dispatcher {
     return queue;
   }
 
-  /**
-   * When a read event leaves more than this many bytes queued
-   * (`queuedBytes`), the loop stops reading this channel (even if
-   * `readable()` is overridden); it reads again once the queue is down to
-   * half of it, and calls `handleDrain`. Nothing is lost: the peer's bytes
-   * wait in the kernel, and TCP slows the peer down. Output queued outside
-   * the channel's own read events (on connect, from a timer or another
-   * channel) does not pause it. Default 1 MiB; `Infinity` queues without
-   * bound, as the reference does.
-   */
-  highWaterMark: number = DEFAULT_HIGH_WATER_MARK;
-  /**
-   * Reading is paused by `highWaterMark` (internal).
-   * @ignore
-   */
-  _readPaused = false;
+  /** See `Dispatcher.highWaterMark`; default 1 MiB (`Infinity`: the reference's unbounded queue). */
+  override highWaterMark: number = DEFAULT_HIGH_WATER_MARK;
 
   /** The bytes queued for sending (`outBuffer.length`). */
-  get queuedBytes(): number {
+  override get queuedBytes(): number {
     return this.outBuffer.length;
-  }
-
-  /**
-   * The queue went over `highWaterMark` and is now down to half of it
-   * (reading resumes): a good moment to queue more, as Node's `'drain'`.
-   * The default does nothing.
-   */
-  handleDrain(): void {}
-
-  /**
-   * Backpressure: no reading while over the high-water mark.
-   * @ignore
-   */
-  override [kPolicy](want: number): number {
-    return applyBackpressure(this, super[kPolicy](want));
-  }
-
-  /** @ignore */
-  override _readStart(): number {
-    return this.queuedBytes;
-  }
-
-  /** @ignore */
-  override _readDone(queuedBefore: number): void {
-    pauseIfOver(this, queuedBefore);
   }
   #files: FileQueue | null = null;
 

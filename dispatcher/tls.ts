@@ -20,6 +20,7 @@ import { SSLSocket } from "../tls/ssl_socket.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 import { isReraised } from "./errors.ts";
 import { notifyInterest, READ, WRITE } from "./_interest.ts";
+import { pauseIfOver } from "./_limits.ts";
 import { callLater, type TimerHandle } from "./timers.ts";
 
 /** How many times one read event hands already-decrypted bytes to `handleRead`. */
@@ -176,10 +177,10 @@ export function tlsReadEvent(d: Dispatcher, sock: SSLSocket): void {
     if (!isOpen(d)) return;
   }
   // Backpressure counts what this event's reads queued, as for plain channels.
-  const mark = d._readStart();
+  const queuedBefore = d.queuedBytes;
   d.handleRead();
   drainPending(d, sock);
-  if (isOpen(d)) d._readDone(mark);
+  if (isOpen(d)) pauseIfOver(d, queuedBefore);
 }
 
 /** Hands `handleRead` what OpenSSL already decrypted: the fd will not report it. */

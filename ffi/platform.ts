@@ -510,8 +510,8 @@ const linux64Structs = {
   sigaction: { size: 152, handler: 0, flags: 136 },
 } as const satisfies Omit<StructLayouts, "epollEvent">;
 
-const linuxX86_64: Platform = {
-  name: "linux-x86_64",
+/** What every 64-bit glibc Linux table shares; the tables differ in name and `epoll_event`. */
+const linuxGlibc = {
   libc: "libc.so.6",
   libssl: "libssl.so.3",
   libcrypto: "libcrypto.so.3",
@@ -523,23 +523,18 @@ const linuxX86_64: Platform = {
   constants: linuxConstants,
   errno: linuxErrno,
   gaiErrors: glibcGaiErrors,
+} as const satisfies Omit<Platform, "name" | "structs">;
+
+const linuxX86_64: Platform = {
+  ...linuxGlibc,
+  name: "linux-x86_64",
   // glibc: `struct epoll_event` is __attribute__((packed)) on x86_64 only.
   structs: { ...linux64Structs, epollEvent: { size: 12, events: 0, data: 4 } },
 };
 
 const linuxAarch64: Platform = {
+  ...linuxGlibc,
   name: "linux-aarch64",
-  libc: "libc.so.6",
-  libssl: "libssl.so.3",
-  libcrypto: "libcrypto.so.3",
-  libsslInstallHint: "apt-get install libssl3 (Debian/Ubuntu) or dnf install openssl-libs (Fedora)",
-  errnoLocation: "__errno_location",
-  hasEpoll: true,
-  variadicArgsAsFixed: true,
-  hasSendfile: true,
-  constants: linuxConstants,
-  errno: linuxErrno,
-  gaiErrors: glibcGaiErrors,
   // Not packed: 4 bytes of padding align the 64-bit data union.
   structs: { ...linux64Structs, epollEvent: { size: 16, events: 0, data: 8 } },
 };

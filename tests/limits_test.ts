@@ -29,6 +29,8 @@ import {
   type SocketMap,
 } from "../mod.ts";
 import { pendingTimers } from "../dispatcher/timers.ts";
+import { kPolicy } from "../dispatcher/_interest.ts";
+import { pauseIfOver } from "../dispatcher/_limits.ts";
 import {
   assertNoFdLeak,
   concat,
@@ -385,16 +387,15 @@ Deno.test("backpressure: defaults; Infinity keeps the reference's unbounded queu
   assertEquals(c.highWaterMark, 1048576);
   assertEquals(c.maxInputLength, 1048576);
   // READ (1) | WRITE (2) asked for, after a read event left 8 MiB queued.
-  const policy = Object.getOwnPropertySymbols(DispatcherWithSend.prototype)[0];
-  const apply = (d as unknown as Record<symbol, (w: number) => number>)[policy].bind(d);
+  const apply = (w: number) => d[kPolicy](w);
   d.highWaterMark = Infinity;
   d.outBuffer.push(new Uint8Array(8 * MiB));
-  d._readDone(0);
+  pauseIfOver(d, 0);
   assertEquals(apply(3), 3, "Infinity: never paused");
   d.highWaterMark = 1024;
-  d._readDone(8 * MiB);
+  pauseIfOver(d, 8 * MiB);
   assertEquals(apply(3), 3, "a read event that did not grow the queue does not pause");
-  d._readDone(0);
+  pauseIfOver(d, 0);
   assertEquals(apply(3), 2, "over the mark: no READ");
   d.outBuffer.consume(8 * MiB - 1024);
   assertEquals(apply(3), 2, "still over half the mark");
