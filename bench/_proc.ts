@@ -83,6 +83,9 @@ export async function cpuSeconds(pid: number, clkTck = 100): Promise<number> {
   return (Number(f[11]) + Number(f[12])) / clkTck;
 }
 
+/** What a server prints once it listens: `LISTENING <port>` (ours, C, Python) or `listening on host:port`. */
+const READY = /(?:LISTENING |listening on \S*:)(\d+)/;
+
 /** A server child: started with `cmd`, ready once it prints `LISTENING <port>`. */
 export class RunningServer {
   readonly #child: Deno.ChildProcess;
@@ -116,7 +119,7 @@ export class RunningServer {
     const dec = new TextDecoder();
     const reader = this.#child.stdout.getReader();
     const deadline = Date.now() + timeoutMs;
-    while (!/LISTENING (\d+)/.test(this.#stdout)) {
+    while (!READY.test(this.#stdout)) {
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no LISTENING line after ${timeoutMs} ms: ${this.stderr}`);
       const next = await Promise.race([reader.read(), sleep(left).then(() => null)]);
@@ -124,7 +127,7 @@ export class RunningServer {
       if (next.done) throw new Error(`server exited before listening: ${this.stderr}`);
       this.#stdout += dec.decode(next.value, { stream: true });
     }
-    this.port = Number(this.#stdout.match(/LISTENING (\d+)/)![1]);
+    this.port = Number(this.#stdout.match(READY)![1]);
     // Keep draining stdout so the server never blocks on a full pipe.
     void (async () => {
       try {

@@ -72,9 +72,6 @@ async function burstOnce(ctx: BenchContext, port: number, pid: number): Promise<
 /** Runs the burst rows and returns the section. */
 export async function burstBench(ctx: BenchContext): Promise<string> {
   const { env, quick, log } = ctx;
-  if (env.loadgen !== "c") {
-    return "### Burst\n\nSkipped: needs the C load generator (a C compiler).";
-  }
   const rounds = quick ? 1 : 3;
   const ours128: ServerSpec = {
     ...serverNamed("asyncore epoll"),

@@ -37,9 +37,6 @@ interface ChurnRow {
 /** Runs the churn rows and returns the section. */
 export async function churnBench(ctx: BenchContext): Promise<string> {
   const { env, quick, log } = ctx;
-  if (env.loadgen !== "c") {
-    return "### Churn\n\nSkipped: needs the C load generator (a C compiler).";
-  }
   const rounds = quick ? 1 : 3;
   const warmup = quick ? 0.25 : 0.5, duration = quick ? 1 : 2;
   const servers = peerServers(env);

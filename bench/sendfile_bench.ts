@@ -93,9 +93,6 @@ interface SendfileRow {
 /** Runs the sendfile rows and returns the section. */
 export async function sendfileBench(ctx: BenchContext): Promise<string> {
   const { env, quick, log } = ctx;
-  if (env.loadgen !== "c") {
-    return "### sendfile\n\nSkipped: needs the C load generator (a C compiler).";
-  }
   const size = (quick ? 64 : 256) * MiB;
   const rounds = quick ? 1 : 3;
   const path = await benchFile(size);

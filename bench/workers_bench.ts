@@ -68,9 +68,6 @@ interface WorkersRow {
 /** Runs the workers rows and returns the section. */
 export async function workersBench(ctx: BenchContext): Promise<string> {
   const { env, quick, log } = ctx;
-  if (env.loadgen !== "c") {
-    return "### Workers\n\nSkipped: needs the C load generator (a C compiler).";
-  }
   const rounds = quick ? 1 : 3;
   const warmup = quick ? 0.25 : 0.4, duration = 1;
   const specs: [ServerSpec, string[]][] = [
