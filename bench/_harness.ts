@@ -85,6 +85,17 @@ export function median(xs: number[]): number {
   return v.length % 2 ? v[v.length >> 1] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
 }
 
+/**
+ * The round whose `value` is the median of the rounds that have one (the
+ * first round when none has): rows keep every figure of one real run.
+ */
+export function medianRow<T>(rows: T[], value: (row: T) => number | undefined): T {
+  const ok = rows.filter((r) => value(r) !== undefined);
+  if (ok.length === 0) return rows[0];
+  const m = median(ok.map((r) => value(r)!));
+  return ok.reduce((best, r) => Math.abs(value(r)! - m) < Math.abs(value(best)! - m) ? r : best);
+}
+
 /** The accept-queue limit of the socket listening on `port` (the Send-Q `ss` shows), or null. */
 export async function listenBacklog(port: number): Promise<number | null> {
   const r = await run(["ss", "-Hltn", `sport = :${port}`]);

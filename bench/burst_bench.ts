@@ -16,7 +16,7 @@ import {
   type BenchContext,
   listenBacklog,
   loadgenCmd,
-  median,
+  medianRow,
   peerServers,
   runStandalone,
   serverNamed,
@@ -110,7 +110,7 @@ export async function burstBench(ctx: BenchContext): Promise<string> {
       await sleep(500);
     }
   }
-  const rows = servers.map((s) => pickMedian(runs.get(s.name)!));
+  const rows = servers.map((s) => medianRow(runs.get(s.name)!, (r) => r.r?.all_done_ms));
   const c = rows.find((r) => r.server === "C epoll")?.r;
   const body = rows.map((row) => {
     const r = row.r;
@@ -139,15 +139,6 @@ export async function burstBench(ctx: BenchContext): Promise<string> {
       body,
     ),
   ].join("\n");
-}
-
-function pickMedian(rows: BurstRow[]): BurstRow {
-  const ok = rows.filter((r) => r.r !== undefined);
-  if (ok.length === 0) return rows[0];
-  const m = median(ok.map((r) => r.r!.all_done_ms));
-  return ok.reduce((best, r) =>
-    Math.abs(r.r!.all_done_ms - m) < Math.abs(best.r!.all_done_ms - m) ? r : best
-  );
 }
 
 if (import.meta.main) await runStandalone(burstBench);

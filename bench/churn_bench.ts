@@ -14,7 +14,7 @@
 import {
   type BenchContext,
   fmtInt,
-  median,
+  medianRow,
   peerServers,
   runLoadgen,
   runStandalone,
@@ -86,7 +86,7 @@ export async function churnBench(ctx: BenchContext): Promise<string> {
       runs.set(spec.name, [...(runs.get(spec.name) ?? []), row]);
     }
   }
-  const rows = servers.map((s) => pickMedian(runs.get(s.name)!));
+  const rows = servers.map((s) => medianRow(runs.get(s.name)!, (r) => r.rate));
   const deno = rows.find((r) => r.server === "Deno native");
   const c = rows.find((r) => r.server === "C epoll");
   const body = rows.map((r) =>
@@ -114,13 +114,6 @@ export async function churnBench(ctx: BenchContext): Promise<string> {
       body,
     ),
   ].join("\n");
-}
-
-function pickMedian(rows: ChurnRow[]): ChurnRow {
-  const ok = rows.filter((r) => r.rate !== undefined);
-  if (ok.length === 0) return rows[0];
-  const m = median(ok.map((r) => r.rate!));
-  return ok.reduce((best, r) => Math.abs(r.rate! - m) < Math.abs(best.rate! - m) ? r : best);
 }
 
 if (import.meta.main) await runStandalone(churnBench);

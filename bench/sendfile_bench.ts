@@ -17,7 +17,7 @@ import {
   BENCH,
   type BenchContext,
   DENO,
-  median,
+  medianRow,
   OUT,
   runLoadgen,
   runStandalone,
@@ -140,7 +140,9 @@ export async function sendfileBench(ctx: BenchContext): Promise<string> {
   }
   const body: string[][] = [];
   for (const clients of [1, 10]) {
-    const rows = servers.map((s) => pickMedian(runs.get(`${clients}\u0000${s.name}`)!));
+    const rows = servers.map((s) =>
+      medianRow(runs.get(`${clients}\u0000${s.name}`)!, (r) => r.mbPerS)
+    );
     const deno = rows.find((r) => r.server.startsWith("Deno native"));
     for (const r of rows) {
       body.push([
@@ -162,13 +164,6 @@ export async function sendfileBench(ctx: BenchContext): Promise<string> {
     "",
     table(["Clients", "Server", "MB/s", "Server CPU µs/MB", "vs Deno", "Notes"], body),
   ].join("\n");
-}
-
-function pickMedian(rows: SendfileRow[]): SendfileRow {
-  const ok = rows.filter((r) => r.mbPerS !== undefined);
-  if (ok.length === 0) return rows[0];
-  const m = median(ok.map((r) => r.mbPerS!));
-  return ok.reduce((best, r) => Math.abs(r.mbPerS! - m) < Math.abs(best.mbPerS! - m) ? r : best);
 }
 
 if (import.meta.main) await runStandalone(sendfileBench);

@@ -16,7 +16,7 @@ import {
   type BenchContext,
   DENO,
   fmtInt,
-  median,
+  medianRow,
   ROOT,
   run,
   runLoadgen,
@@ -112,7 +112,7 @@ export async function workersBench(ctx: BenchContext): Promise<string> {
       runs.set(spec.name, [...(runs.get(spec.name) ?? []), row]);
     }
   }
-  const rows = specs.map(([s]) => pickMedian(runs.get(s.name)!));
+  const rows = specs.map(([s]) => medianRow(runs.get(s.name)!, (r) => r.rate));
   const one = rows[1];
   const deno = rows.find((r) => r.server === "Deno native");
   const body = rows.map((r) => [
@@ -133,13 +133,6 @@ export async function workersBench(ctx: BenchContext): Promise<string> {
     "",
     table(["Server", "Round trips/s", "Server CPU %", "vs 1 worker", "vs Deno", "Notes"], body),
   ].join("\n");
-}
-
-function pickMedian(rows: WorkersRow[]): WorkersRow {
-  const ok = rows.filter((r) => r.rate !== undefined);
-  if (ok.length === 0) return rows[0];
-  const m = median(ok.map((r) => r.rate!));
-  return ok.reduce((best, r) => Math.abs(r.rate! - m) < Math.abs(best.rate! - m) ? r : best);
 }
 
 if (import.meta.main) await runStandalone(workersBench);

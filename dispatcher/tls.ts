@@ -158,18 +158,7 @@ export function tlsReadEvent(d: Dispatcher, sock: SSLSocket): void {
     return;
   }
   const st = states.get(sock);
-  if (st !== undefined && st.handshaking) {
-    if (!st.tcpUp) {
-      d.handleConnectEvent();
-      if (!isOpen(d)) return;
-    }
-    stepHandshake(d, sock, st);
-    return;
-  }
-  if (!d.connected && d.connecting) {
-    d.handleConnectEvent();
-    if (!isOpen(d)) return;
-  }
+  if (connectAndHandshake(d, sock, st)) return;
   if (sock._writeWants === READ) {
     // A write waited for this read (renegotiation, key update): retry it.
     sock._writeWants = 0;
@@ -192,22 +181,32 @@ function drainPending(d: Dispatcher, sock: SSLSocket): void {
   }
 }
 
+/**
+ * What a read or write event does before application data: finish the TCP
+ * connect, then step the handshake. True when that used the event up (the
+ * handshake moved, or the channel closed).
+ */
+function connectAndHandshake(d: Dispatcher, sock: SSLSocket, st: TlsState | undefined): boolean {
+  if (st !== undefined && st.handshaking) {
+    if (!st.tcpUp) {
+      d.handleConnectEvent();
+      if (!isOpen(d)) return true;
+    }
+    stepHandshake(d, sock, st);
+    return true;
+  }
+  if (!d.connected && d.connecting) {
+    d.handleConnectEvent();
+    if (!isOpen(d)) return true;
+  }
+  return false;
+}
+
 /** A write event on a TLS channel. */
 export function tlsWriteEvent(d: Dispatcher, sock: SSLSocket): void {
   if (d.accepting) return;
   const st = states.get(sock);
-  if (st !== undefined && st.handshaking) {
-    if (!st.tcpUp) {
-      d.handleConnectEvent();
-      if (!isOpen(d)) return;
-    }
-    stepHandshake(d, sock, st);
-    return;
-  }
-  if (!d.connected && d.connecting) {
-    d.handleConnectEvent();
-    if (!isOpen(d)) return;
-  }
+  if (connectAndHandshake(d, sock, st)) return;
   const userWrite = st === undefined || st.userWrite;
   if (sock._readWants === WRITE || st?.drainOnWrite) {
     if (st !== undefined) st.drainOnWrite = false;
