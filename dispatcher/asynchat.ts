@@ -31,13 +31,7 @@ import { Dispatcher } from "./dispatcher.ts";
 import { kAdopt, notifyInterest, trackPredicates } from "./_interest.ts";
 import { FileProducer } from "./file_producer.ts";
 import type { SocketMap } from "./map.ts";
-import { kPolicy } from "./_interest.ts";
-import {
-  applyBackpressure,
-  DEFAULT_HIGH_WATER_MARK,
-  pauseIfOver,
-  resumeIfDrained,
-} from "./_limits.ts";
+import { DEFAULT_HIGH_WATER_MARK, resumeIfDrained } from "./_limits.ts";
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
