@@ -7,7 +7,7 @@
 
 import { errno as E, OSError, strerror } from "../ffi/errno.ts";
 import { C } from "../ffi/platform.ts";
-import { type BytesLike, Socket } from "../ffi/socket.ts";
+import { acceptedSocket, type BytesLike, Socket } from "../ffi/socket.ts";
 import type { Address } from "../ffi/structs.ts";
 import { ByteQueue } from "./byte_queue.ts";
 import { compactTraceback, DISCONNECTED, isReraised } from "./errors.ts";
@@ -486,8 +486,7 @@ export class Dispatcher {
     if (fd < 0) return null;
     if (this.#acceptPausedUntil !== 0) this.#endAcceptPause();
     this.#outOfFds = false;
-    const conn = new Socket(sock.family, sock.type, sock.proto, fd);
-    return [conn, sock.lastAcceptedAddress()];
+    return [acceptedSocket(sock, fd), sock.lastAcceptedAddress()];
   }
 
   // Logged once per episode: each pause ends by itself, so the end of a pause

@@ -53,6 +53,28 @@ function checkSize(n: number, what: string): void {
 }
 
 /**
+ * The blocking mode `accept4` gave the fd an {@linkcode acceptedSocket} is
+ * being built for, so its constructor needs no `fcntl` to find out; null at
+ * every other time.
+ */
+let acceptedBlocking: boolean | null = null;
+
+/**
+ * The socket for an fd that `listener.tryAccept()` returned: the listener's
+ * family, type and protocol, and its blocking mode (which `accept4`, or the
+ * `fcntl` of the accept fallback, gave the new fd), without asking the
+ * kernel again.
+ */
+export function acceptedSocket(listener: Socket, fd: number): Socket {
+  acceptedBlocking = listener.getblocking();
+  try {
+    return new Socket(listener.family, listener.type, listener.proto, fd);
+  } finally {
+    acceptedBlocking = null;
+  }
+}
+
+/**
  * A socket over one fd, as Python's `socket.socket`. Blocking by default, as
  * in Python (see `setblocking`); a dispatcher makes it non-blocking. Failed
  * calls throw {@linkcode OSError} with Python's `errno`.
@@ -107,7 +129,9 @@ export class Socket {
         throw new RangeError(`fileno must be a non-negative integer, not ${fileno}`);
       }
       this.#fd = fileno;
-      this.#blocking = (this.#fcntlGetfl() & C.O_NONBLOCK) === 0;
+      const known = acceptedBlocking;
+      acceptedBlocking = null;
+      this.#blocking = known ?? (this.#fcntlGetfl() & C.O_NONBLOCK) === 0;
       return;
     }
     holdSpareFd();
@@ -201,7 +225,7 @@ export class Socket {
   accept(): [Socket, Address] {
     const fd = this.tryAccept();
     if (fd === -1) throw osError(EAGAIN, "accept");
-    return [new Socket(this.family, this.type, this.proto, fd), this.#peer];
+    return [acceptedSocket(this, fd), this.#peer];
   }
 
   #peer: Address = "";

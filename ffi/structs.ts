@@ -212,17 +212,14 @@ export function decodeSockaddr(buf: Uint8Array, len: number): Address {
   // the buffer still holds an older address, so nothing may be read from it.
   if (len < 2) return "";
   const family = sockaddrFamily(buf);
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  if (family === AF_INET) {
-    return [formatIPv4(buf.subarray(4, 8)), view.getUint16(2, false)];
-  }
+  // Read byte by byte: every accept decodes one, and a DataView or subarray
+  // per call costs more than the decoding.
+  const port = (buf[2] << 8) | buf[3];
+  if (family === AF_INET) return [`${buf[4]}.${buf[5]}.${buf[6]}.${buf[7]}`, port];
   if (family === AF_INET6) {
-    return [
-      formatIPv6(buf.subarray(8, 24)),
-      view.getUint16(2, false),
-      view.getUint32(4, false),
-      view.getUint32(24, true),
-    ];
+    const flowinfo = ((buf[4] << 24) | (buf[5] << 16) | (buf[6] << 8) | buf[7]) >>> 0;
+    const scopeId = (buf[24] | (buf[25] << 8) | (buf[26] << 16) | (buf[27] << 24)) >>> 0;
+    return [formatIPv6(buf.subarray(8, 24)), port, flowinfo, scopeId];
   }
   if (family === AF_UNIX) {
     let path = buf.subarray(S.sunPathOffset, Math.max(len, S.sunPathOffset));
