@@ -24,33 +24,49 @@ export interface MapWatcher {
   changed?(fd: number): void;
 }
 
-const watchers = new WeakMap<SocketMap, Set<MapWatcher>>();
+// Each map's watchers, as an array replaced (never edited) on every change,
+// so a notice iterates a snapshot even if a watcher (un)registers meanwhile.
+const watchers = new WeakMap<SocketMap, readonly MapWatcher[]>();
+const NONE: readonly MapWatcher[] = [];
+// A notice goes out several times per connection, nearly always to the same
+// map: the last map's watchers are kept at hand instead of a WeakMap lookup each.
+let lastMap: SocketMap | null = null;
+let lastWatchers: readonly MapWatcher[] = NONE;
+
+function watchersOf(map: SocketMap): readonly MapWatcher[] {
+  if (map !== lastMap) {
+    lastMap = map;
+    lastWatchers = watchers.get(map) ?? NONE;
+  }
+  return lastWatchers;
+}
+
+function setWatchers(map: SocketMap, list: readonly MapWatcher[]): void {
+  if (list.length === 0) watchers.delete(map);
+  else watchers.set(map, list);
+  lastMap = null;
+}
 
 /** Starts telling `watcher` about `map`; returns the function that stops it. */
 export function watchMap(map: SocketMap, watcher: MapWatcher): () => void {
-  let set = watchers.get(map);
-  if (!set) watchers.set(map, set = new Set());
-  set.add(watcher);
-  return () => {
-    set.delete(watcher);
-    if (set.size === 0) watchers.delete(map);
-  };
+  setWatchers(map, [...(watchers.get(map) ?? NONE), watcher]);
+  return () => setWatchers(map, (watchers.get(map) ?? NONE).filter((w) => w !== watcher));
 }
 
 /** Tells the watchers of `map` that `fd` was added. */
 export function announceAdded(map: SocketMap, fd: number): void {
-  const set = watchers.get(map);
-  if (set) { for (const w of set) w.added(fd); }
+  const list = watchersOf(map);
+  for (let i = 0; i < list.length; i++) list[i].added(fd);
 }
 
 /** Tells the watchers of `map` that `fd` is leaving. */
 export function announceRemoved(map: SocketMap, fd: number): void {
-  const set = watchers.get(map);
-  if (set) { for (const w of set) w.removed(fd); }
+  const list = watchersOf(map);
+  for (let i = 0; i < list.length; i++) list[i].removed(fd);
 }
 
 /** Tells the watchers of `map` that the channel of `fd` may want other events now. */
 export function announceChanged(map: SocketMap, fd: number): void {
-  const set = watchers.get(map);
-  if (set) { for (const w of set) w.changed?.(fd); }
+  const list = watchersOf(map);
+  for (let i = 0; i < list.length; i++) list[i].changed?.(fd);
 }

@@ -206,6 +206,20 @@ export function sockaddrFamily(buf: Uint8Array): number {
   return FAMILY_HAS_LEN ? buf[1] : buf[0] | (buf[1] << 8);
 }
 
+// The text of the last IPv4 address decoded: a server decodes the same few
+// peers over and over (twice per accepted connection).
+let lastIPv4 = -1;
+let lastIPv4Text = "";
+
+function ipv4Text(buf: Uint8Array): string {
+  const ip = ((buf[4] << 24) | (buf[5] << 16) | (buf[6] << 8) | buf[7]) >>> 0;
+  if (ip !== lastIPv4) {
+    lastIPv4 = ip;
+    lastIPv4Text = `${buf[4]}.${buf[5]}.${buf[6]}.${buf[7]}`;
+  }
+  return lastIPv4Text;
+}
+
 /** Decodes a `sockaddr` of `len` bytes into an {@linkcode Address}. */
 export function decodeSockaddr(buf: Uint8Array, len: number): Address {
   // Too short to hold a family (recvfrom from an unbound Unix socket gives 0):
@@ -215,7 +229,7 @@ export function decodeSockaddr(buf: Uint8Array, len: number): Address {
   // Read byte by byte: every accept decodes one, and a DataView or subarray
   // per call costs more than the decoding.
   const port = (buf[2] << 8) | buf[3];
-  if (family === AF_INET) return [`${buf[4]}.${buf[5]}.${buf[6]}.${buf[7]}`, port];
+  if (family === AF_INET) return [ipv4Text(buf), port];
   if (family === AF_INET6) {
     const flowinfo = ((buf[4] << 24) | (buf[5] << 16) | (buf[6] << 8) | buf[7]) >>> 0;
     const scopeId = (buf[24] | (buf[25] << 8) | (buf[26] << 16) | (buf[27] << 24)) >>> 0;
