@@ -14,7 +14,7 @@ import { serverNamed as findServer, type ServerSpec } from "./_servers.ts";
 
 export { BENCH, DENO, fmtInt, OUT, ROOT, run, sleep } from "./_proc.ts";
 export { loadgenCmd, runLoadgen } from "./_loadgen.ts";
-export type { ServerSpec } from "./_servers.ts";
+export { roundOrder, type ServerSpec } from "./_servers.ts";
 
 /** The probed environment, plus Node's version (null without `node`). */
 export interface Env extends BaseEnv {

@@ -68,3 +68,17 @@ export function selectServers(env: Env, opts: Options): ServerSpec[] {
 export function serverNamed(name: string): ServerSpec | undefined {
   return SERVERS.find((s) => s.name.toLowerCase() === name.toLowerCase());
 }
+
+/**
+ * The order to run `servers` in for round `round` (1-based) of `rounds`: the
+ * list rotated so that over the rounds each server runs early and late. A
+ * server started right after another one exits runs measurably slower on
+ * this kind of VM (the same server back to back measured 1,493 against
+ * 976 MB/s in bulk), so a fixed order would favour whichever comes first.
+ */
+export function roundOrder<T>(servers: readonly T[], round: number, rounds: number): T[] {
+  const n = servers.length;
+  if (n === 0) return [];
+  const shift = (Math.floor(((round - 1) * n) / Math.max(1, rounds))) % n;
+  return [...servers.slice(shift), ...servers.slice(0, shift)];
+}

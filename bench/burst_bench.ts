@@ -18,6 +18,7 @@ import {
   loadgenCmd,
   medianRow,
   peerServers,
+  roundOrder,
   runStandalone,
   serverNamed,
   type ServerSpec,
@@ -44,7 +45,10 @@ interface BurstResult {
 interface BurstRow {
   server: string;
   backlog: number | null;
+  /** The first burst a fresh server process sees (its code not yet compiled by the JIT). */
   r?: BurstResult;
+  /** The second burst on the same process, once the first is over (warm). */
+  warm?: BurstResult;
   note?: string;
 }
 
@@ -81,7 +85,7 @@ export async function burstBench(ctx: BenchContext): Promise<string> {
   const servers = [...peerServers(env), ours128];
   const runs = new Map<string, BurstRow[]>();
   for (let round = 1; round <= rounds; round++) {
-    for (const spec of servers) {
+    for (const spec of roundOrder(servers, round, rounds)) {
       let row: BurstRow = { server: spec.name, backlog: null };
       try {
         const srv = await startServer(env, spec);
@@ -90,6 +94,9 @@ export async function burstBench(ctx: BenchContext): Promise<string> {
           await sleep(800);
           row.backlog = await listenBacklog(srv.port);
           row.r = await burstOnce(ctx, srv.port, srv.pid);
+          // The same burst again on the now warm process (its TIME_WAITs are the client's).
+          await sleep(1000);
+          row.warm = await burstOnce(ctx, srv.port, srv.pid);
         } finally {
           await srv.stop();
         }
@@ -99,9 +106,9 @@ export async function burstBench(ctx: BenchContext): Promise<string> {
       log(
         `burst [${round}/${rounds}] ${spec.name} (backlog ${row.backlog}): ${
           row.r
-            ? `all echoed in ${
-              row.r.all_done_ms.toFixed(0)
-            } ms, ${row.r.delayed_over_0_9s} waited > 0.9 s`
+            ? `all echoed in ${row.r.all_done_ms.toFixed(0)} ms (warm: ${
+              row.warm?.all_done_ms.toFixed(0) ?? "-"
+            } ms), ${row.r.delayed_over_0_9s} waited > 0.9 s`
             : row.note
         }`,
       );
@@ -110,32 +117,70 @@ export async function burstBench(ctx: BenchContext): Promise<string> {
       await sleep(500);
     }
   }
-  const rows = servers.map((s) => medianRow(runs.get(s.name)!, (r) => r.r?.all_done_ms));
-  const c = rows.find((r) => r.server === "C epoll")?.r;
-  const body = rows.map((row) => {
-    const r = row.r;
-    if (!r) return [row.server, String(row.backlog ?? "-"), "error", "", "", "", row.note ?? ""];
+  const cold = servers.map((s) => medianRow(runs.get(s.name)!, (r) => r.r?.all_done_ms));
+  const warm = servers.map((s) => medianRow(runs.get(s.name)!, (r) => r.warm?.all_done_ms));
+  const cCold = cold.find((r) => r.server === "C epoll")?.r;
+  const cWarm = warm.find((r) => r.server === "C epoll")?.warm;
+  const done = (r: BurstResult | undefined, c: BurstResult | undefined) => {
+    if (!r) return ["error", ""];
     const missing = r.failed + r.unfinished;
+    return [
+      `${r.all_done_ms.toFixed(0)}${missing ? ` (${missing} never echoed)` : ""}`,
+      c ? `${(r.all_done_ms / c.all_done_ms).toFixed(2)}×` : "-",
+    ];
+  };
+  const body = servers.map((_, i) => {
+    const row = cold[i], r = row.r, w = warm[i].warm;
+    if (!r) {
+      return [
+        row.server,
+        String(row.backlog ?? "-"),
+        "error",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        row.note ?? "",
+      ];
+    }
     return [
       row.server,
       String(row.backlog ?? "-"),
-      `${r.all_done_ms.toFixed(0)}${missing ? ` (${missing} never echoed)` : ""}`,
-      c ? `${(r.all_done_ms / c.all_done_ms).toFixed(2)}×` : "-",
-      String(r.delayed_over_0_9s),
+      ...done(r, cCold),
+      ...done(w, cWarm),
+      `${r.delayed_over_0_9s} / ${w?.delayed_over_0_9s ?? "-"}`,
       r.p99_ms.toFixed(0),
       r.server_cpu_s >= 0 ? `${((r.server_cpu_s * 1e6) / CONNS).toFixed(0)} µs/conn` : "-",
+      w && w.server_cpu_s >= 0 ? `${((w.server_cpu_s * 1e6) / CONNS).toFixed(0)} µs/conn` : "-",
     ];
   });
   return [
     "### Burst: 1,000 connections at once (bench/burst_bench.ts)",
     "",
     `Each of ${CONNS} connections (opened in one tight loop of non-blocking connects) sends 64 B ` +
-    `once connected; times are from the first connect. ${rounds} round${rounds > 1 ? "s" : ""}, ` +
-    "the median by all-done time shown. Backlog: the accept-queue limit of the listening socket " +
-    "(`ss` Send-Q; the kernel caps it at net.core.somaxconn).",
+    `once connected; times are from the first connect. First burst: a fresh server process ` +
+    "(its code not yet compiled by the JIT, as after a restart); second burst: the same burst " +
+    `again on that process 1 s later (a running server). ${rounds} round${
+      rounds > 1 ? "s" : ""
+    }, each in another server order; the median of each column's rounds shown. Backlog: the ` +
+    "accept-queue limit of the listening socket (`ss` Send-Q; the kernel caps it at " +
+    "net.core.somaxconn).",
     "",
     table(
-      ["Server", "Backlog", "All echoed ms", "vs C", "Waited > 0.9 s", "p99 ms", "Server CPU"],
+      [
+        "Server",
+        "Backlog",
+        "First burst: all echoed ms",
+        "vs C",
+        "Second burst: all echoed ms",
+        "vs C",
+        "Waited > 0.9 s (first / second)",
+        "p99 ms (first)",
+        "Server CPU (first)",
+        "Server CPU (second)",
+      ],
       body,
     ),
   ].join("\n");

@@ -16,6 +16,7 @@ import {
   fmtInt,
   medianRow,
   peerServers,
+  roundOrder,
   runLoadgen,
   runStandalone,
   sleep,
@@ -42,7 +43,7 @@ export async function churnBench(ctx: BenchContext): Promise<string> {
   const servers = peerServers(env);
   const runs = new Map<string, ChurnRow[]>();
   for (let round = 1; round <= rounds; round++) {
-    for (const spec of servers) {
+    for (const spec of roundOrder(servers, round, rounds)) {
       let row: ChurnRow;
       const srv = await startServer(env, spec).catch((e) => e as Error);
       if (srv instanceof Error) {

@@ -12,7 +12,7 @@ import type { Env } from "./_env.ts";
 import { type LoadgenResult, runLoadgen } from "./_loadgen.ts";
 import type { Options } from "./_options.ts";
 import { DENO, fdCount, fmtInt, HOST, mib, RunningServer, sleep, statusKb } from "./_proc.ts";
-import { SERVERS, type ServerSpec } from "./_servers.ts";
+import { roundOrder, SERVERS, type ServerSpec } from "./_servers.ts";
 import { serverPrefix } from "./_env.ts";
 
 /** One measured situation. */
@@ -299,15 +299,16 @@ export async function runEchoMatrix(ctx: BenchContext): Promise<Row[]> {
   const perRun = opts.warmup + opts.duration + 0.5;
   const budgetS = opts.rounds * scenarios.length * ctx.servers.length * perRun;
   const budgetLeft = () => (performance.now() - started) / 1000 < budgetS;
-  // Rounds: every scenario on every server, then again; a server's rows of one scenario
-  // are compared with Deno native's row of the same round, measured moments apart.
+  // Rounds: every scenario on every server, then again, each round in another order
+  // (roundOrder); a server's rows of one scenario are compared with Deno native's row of the
+  // same round, measured moments apart.
   const byKey = new Map<string, Row[]>();
   const totalRuns = opts.rounds * scenarios.length * ctx.servers.length;
   let done = 0;
   for (let round = 1; round <= opts.rounds; round++) {
     for (const sc of scenarios) {
       const group: Row[] = [];
-      for (const server of ctx.servers) {
+      for (const server of roundOrder(ctx.servers, round, opts.rounds)) {
         const t0 = performance.now();
         const row = await measureRow(ctx, server, sc, budgetLeft);
         row.round = round;

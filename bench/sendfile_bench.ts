@@ -19,6 +19,7 @@ import {
   DENO,
   medianRow,
   OUT,
+  roundOrder,
   runLoadgen,
   runStandalone,
   type ServerSpec,
@@ -100,7 +101,7 @@ export async function sendfileBench(ctx: BenchContext): Promise<string> {
   const runs = new Map<string, SendfileRow[]>();
   for (let round = 1; round <= rounds; round++) {
     for (const clients of [1, 10]) {
-      for (const spec of servers) {
+      for (const spec of roundOrder(servers, round, rounds)) {
         let row: SendfileRow = { server: spec.name, clients };
         try {
           const srv = await startServer(env, spec);
