@@ -111,12 +111,22 @@ export function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** The python3 to run peers with, or null when there is none. */
+/**
+ * The python3 to run peers with (its real executable, so a peer is not
+ * started through a version manager's shim script: pyenv's forks a shell
+ * and `pyenv` itself first, slow enough under load to miss a start
+ * deadline), or null when there is none.
+ */
 export const python: string | null = (() => {
   try {
-    const r = new Deno.Command("python3", { args: ["-c", "print(1)"], stdout: "null" })
-      .outputSync();
-    return r.success ? "python3" : null;
+    const r = new Deno.Command("python3", {
+      args: ["-c", "import sys; print(sys.executable)"],
+      stdout: "piped",
+      stderr: "null",
+    }).outputSync();
+    if (!r.success) return null;
+    const exe = new TextDecoder().decode(r.stdout).trim();
+    return exe === "" ? "python3" : exe;
   } catch {
     return null;
   }
