@@ -9,11 +9,12 @@
  */
 
 import { compile, type Env as BaseEnv, probeEnv, serverPrefix } from "./_env.ts";
-import { BENCH, HOST, run, RunningServer, which } from "./_proc.ts";
+import { BENCH, HOST, run, RunningServer, sleep, which } from "./_proc.ts";
+import { type LoadgenResult, runLoadgen } from "./_loadgen.ts";
 import { serverNamed as findServer, type ServerSpec } from "./_servers.ts";
 
 export { BENCH, DENO, fmtInt, OUT, ROOT, run, sleep } from "./_proc.ts";
-export { loadgenCmd, runLoadgen } from "./_loadgen.ts";
+export { loadgenCmd, type LoadgenResult, runLoadgen } from "./_loadgen.ts";
 export { roundOrder, type ServerSpec } from "./_servers.ts";
 
 /** The probed environment, plus Node's version (null without `node`). */
@@ -76,6 +77,33 @@ export async function startServer(
     throw error;
   }
   return srv;
+}
+
+/**
+ * One load-generator run against a fresh `spec` process: starts it (as
+ * {@linkcode startServer}), lets it settle 300 ms, runs the load generator
+ * with `args` plus the server's host, port and pid, and stops the server.
+ */
+export async function loadgenAgainst(
+  env: Env,
+  spec: ServerSpec,
+  args: Record<string, string | number>,
+  timeoutS: number,
+  extra: string[] = [],
+  pin = true,
+): Promise<LoadgenResult> {
+  const srv = await startServer(env, spec, extra, pin);
+  try {
+    await sleep(300);
+    return await runLoadgen(env, {
+      host: HOST,
+      port: srv.port,
+      "server-pid": srv.pid,
+      ...args,
+    }, timeoutS);
+  } finally {
+    await srv.stop();
+  }
 }
 
 /** The median of numbers (the mean of the middle two for an even count). */

@@ -14,13 +14,11 @@
 import {
   type BenchContext,
   fmtInt,
+  loadgenAgainst,
   medianRow,
   peerServers,
   roundOrder,
-  runLoadgen,
   runStandalone,
-  sleep,
-  startServer,
   table,
 } from "./_harness.ts";
 
@@ -45,37 +43,24 @@ export async function churnBench(ctx: BenchContext): Promise<string> {
   for (let round = 1; round <= rounds; round++) {
     for (const spec of roundOrder(servers, round, rounds)) {
       let row: ChurnRow;
-      const srv = await startServer(env, spec).catch((e) => e as Error);
-      if (srv instanceof Error) {
-        row = { server: spec.name, note: srv.message.slice(0, 200) };
-      } else {
-        try {
-          await sleep(300);
-          const r = await runLoadgen(env, {
-            host: "127.0.0.1",
-            port: srv.port,
-            "server-pid": srv.pid,
-            mode: "churn",
-            conns: CLIENTS,
-            size: 64,
-            warmup,
-            duration,
-          }, warmup + duration + 60);
-          row = {
-            server: spec.name,
-            rate: r.ops_per_s,
-            cpuPerConn: r.ops > 0 && r.server.cpu_s >= 0
-              ? (r.server.cpu_s * 1e6) / r.ops
-              : undefined,
-            p99: r.p99_us,
-            errors: r.errors,
-            note: r.errors ? r.error_detail.join("; ") : undefined,
-          };
-        } catch (error) {
-          row = { server: spec.name, note: (error as Error).message.slice(0, 200) };
-        } finally {
-          await srv.stop();
-        }
+      try {
+        const r = await loadgenAgainst(env, spec, {
+          mode: "churn",
+          conns: CLIENTS,
+          size: 64,
+          warmup,
+          duration,
+        }, warmup + duration + 60);
+        row = {
+          server: spec.name,
+          rate: r.ops_per_s,
+          cpuPerConn: r.ops > 0 && r.server.cpu_s >= 0 ? (r.server.cpu_s * 1e6) / r.ops : undefined,
+          p99: r.p99_us,
+          errors: r.errors,
+          note: r.errors ? r.error_detail.join("; ") : undefined,
+        };
+      } catch (error) {
+        row = { server: spec.name, note: (error as Error).message.slice(0, 200) };
       }
       log(
         `churn [${round}/${rounds}] ${spec.name}: ${

@@ -17,14 +17,12 @@ import {
   BENCH,
   type BenchContext,
   DENO,
+  loadgenAgainst,
   medianRow,
   OUT,
   roundOrder,
-  runLoadgen,
   runStandalone,
   type ServerSpec,
-  sleep,
-  startServer,
   table,
 } from "./_harness.ts";
 
@@ -104,28 +102,19 @@ export async function sendfileBench(ctx: BenchContext): Promise<string> {
       for (const spec of roundOrder(servers, round, rounds)) {
         let row: SendfileRow = { server: spec.name, clients };
         try {
-          const srv = await startServer(env, spec);
-          try {
-            await sleep(300);
-            const r = await runLoadgen(env, {
-              host: "127.0.0.1",
-              port: srv.port,
-              "server-pid": srv.pid,
-              mode: "sink",
-              conns: clients,
-              expect: size,
-              duration: 300,
-            }, 360);
-            const mb = r.bytes_recv / 1e6;
-            row = {
-              ...row,
-              mbPerS: r.rx_mb_per_s,
-              cpuPerMb: r.server.cpu_s >= 0 && mb > 0 ? (r.server.cpu_s * 1e6) / mb : undefined,
-              note: r.errors ? r.error_detail.join("; ") : undefined,
-            };
-          } finally {
-            await srv.stop();
-          }
+          const r = await loadgenAgainst(env, spec, {
+            mode: "sink",
+            conns: clients,
+            expect: size,
+            duration: 300,
+          }, 360);
+          const mb = r.bytes_recv / 1e6;
+          row = {
+            ...row,
+            mbPerS: r.rx_mb_per_s,
+            cpuPerMb: r.server.cpu_s >= 0 && mb > 0 ? (r.server.cpu_s * 1e6) / mb : undefined,
+            note: r.errors ? r.error_detail.join("; ") : undefined,
+          };
         } catch (error) {
           row.note = (error as Error).message.slice(0, 200);
         }

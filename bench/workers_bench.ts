@@ -16,15 +16,15 @@ import {
   type BenchContext,
   DENO,
   fmtInt,
+  loadgenAgainst,
   medianRow,
   ROOT,
+  roundOrder,
   run,
-  runLoadgen,
   runStandalone,
   serverNamed,
   type ServerSpec,
   sleep,
-  startServer,
   table,
 } from "./_harness.ts";
 
@@ -79,28 +79,26 @@ export async function workersBench(ctx: BenchContext): Promise<string> {
   const free = await freeCpus(1000);
   const runs = new Map<string, WorkersRow[]>();
   for (let round = 1; round <= rounds; round++) {
-    for (const [spec, extra] of specs) {
+    for (const [spec, extra] of roundOrder(specs, round, rounds)) {
       let row: WorkersRow = { server: spec.name };
       try {
-        const srv = await startServer(env, spec, extra, false);
-        try {
-          await sleep(300);
-          const r = await runLoadgen(env, {
-            host: "127.0.0.1",
-            port: srv.port,
-            "server-pid": srv.pid,
+        const r = await loadgenAgainst(
+          env,
+          spec,
+          {
             mode: "pingpong",
             conns: CONNS,
             size: 64,
             warmup,
             duration,
             "connect-timeout": 60,
-          }, warmup + duration + 120);
-          row = { ...row, rate: r.ops_per_s, cpuPct: r.server.cpu_pct };
-          if (r.errors) row.note = r.error_detail.join("; ");
-        } finally {
-          await srv.stop();
-        }
+          },
+          warmup + duration + 120,
+          extra,
+          false,
+        );
+        row = { ...row, rate: r.ops_per_s, cpuPct: r.server.cpu_pct };
+        if (r.errors) row.note = r.error_detail.join("; ");
       } catch (error) {
         row.note = (error as Error).message.slice(0, 200);
       }
