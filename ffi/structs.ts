@@ -215,7 +215,7 @@ function ipv4Text(buf: Uint8Array): string {
   const ip = ((buf[4] << 24) | (buf[5] << 16) | (buf[6] << 8) | buf[7]) >>> 0;
   if (ip !== lastIPv4) {
     lastIPv4 = ip;
-    lastIPv4Text = `${buf[4]}.${buf[5]}.${buf[6]}.${buf[7]}`;
+    lastIPv4Text = formatIPv4(buf.subarray(4, 8));
   }
   return lastIPv4Text;
 }
