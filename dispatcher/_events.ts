@@ -12,7 +12,7 @@ import { C } from "../ffi/platform.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 import { compactTraceback, DISCONNECTED, isReraised } from "./errors.ts";
 import { kCore } from "./_interest.ts";
-import { announceRemoved } from "./map.ts";
+import { removeFromMap } from "./map.ts";
 
 const { POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL } = C;
 
@@ -59,10 +59,7 @@ export function forceClose(obj: Dispatcher): void {
     const core = obj[kCore];
     const fd = core?.fd;
     if (fd !== null && fd !== undefined) {
-      if (core.map.get(fd) === obj) {
-        announceRemoved(core.map, fd);
-        core.map.delete(fd);
-      }
+      removeFromMap(core.map, fd, obj);
       core.fd = null;
     }
     try {

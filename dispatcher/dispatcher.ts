@@ -12,7 +12,7 @@ import type { Address } from "../ffi/structs.ts";
 import { ByteQueue } from "./byte_queue.ts";
 import { compactTraceback, DISCONNECTED, isReraised } from "./errors.ts";
 import type { FileWrapper } from "./file_dispatcher.ts";
-import { announceAdded, announceRemoved, type SocketMap, socketMap } from "./map.ts";
+import { announceAdded, removeFromMap, type SocketMap, socketMap } from "./map.ts";
 import { callLater, type TimerHandle } from "./timers.ts";
 import { FileProducer, type FileProducerOptions, FileQueue } from "./file_producer.ts";
 import type { SendfileSource } from "../ffi/sendfile.ts";
@@ -283,10 +283,7 @@ export class Dispatcher {
     const core = this[kCore];
     const fd = core.fd;
     const m = map ?? core.map;
-    if (fd !== null && m.get(fd) === this) {
-      announceRemoved(m, fd);
-      m.delete(fd);
-    }
+    if (fd !== null) removeFromMap(m, fd, this);
     core.fd = null;
   }
 

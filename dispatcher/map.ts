@@ -70,3 +70,10 @@ export function announceChanged(map: SocketMap, fd: number): void {
   const list = watchersOf(map);
   for (let i = 0; i < list.length; i++) list[i].changed?.(fd);
 }
+
+/** Takes `obj` out of `map` under `fd` (if it is there), telling the watchers first. */
+export function removeFromMap(map: SocketMap, fd: number, obj: Dispatcher): void {
+  if (map.get(fd) !== obj) return;
+  announceRemoved(map, fd);
+  map.delete(fd);
+}
