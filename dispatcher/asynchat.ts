@@ -25,11 +25,11 @@
  */
 
 import { errno as E, OSError } from "../ffi/errno.ts";
-import { Socket } from "../ffi/socket.ts";
+import type { Socket } from "../ffi/socket.ts";
 import { DISCONNECTED } from "./errors.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import { kAdopt, notifyInterest, trackPredicates } from "./_interest.ts";
-import { FileProducer } from "./file_producer.ts";
+import { FileProducer, kernelSendsFiles } from "./file_producer.ts";
 import type { SocketMap } from "./map.ts";
 import { DEFAULT_HIGH_WATER_MARK, resumeIfDrained } from "./_limits.ts";
 
@@ -758,7 +758,7 @@ export class AsyncChat extends Dispatcher {
       // handle classic producer behavior
       const obs = this.acOutBufferSize;
       if (!(first instanceof Uint8Array)) {
-        if (first instanceof FileProducer && this.socket instanceof Socket) {
+        if (first instanceof FileProducer && kernelSendsFiles(this.socket)) {
           this.#sendFileStep(first, this.socket);
           return;
         }

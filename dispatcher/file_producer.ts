@@ -99,6 +99,7 @@ export class FileProducer {
    */
   sendTo(sock: Socket): number {
     if (this.#done) return 0;
+    if (this.#bySendfile && !sock.canSendfile()) this.#bySendfile = false;
     if (this.#bySendfile && this.#pending === null) {
       const want = Math.min(this.remaining, MAX_IO);
       let n: number;
@@ -173,6 +174,15 @@ export class FileProducer {
   }
 }
 
+/**
+ * Whether `sock` takes files straight from the kernel: a socket that says so
+ * ({@linkcode Socket.canSendfile}; an `SSLSocket` does not, its bytes must be
+ * encrypted). Anything else (a `FileWrapper`, nothing) does not.
+ */
+export function kernelSendsFiles(sock: unknown): sock is Socket {
+  return sock instanceof Socket && sock.canSendfile();
+}
+
 /** What `FileQueue` needs of its channel (a `DispatcherWithSend`). */
 export interface FileQueueOwner {
   /** The channel's socket. */
@@ -221,8 +231,8 @@ export class FileQueue {
         if (owner.outBuffer.length > 0) return;
         continue;
       }
-      if (!(owner.socket instanceof Socket)) {
-        // Not a plain socket (e.g. a wrapper that encrypts): the file goes as bytes.
+      if (!kernelSendsFiles(owner.socket)) {
+        // Not a plain socket (e.g. one that encrypts): the file goes as bytes.
         const piece = head.more();
         if (piece.length > 0) return owner.outBuffer.pushOwned(piece);
         this.#shift(owner);

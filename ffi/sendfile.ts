@@ -107,6 +107,9 @@ export function sendfileBlocking(
   if (isFsFile(file)) return sendFsFile(sock, file, offset, count);
   const { fd, owned } = resolveFd(file);
   try {
+    if (!sock.canSendfile()) {
+      return sendByReading(sock, (buf, at, len) => readAt(fd, buf, at, len), offset, count);
+    }
     let total = 0;
     for (;;) {
       const want = Math.min(count === undefined ? MAX_IO : count - total, MAX_IO);

@@ -324,6 +324,16 @@ export class Socket {
   }
 
   /**
+   * Whether the kernel may put a file's bytes straight onto this socket
+   * (`sendfile(2)`, {@linkcode trySendfile}). True for a plain socket; a
+   * socket whose bytes pass through a layer of its own first says false (an
+   * `SSLSocket` must encrypt them), and its files go by read and `send`.
+   */
+  canSendfile(): boolean {
+    return true;
+  }
+
+  /**
    * One `sendfile(2)`: up to `count` bytes of `inFd` from `offset` (the
    * fd's own position is not used or moved). Returns the bytes sent, 0 at
    * the end of the file, or -1 when the socket would block.

@@ -8,6 +8,7 @@ import {
   AF_UNIX,
   Dispatcher,
   DispatcherWithSend,
+  loopAsync,
   type PollerName,
   type Socket as SocketType,
   type SocketMap,
@@ -90,6 +91,28 @@ export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): P
     return await Promise.race([p, timeout]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/** Serves `map` with `loopAsync` until `work` settles (bounded by `ms`). */
+export async function serveWhile<T>(
+  map: SocketMap,
+  poller: PollerName,
+  work: Promise<T>,
+  ms = 60_000,
+): Promise<T> {
+  const stop = new AbortController();
+  const serving = loopAsync({ map, poller, timeout: 0.05, signal: stop.signal });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`work did not finish in ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([work, limit]);
+  } finally {
+    clearTimeout(timer);
+    stop.abort();
+    await serving;
   }
 }
 

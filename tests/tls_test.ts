@@ -12,9 +12,6 @@ import {
   Dispatcher,
   DispatcherWithSend,
   loop,
-  loopAsync,
-  type PollerName,
-  PROTOCOL_TLS_CLIENT,
   PROTOCOL_TLS_SERVER,
   type Socket,
   type SocketMap,
@@ -25,8 +22,20 @@ import {
   SSLWantReadError,
 } from "../mod.ts";
 import { loadOpenSSL } from "../ffi/openssl.ts";
-import { assertNoFdLeak, delay, POLLERS, python, randomBytes, sha256 } from "./_util.ts";
-import { tlsCerts } from "./fixtures/tls_certs.ts";
+import {
+  assertNoFdLeak,
+  delay,
+  POLLERS,
+  python,
+  randomBytes,
+  serveWhile,
+  sha256,
+} from "./_util.ts";
+import {
+  clientContext as makeClientContext,
+  serverContext as makeServerContext,
+  tlsCerts,
+} from "./fixtures/tls_certs.ts";
 import { run } from "./fixtures/subprocess.ts";
 
 const certs = await tlsCerts();
@@ -38,15 +47,11 @@ const encoder = new TextEncoder();
 const MiB = 1024 * 1024;
 
 function serverContext(): SSLContext {
-  const ctx = new SSLContext(PROTOCOL_TLS_SERVER);
-  ctx.loadCertChain(certs.cert, certs.key);
-  return ctx;
+  return makeServerContext(certs);
 }
 
 function clientContext(): SSLContext {
-  const ctx = new SSLContext(PROTOCOL_TLS_CLIENT);
-  ctx.loadVerifyLocations(certs.ca);
-  return ctx;
+  return makeClientContext(certs);
 }
 
 /** Echoes; records errors instead of logging them. */
@@ -88,28 +93,6 @@ class TlsServer extends Dispatcher {
   }
   override handleAccepted(sock: Socket): void {
     this.handlers.push(new Echo(this.ctx.wrapSocket(sock, { serverSide: true }), this._map));
-  }
-}
-
-/** Serves `map` with `loopAsync` until `work` settles (bounded by `ms`). */
-async function serveWhile<T>(
-  map: SocketMap,
-  poller: PollerName,
-  work: Promise<T>,
-  ms = 60_000,
-): Promise<T> {
-  const stop = new AbortController();
-  const serving = loopAsync({ map, poller, timeout: 0.05, signal: stop.signal });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`work did not finish in ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([work, limit]);
-  } finally {
-    clearTimeout(timer);
-    stop.abort();
-    await serving;
   }
 }
 

@@ -335,6 +335,23 @@ export class SSLSocket extends Socket {
     return -1;
   }
 
+  /** False: a file's bytes must pass through OpenSSL, never straight from the kernel. */
+  override canSendfile(): boolean {
+    return false;
+  }
+
+  /**
+   * Refused: `sendfile(2)` would put the file's bytes on the wire unencrypted.
+   * (`sendfile` reads the file and sends it through TLS instead, as Python's
+   * `SSLSocket.sendfile` does.)
+   */
+  override trySendfile(_inFd: number, _offset: number, _count: number): number {
+    throw new OSError(E.EOPNOTSUPP, {
+      syscall: "sendfile",
+      message: "sendfile(2) cannot be used on an SSLSocket: the bytes would bypass TLS",
+    });
+  }
+
   /** Sends `data` over TLS; a non-blocking socket that cannot throws `SSLWantWriteError`/`SSLWantReadError`. */
   override send(data: BytesLike, flags = 0): number {
     const n = this.trySend(data, flags);
