@@ -32,6 +32,7 @@ import { kAdopt, notifyInterest, trackPredicates } from "./_interest.ts";
 import { FileProducer, kernelSendsFiles } from "./file_producer.ts";
 import type { SocketMap } from "./map.ts";
 import { DEFAULT_HIGH_WATER_MARK, resumeIfDrained } from "./_limits.ts";
+import { asBytes } from "../ffi/bytes.ts";
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -63,18 +64,6 @@ export type Terminator = Uint8Array | number | null;
 
 /** One entry of the output queue: data, a producer, or null ("close here"). */
 export type FifoEntry = Uint8Array | Producer | null;
-
-/** Turns `data` into bytes: strings as UTF-8, any typed-array view as a byte view. */
-function asBytes(data: unknown, what: string): Uint8Array {
-  if (data instanceof Uint8Array) return data;
-  if (typeof data === "string") return encoder.encode(data);
-  if (ArrayBuffer.isView(data)) {
-    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  }
-  throw new TypeError(
-    `${what} must be a Uint8Array or a string, not ${data === null ? "null" : typeof data}`,
-  );
-}
 
 function concat2(a: Uint8Array, b: Uint8Array): Uint8Array {
   if (a.length === 0) return b;
@@ -134,8 +123,8 @@ export function findPrefixAtEnd(
   haystack: Uint8Array | string,
   needle: Uint8Array | string,
 ): number {
-  const hay = asBytes(haystack, "haystack");
-  const ndl = asBytes(needle, "needle");
+  const hay = asBytes(haystack, "haystack", true);
+  const ndl = asBytes(needle, "needle", true);
   if (ndl.length === 0) return 0;
   return prefixAtEnd(hay, 0, ndl);
 }
@@ -399,7 +388,7 @@ export class AsyncChat extends Dispatcher {
       }
       this.terminator = term;
     } else if (typeof term === "string" || ArrayBuffer.isView(term)) {
-      this.terminator = asBytes(term, "terminator");
+      this.terminator = asBytes(term, "terminator", true);
     } else {
       throw new TypeError(
         `terminator must be a Uint8Array, a string, a number or null, not ${typeof term}`,
@@ -632,7 +621,7 @@ export class AsyncChat extends Dispatcher {
       this.initiateSend();
       return;
     }
-    const bytes = asBytes(data, "data");
+    const bytes = asBytes(data, "data", true);
     const n = bytes.length;
     if (n === 0) return;
     const sabs = this.acOutBufferSize;
@@ -703,7 +692,7 @@ export class AsyncChat extends Dispatcher {
   pushWithProducer(producer: Producer | Uint8Array | string): void {
     let entry: FifoEntry;
     if (typeof producer === "string" || ArrayBuffer.isView(producer)) {
-      entry = asBytes(producer, "producer");
+      entry = asBytes(producer, "producer", true);
     } else if (
       producer !== null && typeof producer === "object" &&
       typeof (producer as Producer).more === "function"
@@ -763,7 +752,7 @@ export class AsyncChat extends Dispatcher {
           return;
         }
         const more = first.more();
-        const data = more === null || more === undefined ? EMPTY : asBytes(more, "more()");
+        const data = more === null || more === undefined ? EMPTY : asBytes(more, "more()", true);
         if (data.length > 0) fifo.unshift(data);
         else fifo.shift();
         continue;
@@ -845,7 +834,7 @@ export class SimpleProducer implements Producer {
     if (!Number.isSafeInteger(bufferSize) || bufferSize <= 0) {
       throw new RangeError(`bufferSize must be a positive integer, not ${bufferSize}`);
     }
-    this.data = asBytes(data, "data");
+    this.data = asBytes(data, "data", true);
     this.bufferSize = bufferSize;
   }
 

@@ -42,8 +42,8 @@ import {
 import type { SSLContext } from "../tls/context.ts";
 import { SSLSocket } from "../tls/ssl_socket.ts";
 import * as tls from "./tls.ts";
+import { asBytes } from "../ffi/bytes.ts";
 
-const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 /** One receive buffer shared by every channel: the loop runs one handler at a time. */
 let recvScratch = new Uint8Array(65536);
@@ -62,12 +62,6 @@ function guarded(ch: Watched, fn: () => void): void {
 
 /** How long a listening channel stops accepting after running out of fds. */
 export const ACCEPT_BACKOFF_SECONDS = 0.1;
-
-function toBytes(data: BytesLike): Uint8Array {
-  if (typeof data === "string") return encoder.encode(data);
-  if (data instanceof Uint8Array) return data;
-  throw new TypeError(`data must be a Uint8Array or a string, not ${typeof data}`);
-}
 
 function formatAddress(addr: Address): string {
   if (typeof addr === "string") return JSON.stringify(addr);
@@ -520,7 +514,7 @@ export class Dispatcher {
    */
   send(data: BytesLike): number {
     try {
-      const n = (this.socket as Socket).trySend(toBytes(data));
+      const n = (this.socket as Socket).trySend(asBytes(data));
       if (n > 0) this._ioSeen = true;
       return n < 0 ? 0 : n;
     } catch (error) {
@@ -951,7 +945,7 @@ export class DispatcherWithSend extends Dispatcher {
    * With nothing queued the socket gets `data` directly, with no copy.
    */
   override send(data: BytesLike): number {
-    const bytes = toBytes(data);
+    const bytes = asBytes(data);
     if (this.debug) this.logInfo(`sending ${bytes.length} bytes`);
     if (this._files !== null) {
       this._files.pushBytes(bytes); // after the queued file

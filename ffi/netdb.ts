@@ -12,10 +12,10 @@ import { C, platform } from "./platform.ts";
 import { osError } from "./socket.ts";
 import { type Address, decodeSockaddr } from "./structs.ts";
 import { libc } from "./symbols.ts";
+import { toCString } from "./bytes.ts";
 
 const A = platform.structs.addrinfo;
 const H = platform.structs.hostent;
-const encoder = new TextEncoder();
 
 /** One `getaddrinfo` result: `[family, type, proto, canonname, address]`, as Python's tuple. */
 export type AddrInfo = [
@@ -25,13 +25,6 @@ export type AddrInfo = [
   canonname: string,
   address: Address,
 ];
-
-// A C string for a name; a NUL inside would silently cut the name short.
-function cName(text: string, what: string): Uint8Array {
-  if (typeof text !== "string") throw new TypeError(`${what} must be a string, not ${typeof text}`);
-  if (text.includes("\0")) throw new TypeError(`${what} must not contain NUL characters`);
-  return encoder.encode(text + "\0");
-}
 
 function checkInt(value: unknown, what: string): number {
   if (!Number.isInteger(value)) throw new TypeError(`${what} must be an integer, not ${value}`);
@@ -83,8 +76,8 @@ function callGetaddrinfo(
   const result = new BigUint64Array(1);
   const lib = libc();
   const rc = lib.getaddrinfo(
-    host === null ? null : cName(host, "host"),
-    service === null ? null : cName(service, "port"),
+    host === null ? null : toCString(host, "host"),
+    service === null ? null : toCString(service, "port"),
     hints,
     result,
   );
@@ -196,8 +189,8 @@ function firstSockaddr(
   const result = new BigUint64Array(1);
   const lib = libc();
   const rc = lib.getaddrinfo(
-    cName(host, "host"),
-    port === null ? null : cName(port, "port"),
+    toCString(host, "host"),
+    port === null ? null : toCString(port, "port"),
     hints,
     result,
   );

@@ -241,19 +241,3 @@ export function openssl(): OpenSSL {
 export function opensslLoaded(): boolean {
   return loaded !== undefined;
 }
-
-/** Reads a NUL-terminated C string, or null for a NULL pointer. */
-export function cString(ptr: Deno.PointerValue): string | null {
-  return ptr === null ? null : Deno.UnsafePointerView.getCString(ptr);
-}
-
-const encoder = new TextEncoder();
-
-/** A NUL-terminated copy of `text` to pass as `const char *`. */
-export function toCString(text: string): Uint8Array<ArrayBuffer> {
-  if (text.includes("\0")) throw new TypeError("embedded null character in string");
-  const bytes = encoder.encode(text);
-  const out = new Uint8Array(bytes.length + 1);
-  out.set(bytes);
-  return out;
-}

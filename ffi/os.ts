@@ -9,9 +9,9 @@ import { errno as E, readErrno } from "./errno.ts";
 import { C } from "./platform.ts";
 import { attempt, check, osError } from "./_syscall.ts";
 import { libc } from "./symbols.ts";
+import { toCString } from "./bytes.ts";
 
 const MAX_IO = 0x3fff_0000;
-const encoder = new TextEncoder();
 
 function checkFd(fd: number): void {
   if (!Number.isInteger(fd)) throw new TypeError(`fd must be an integer, not ${fd}`);
@@ -68,9 +68,7 @@ export function tryPread(
 
 /** Opens `path` for reading (`O_RDONLY | O_CLOEXEC`) and returns the fd. */
 export function openReadOnly(path: string): number {
-  if (typeof path !== "string") throw new TypeError(`path must be a string, not ${typeof path}`);
-  if (path.includes("\0")) throw new TypeError("path must not contain NUL");
-  const cpath = encoder.encode(path + "\0");
+  const cpath = toCString(path, "path");
   const flags = C.O_RDONLY | C.O_CLOEXEC;
   let repeated = false;
   for (;;) {

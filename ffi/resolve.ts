@@ -18,15 +18,9 @@ import {
   sockaddrFamily,
 } from "./structs.ts";
 import { libc } from "./symbols.ts";
+import { toCString } from "./bytes.ts";
 
 const A = platform.structs.addrinfo;
-const encoder = new TextEncoder();
-
-function cString(text: string): Uint8Array {
-  const bytes = new Uint8Array(text.length * 3 + 1);
-  const { written } = encoder.encodeInto(text, bytes);
-  return bytes.subarray(0, written + 1);
-}
 
 /**
  * Resolves `host` for `family` with `getaddrinfo` and copies the first
@@ -47,7 +41,7 @@ export function getaddrinfoFirst(
   hv.setInt32(A.family, family, true);
   hv.setInt32(A.socktype, type, true);
   const result = new BigUint64Array(1);
-  const rc = lib.getaddrinfo(cString(host), null, hints, result);
+  const rc = lib.getaddrinfo(toCString(host, "host"), null, hints, result);
   if (rc !== 0) throw new GaiError(rc, host);
   const head = Deno.UnsafePointer.create(result[0])!;
   try {

@@ -10,12 +10,23 @@
 import { errno as E, OSError } from "./errno.ts";
 import { C } from "./platform.ts";
 import { close, openReadOnly, tryPread, tryRead } from "./os.ts";
-import type { Socket } from "./socket.ts";
 
 /** Lengths handed to one call are capped so `ssize_t` results fit in an `i32`. */
 const MAX_IO = 0x3fff_0000;
 /** The read size of the read-and-send fallback. */
 const FALLBACK_CHUNK = 256 * 1024;
+
+/** What `Socket.sendfile` sends on: the parts of a `Socket` it uses. */
+export interface SendfileTarget {
+  /** The socket type (`SOCK_STREAM` only). */
+  readonly type: number;
+  /** Whether the kernel may send a file onto it (false: read and `sendall`). */
+  canSendfile(): boolean;
+  /** One `sendfile(2)`: bytes sent, 0 at the end of the file, -1 when it would block. */
+  trySendfile(inFd: number, offset: number, count: number): number;
+  /** Sends all of `data`. */
+  sendall(data: Uint8Array): void;
+}
 
 /** Anything with an fd, such as a `FileWrapper`. */
 export interface HasFilenoLike {
@@ -95,7 +106,7 @@ export function readAt(fd: number, buf: Uint8Array, offset: number, n: number): 
 
 /** The body of `Socket.sendfile` for a blocking stream socket. */
 export function sendfileBlocking(
-  sock: Socket,
+  sock: SendfileTarget,
   file: SendfileSource,
   offset: number,
   count: number | undefined,
@@ -134,7 +145,7 @@ export function sendfileBlocking(
 
 /** Python's `_sendfile_use_send`: read a chunk, `sendall` it, until `count` or end of file. */
 function sendByReading(
-  sock: Socket,
+  sock: SendfileTarget,
   read: (buf: Uint8Array, offset: number, n: number) => number,
   offset: number,
   count: number | undefined,
@@ -153,7 +164,7 @@ function sendByReading(
 
 /** A `Deno.FsFile` by seek, read and send; its position ends after the bytes sent, as in Python. */
 function sendFsFile(
-  sock: Socket,
+  sock: SendfileTarget,
   file: Deno.FsFile,
   offset: number,
   count: number | undefined,

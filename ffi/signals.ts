@@ -25,8 +25,7 @@
  * @module
  */
 
-import { errno as E, readErrno } from "./errno.ts";
-import { osError } from "./_syscall.ts";
+import { errno as E, OSError, readErrno } from "./errno.ts";
 import { C, platform } from "./platform.ts";
 import { libc } from "./symbols.ts";
 
@@ -57,7 +56,7 @@ function sigaction(sig: number, act: Uint8Array | null, old: Uint8Array | null):
   const lib = libc();
   while (lib.sigaction(sig, act, old) !== 0) {
     const err = readErrno();
-    if (err !== E.EINTR) throw osError(err, "sigaction");
+    if (err !== E.EINTR) throw new OSError(err, { syscall: "sigaction" });
   }
 }
 

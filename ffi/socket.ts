@@ -18,6 +18,7 @@ import { type Address, decodeSockaddr } from "./structs.ts";
 import { holdSpareFd } from "./spare_fd.ts";
 import { sendfileBlocking, type SendfileSource } from "./sendfile.ts";
 import { libc } from "./symbols.ts";
+import { asBytes, type BytesLike } from "./bytes.ts";
 
 const SOCK_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
 const MSG_NOSIGNAL = C.MSG_NOSIGNAL;
@@ -25,7 +26,6 @@ const EAGAIN = E.EAGAIN;
 /** Lengths handed to one call are capped so `ssize_t` results fit in an `i32`. */
 const MAX_IO = 0x3fff_0000;
 
-const encoder = new TextEncoder();
 // Scratch buffers shared by every socket: the loop is single-threaded.
 const addrBuf = new Uint8Array(platform.structs.sockaddrStorage);
 const lenBuf = new Uint32Array(1);
@@ -33,16 +33,7 @@ const intBuf = new Int32Array(1);
 const offsetBuf = new BigInt64Array(1);
 let scratch = new Uint8Array(65536);
 
-/** Bytes, or a string sent as UTF-8. */
-export type BytesLike = Uint8Array | string;
-
-function asBytes(data: BytesLike): Uint8Array {
-  if (typeof data === "string") return encoder.encode(data);
-  if (data instanceof Uint8Array) return data;
-  throw new TypeError(
-    `data must be a Uint8Array or a string, not ${data === null ? "null" : typeof data}`,
-  );
-}
+export type { BytesLike };
 
 export { osError };
 

@@ -8,7 +8,8 @@
  * @module
  */
 
-import { cString, openssl, toCString } from "../ffi/openssl.ts";
+import { openssl } from "../ffi/openssl.ts";
+import { readCString, toCString } from "../ffi/bytes.ts";
 
 interface Tlv {
   tag: number;
@@ -68,7 +69,7 @@ function oidName(oid: string): string {
   if (name === undefined) {
     const { crypto } = openssl();
     const nid = crypto.OBJ_txt2nid(toCString(oid));
-    name = (nid !== 0 ? cString(crypto.OBJ_nid2ln(nid)) : null) ?? oid;
+    name = (nid !== 0 ? readCString(crypto.OBJ_nid2ln(nid)) : null) ?? oid;
     oidNames.set(oid, name);
   }
   return name;

@@ -7,7 +7,8 @@
  */
 
 import { OSError } from "../ffi/errno.ts";
-import { openssl, SSLC, toCString } from "../ffi/openssl.ts";
+import { openssl, SSLC } from "../ffi/openssl.ts";
+import { toCString } from "../ffi/bytes.ts";
 import type { Socket } from "../ffi/socket.ts";
 import { queuedSSLError, SSLError, takeQueuedError } from "./errors.ts";
 import { SSLSocket, type WrapSocketOptions } from "./ssl_socket.ts";

@@ -6,7 +6,8 @@
  */
 
 import { OSError } from "../ffi/errno.ts";
-import { cString, openssl, SSLC } from "../ffi/openssl.ts";
+import { openssl, SSLC } from "../ffi/openssl.ts";
+import { readCString } from "../ffi/bytes.ts";
 
 const CODE_NAMES: Record<number, string> = {
   1: "SSL_ERROR_SSL",
@@ -152,11 +153,11 @@ export function takeQueuedError(): QueuedError {
   const code = crypto.ERR_get_error();
   crypto.ERR_clear_error();
   if (code === 0n) return { code, reasonCode: 0 };
-  const reasonText = cString(crypto.ERR_reason_error_string(code)) ?? undefined;
+  const reasonText = readCString(crypto.ERR_reason_error_string(code)) ?? undefined;
   return {
     code,
     reasonCode: Number(code & BigInt(SSLC.ERR_REASON_MASK)),
-    library: libraryName(cString(crypto.ERR_lib_error_string(code))),
+    library: libraryName(readCString(crypto.ERR_lib_error_string(code))),
     reason: reasonName(reasonText ?? null),
     reasonText,
   };

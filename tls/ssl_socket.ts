@@ -8,7 +8,8 @@
  */
 
 import { errno as E, OSError, readErrno } from "../ffi/errno.ts";
-import { cString, openssl, SSLC, toCString } from "../ffi/openssl.ts";
+import { openssl, SSLC } from "../ffi/openssl.ts";
+import { asBytes, readCString, toCString } from "../ffi/bytes.ts";
 import { C } from "../ffi/platform.ts";
 import { type BytesLike, Socket } from "../ffi/socket.ts";
 import { READ, WRITE } from "../dispatcher/_interest.ts";
@@ -24,7 +25,6 @@ import {
   takeQueuedError,
 } from "./errors.ts";
 
-const encoder = new TextEncoder();
 /** `SSL_read`/`SSL_write` take an `int` length. */
 const MAX_IO = 0x3fff_0000;
 const ptrOut = new BigUint64Array(1);
@@ -32,14 +32,6 @@ const ptrOutBytes = new Uint8Array(ptrOut.buffer);
 const u32Out = new Uint32Array(1);
 const i32Out = new Int32Array(1);
 const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
-
-function asBytes(data: BytesLike): Uint8Array {
-  if (typeof data === "string") return encoder.encode(data);
-  if (data instanceof Uint8Array) return data;
-  throw new TypeError(
-    `data must be a Uint8Array or a string, not ${data === null ? "null" : typeof data}`,
-  );
-}
 
 function noFlags(flags: number, call: string): void {
   if (flags !== 0) {
@@ -250,7 +242,7 @@ export class SSLSocket extends Socket {
     if (q.reasonCode === SSLC.SSL_R_UNEXPECTED_EOF_WHILE_READING) return 0; // ragged EOF, as above
     if (q.reasonCode === SSLC.SSL_R_CERTIFICATE_VERIFY_FAILED) {
       const code = Number(lib.SSL_get_verify_result(ssl));
-      const text = cString(openssl().crypto.X509_verify_cert_error_string(BigInt(code))) ??
+      const text = readCString(openssl().crypto.X509_verify_cert_error_string(BigInt(code))) ??
         "unknown";
       const message = code === 62 /* X509_V_ERR_HOSTNAME_MISMATCH */ && this.serverHostname
         ? `Hostname mismatch, certificate is not valid for '${this.serverHostname}'.`
@@ -539,7 +531,7 @@ export class SSLSocket extends Socket {
   /** The negotiated protocol, e.g. `"TLSv1.3"`, or null before the handshake. */
   version(): string | null {
     if (this.#ssl === null || !this.#handshakeDone) return null;
-    return cString(openssl().ssl.SSL_get_version(this.#ssl));
+    return readCString(openssl().ssl.SSL_get_version(this.#ssl));
   }
 
   /** `[name, protocol, secretBits]` of the negotiated cipher, or null. */
@@ -550,8 +542,8 @@ export class SSLSocket extends Socket {
     if (c === null) return null;
     const bits = lib.SSL_CIPHER_get_bits(c, new Uint8Array(i32Out.buffer));
     return [
-      cString(lib.SSL_CIPHER_get_name(c)) ?? "",
-      cString(lib.SSL_CIPHER_get_version(c)) ?? "",
+      readCString(lib.SSL_CIPHER_get_name(c)) ?? "",
+      readCString(lib.SSL_CIPHER_get_version(c)) ?? "",
       bits,
     ];
   }
