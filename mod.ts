@@ -32,7 +32,7 @@
  */
 
 export { errno, GaiError, OSError, type OSErrorOptions } from "./ffi/errno.ts";
-export { type BytesLike, Socket } from "./ffi/socket.ts";
+export { Socket } from "./ffi/socket.ts";
 export type { Address } from "./ffi/structs.ts";
 export {
   type AddrInfo,
@@ -44,19 +44,25 @@ export {
 } from "./ffi/netdb.ts";
 export type { StopSignal } from "./ffi/signals.ts";
 export * from "./ffi/constants.ts";
+export { type BytesLike } from "./ffi/bytes.ts";
 export {
   ACCEPT_BACKOFF_SECONDS,
   ACCEPT_BATCH,
+  type ChannelSocket,
   Dispatcher,
-  DispatcherWithSend,
+  type SocketMap,
+  type StartTlsOptions,
 } from "./dispatcher/dispatcher.ts";
-export { ByteQueue } from "./dispatcher/byte_queue.ts";
+export { DispatcherWithSend } from "./dispatcher/dispatcher_with_send.ts";
+export { ByteQueue, type FifoEntry, ProducerFifo } from "./dispatcher/output_queue.ts";
 export {
   FileProducer,
   type FileProducerOptions,
-  FileQueue,
-  type FileQueueOwner,
-} from "./dispatcher/file_producer.ts";
+  type FileSink,
+  type Producer,
+  SimpleProducer,
+} from "./dispatcher/producers.ts";
+export { FileQueue, type FileQueueOwner } from "./dispatcher/file_queue.ts";
 export { type HasFilenoLike, type SendfileSource } from "./ffi/sendfile.ts";
 export { FileDispatcher, FileWrapper, type HasFileno } from "./dispatcher/file_dispatcher.ts";
 export {
@@ -65,54 +71,52 @@ export {
   KeyboardInterrupt,
   type TracebackFrame,
 } from "./dispatcher/errors.ts";
-export { type SocketMap, socketMap } from "./dispatcher/map.ts";
+export type { Channel } from "./dispatcher/_loop_core.ts";
 export {
+  callEvery,
+  callLater,
   closeAll,
+  defaultLoop,
+  Loop,
   loop,
+  type LoopConstructorOptions,
   type LoopOptions,
+  type LoopRunAsyncOptions,
+  type LoopRunOptions,
   poll,
   poll2,
   poll3,
   type PollerName,
   read,
   readwrite,
+  setTimerErrorHandler,
+  socketMap,
   write,
 } from "./dispatcher/loop.ts";
-export {
-  callEvery,
-  callLater,
-  setTimerErrorHandler,
-  type TimerErrorHandler,
-  type TimerHandle,
-} from "./dispatcher/timers.ts";
+export { type TimerErrorHandler, type TimerHandle } from "./dispatcher/timers.ts";
 export {
   loopAsync,
   type LoopAsyncOptions,
   SPIN_MS,
   YIELD_EVERY_MS,
 } from "./dispatcher/loop_async.ts";
-export {
-  AsyncChat,
-  type FifoEntry,
-  findPrefixAtEnd,
-  type Producer,
-  ProducerFifo,
-  SimpleProducer,
-  type Terminator,
-} from "./dispatcher/asynchat.ts";
+export { AsyncChat, findPrefixAtEnd, type Terminator } from "./dispatcher/asynchat.ts";
 export {
   CERT_NONE,
   CERT_OPTIONAL,
   CERT_REQUIRED,
-  createDefaultContext,
-  type DefaultContextOptions,
   HANDSHAKE_TIMEOUT,
   PROTOCOL_TLS_CLIENT,
   PROTOCOL_TLS_SERVER,
+} from "./tls/constants.ts";
+export {
+  createDefaultContext,
+  type DefaultContextOptions,
   SSLContext,
+  SSLSocket,
   type TLSVersion,
-} from "./tls/context.ts";
-export { SSLSocket, type WrapSocketOptions } from "./tls/ssl_socket.ts";
+  type WrapSocketOptions,
+} from "./tls/ssl.ts";
 export {
   SSLCertVerificationError,
   SSLEOFError,
@@ -122,4 +126,3 @@ export {
   SSLWantWriteError,
   SSLZeroReturnError,
 } from "./tls/errors.ts";
-export type { StartTlsOptions } from "./dispatcher/tls.ts";

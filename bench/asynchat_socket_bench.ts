@@ -14,7 +14,7 @@
 import { AsyncChat } from "../dispatcher/asynchat.ts";
 import { Dispatcher } from "../dispatcher/dispatcher.ts";
 import { closeAll, loop } from "../dispatcher/loop.ts";
-import type { SocketMap } from "../dispatcher/map.ts";
+import type { SocketMap } from "../dispatcher/dispatcher.ts";
 import type { Socket } from "../ffi/socket.ts";
 import {
   burstLine,

@@ -17,18 +17,17 @@ import type { PollFdArray } from "../ffi/structs.ts";
 import type { Backend } from "./_backend.ts";
 import { pollEvents } from "./_backend_poll.ts";
 import { readwrite } from "./_events.ts";
-import { interestOf, isTracked, kCore } from "./_interest.ts";
-import type { Dispatcher } from "./dispatcher.ts";
-import { type SocketMap, watchMap } from "./map.ts";
+import { interestOf, isTracked } from "./_interest.ts";
+import { type Channel, type ChannelMap, kCore, watchMap } from "./_loop_core.ts";
 
 /** Watches a map with `epoll(7)`. */
 export class EpollBackend implements Backend {
-  readonly #map: SocketMap;
+  readonly #map: ChannelMap;
   readonly #ep: Epoll;
-  readonly #known = new Map<number, Dispatcher>(); // fd -> channel classified
-  readonly #polled = new Set<Dispatcher>(); // untracked: asked every pass
-  #dirty = new Set<Dispatcher>(); // tracked channels to ask again
-  #spare = new Set<Dispatcher>();
+  readonly #known = new Map<number, Channel>(); // fd -> channel classified
+  readonly #polled = new Set<Channel>(); // untracked: asked every pass
+  #dirty = new Set<Channel>(); // tracked channels to ask again
+  #spare = new Set<Channel>();
   /** Joined since the last pass: classified then, once their constructors are done. */
   readonly #joined = new Set<number>();
   /** fds epoll refuses (regular files): always ready, as poll() treats them. */
@@ -36,7 +35,7 @@ export class EpollBackend implements Backend {
   readonly #unwatch: () => void;
 
   /** Creates the epoll instance for `map`. */
-  constructor(map: SocketMap) {
+  constructor(map: ChannelMap) {
     this.#map = map;
     this.#ep = new Epoll(1024);
     for (const fd of map.keys()) this.#joined.add(fd);
@@ -78,7 +77,7 @@ export class EpollBackend implements Backend {
 
   // What a channel has registered lives on its core: a pass then needs no
   // lookup per event.
-  #unregister(fd: number, obj: Dispatcher): void {
+  #unregister(fd: number, obj: Channel): void {
     const core = obj[kCore];
     if (core?.backend !== this) return;
     core.backend = null;
@@ -86,7 +85,7 @@ export class EpollBackend implements Backend {
     this.#ep.ctl(C.EPOLL_CTL_DEL, fd, 0);
   }
 
-  #register(fd: number, obj: Dispatcher, events: number): void {
+  #register(fd: number, obj: Channel, events: number): void {
     const core = obj[kCore];
     const mine = core?.backend === this;
     if (mine && core.events === events) return;
@@ -119,7 +118,7 @@ export class EpollBackend implements Backend {
     core.events = events;
   }
 
-  #evaluate(obj: Dispatcher): void {
+  #evaluate(obj: Channel): void {
     const fd = obj.fileno();
     if (fd === null || this.#map.get(fd) !== obj) return;
     this.#register(fd, obj, pollEvents(interestOf(obj)));

@@ -11,7 +11,7 @@ import type { PollFdArray } from "../ffi/structs.ts";
 import type { Backend } from "./_backend.ts";
 import { readwrite } from "./_events.ts";
 import { interestOf, READ, WRITE } from "./_interest.ts";
-import type { SocketMap } from "./map.ts";
+import type { ChannelMap } from "./_loop_core.ts";
 
 const WANT_READ = C.POLLIN | C.POLLPRI;
 // A handler may run a nested loop: each depth takes its own buffers.
@@ -24,12 +24,12 @@ export function pollEvents(want: number): number {
 
 /** Watches a map with `poll(2)`. */
 export class PollBackend implements Backend {
-  readonly #map: SocketMap;
+  readonly #map: ChannelMap;
   readonly #p: Poller;
   #n = 0;
 
   /** A backend for `map`. */
-  constructor(map: SocketMap) {
+  constructor(map: ChannelMap) {
     this.#map = map;
     this.#p = sparePollers.pop() ?? new Poller();
   }

@@ -13,7 +13,7 @@ import type { PollFdArray } from "../ffi/structs.ts";
 import type { Backend } from "./_backend.ts";
 import { exception, read, write } from "./_events.ts";
 import { interestOf, READ, WRITE } from "./_interest.ts";
-import type { SocketMap } from "./map.ts";
+import type { ChannelMap } from "./_loop_core.ts";
 
 // A handler may run a nested loop: each depth takes its own buffers.
 const spareSelectors: Selector[] = [];
@@ -21,13 +21,13 @@ const sleeper = new Poller();
 
 /** Watches a map with `select(2)`. */
 export class SelectBackend implements Backend {
-  readonly #map: SocketMap;
+  readonly #map: ChannelMap;
   readonly #sel: Selector;
   readonly #fds: number[] = [];
   #nfds = 0;
 
   /** A backend for `map`. */
-  constructor(map: SocketMap) {
+  constructor(map: ChannelMap) {
     this.#map = map;
     this.#sel = spareSelectors.pop() ?? new Selector();
   }

@@ -9,10 +9,8 @@
 
 import { OSError } from "../ffi/errno.ts";
 import { C } from "../ffi/platform.ts";
-import type { Dispatcher } from "./dispatcher.ts";
 import { compactTraceback, DISCONNECTED, isReraised } from "./errors.ts";
-import { kCore } from "./_interest.ts";
-import { removeFromMap } from "./map.ts";
+import { type Channel, kCore, removeFromMap } from "./_loop_core.ts";
 
 const { POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL } = C;
 
@@ -20,7 +18,7 @@ const { POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL } = C;
  * Whether `obj` is still open. Plain objects standing in for channels (as in
  * the reference's tests) answer through their `fileno()`, or count as open.
  */
-function isOpen(obj: Dispatcher): boolean {
+function isOpen(obj: Channel): boolean {
   const core = obj[kCore];
   if (core !== undefined) return core.fd !== null;
   return typeof obj.fileno !== "function" || obj.fileno() !== null;
@@ -30,7 +28,7 @@ function isOpen(obj: Dispatcher): boolean {
  * Hands `error` to `obj.handleError`. If `handleError` itself throws, the
  * loop reports that on stderr and closes the channel by force.
  */
-export function handleErrorSafely(obj: Dispatcher, error: unknown): void {
+export function handleErrorSafely(obj: Channel, error: unknown): void {
   try {
     obj.handleError(error);
   } catch (inner) {
@@ -41,7 +39,7 @@ export function handleErrorSafely(obj: Dispatcher, error: unknown): void {
   }
 }
 
-function safeName(obj: Dispatcher): string {
+function safeName(obj: Channel): string {
   try {
     return String(obj);
   } catch {
@@ -50,16 +48,15 @@ function safeName(obj: Dispatcher): string {
 }
 
 /** Closes `obj`; if its `close()` is broken, takes it out of its map by hand. */
-export function forceClose(obj: Dispatcher): void {
+export function forceClose(obj: Channel): void {
   try {
     obj.close();
   } catch {
     // As delChannel would: the pollers hear of it before the fd is closed
     // (epoll must forget it first) and fileno() then says closed.
     const core = obj[kCore];
-    const fd = core?.fd;
-    if (fd !== null && fd !== undefined) {
-      removeFromMap(core.map, fd, obj);
+    if (core !== undefined && core.fd !== null) {
+      removeFromMap(core.map, core.fd, obj);
       core.fd = null;
     }
     try {
@@ -70,7 +67,7 @@ export function forceClose(obj: Dispatcher): void {
 
 /** Calls one event method of `obj`; what it throws goes to `handleError` (ExitNow leaves). */
 function fire(
-  obj: Dispatcher,
+  obj: Channel,
   event: "handleReadEvent" | "handleWriteEvent" | "handleExptEvent",
 ): void {
   try {
@@ -82,17 +79,17 @@ function fire(
 }
 
 /** A read event for `obj`, errors to `handleError` (asyncore's `read`). */
-export function read(obj: Dispatcher): void {
+export function read(obj: Channel): void {
   fire(obj, "handleReadEvent");
 }
 
 /** A write event for `obj`, errors to `handleError` (asyncore's `write`). */
-export function write(obj: Dispatcher): void {
+export function write(obj: Channel): void {
   fire(obj, "handleWriteEvent");
 }
 
 /** An exceptional-condition event for `obj` (asyncore's `_exception`). */
-export function exception(obj: Dispatcher): void {
+export function exception(obj: Channel): void {
   fire(obj, "handleExptEvent");
 }
 
@@ -104,7 +101,7 @@ export function exception(obj: Dispatcher): void {
  * sockets report a closed peer) reads first: the close comes when `recv`
  * reaches the end of the stream, so no byte is lost.
  */
-export function readwrite(obj: Dispatcher, flags: number): void {
+export function readwrite(obj: Channel, flags: number): void {
   try {
     if (flags & POLLIN) obj.handleReadEvent();
     if (flags & POLLOUT && isOpen(obj)) obj.handleWriteEvent();

@@ -1,7 +1,7 @@
 /**
- * `AsyncChat`, `SimpleProducer` and `findPrefixAtEnd`: asynchat's
- * `async_chat`, `simple_producer` and `find_prefix_at_end`, method for
- * method, in the reference's order.
+ * `AsyncChat` and `findPrefixAtEnd`: asynchat's `async_chat` and
+ * `find_prefix_at_end`, method for method, in the reference's order (its
+ * producers are in `producers.ts`, its output queue in `output_queue.ts`).
  *
  * Where the reference copies, this module does not:
  *
@@ -24,46 +24,34 @@
  * @module
  */
 
+import { asBytes, encodeText } from "../ffi/bytes.ts";
 import { errno as E, OSError } from "../ffi/errno.ts";
 import type { Socket } from "../ffi/socket.ts";
-import { DISCONNECTED } from "./errors.ts";
-import { Dispatcher } from "./dispatcher.ts";
-import { kAdopt, notifyInterest, trackPredicates } from "./_interest.ts";
-import { FileProducer, kernelSendsFiles } from "./file_producer.ts";
-import type { SocketMap } from "./map.ts";
-import { DEFAULT_HIGH_WATER_MARK, resumeIfDrained } from "./_limits.ts";
-import { asBytes } from "../ffi/bytes.ts";
+import { transportOf } from "../ffi/transport.ts";
+import { trackPredicates } from "./_interest.ts";
+import { notifyInterest } from "./_loop_core.ts";
+import { Dispatcher, type SocketMap } from "./dispatcher.ts";
+import { isDisconnect } from "./errors.ts";
+import { DEFAULT_HIGH_WATER_MARK, resumeIfDrained } from "./limits.ts";
+import {
+  advanceProducer,
+  closeQueuedFiles,
+  type FifoEntry,
+  kAdopt,
+  PACK_MAX,
+  ProducerFifo,
+} from "./output_queue.ts";
+import { type Producer, SimpleProducer } from "./producers.ts";
 
-const encoder = new TextEncoder();
+export { type FifoEntry, type Producer, ProducerFifo, SimpleProducer };
+
 const EMPTY = new Uint8Array(0);
-
-/** Small pushes are packed into blocks of this size. */
-const PACK_BLOCK = 16 * 1024;
-/** Pushes up to this size are packed; larger ones are queued as views. */
-const PACK_MAX = PACK_BLOCK / 4;
 
 /** The default `maxInputLength`: 1 MiB. */
 export const DEFAULT_MAX_INPUT_LENGTH = 1024 * 1024;
 
-function sizeOf(entry: FifoEntry | undefined): number {
-  return entry instanceof Uint8Array ? entry.length : 0;
-}
-
-/**
- * A source of outgoing data for {@linkcode AsyncChat.pushWithProducer}:
- * `more()` returns the next piece (a string is sent as UTF-8); an empty
- * result (or null/undefined) means the producer is exhausted.
- */
-export interface Producer {
-  /** The next piece of data; empty when there is no more. */
-  more(): Uint8Array | string;
-}
-
 /** What a terminator can be once set: bytes, a byte count, or null (none). */
 export type Terminator = Uint8Array | number | null;
-
-/** One entry of the output queue: data, a producer, or null ("close here"). */
-export type FifoEntry = Uint8Array | Producer | null;
 
 function concat2(a: Uint8Array, b: Uint8Array): Uint8Array {
   if (a.length === 0) return b;
@@ -130,108 +118,6 @@ export function findPrefixAtEnd(
 }
 
 /**
- * The output queue of an {@linkcode AsyncChat} (the reference's
- * `producer_fifo` deque): a ring buffer, O(1) at both ends.
- */
-export class ProducerFifo {
-  #items: (FifoEntry | undefined)[] = new Array(8);
-  #head = 0;
-  #length = 0;
-  #bytes = 0;
-  #owner: (() => void) | null = null;
-
-  /**
-   * Makes `notify` the owner, told when the queue turns empty or non-empty
-   * (its channel's `writable()` depends on that); `null` releases the
-   * queue. A fifo serves one channel at a time.
-   * @ignore
-   */
-  [kAdopt](notify: (() => void) | null): void {
-    if (notify !== null && this.#owner !== null) {
-      throw new TypeError("this ProducerFifo already belongs to another channel");
-    }
-    this.#owner = notify;
-  }
-
-  /** The number of queued entries. */
-  get length(): number {
-    return this.#length;
-  }
-
-  /** The bytes in the queued byte arrays (producers count once they have produced). */
-  get bytes(): number {
-    return this.#bytes;
-  }
-
-  /** The entry at position `i` (0 is the next to go), or undefined. */
-  at(i: number): FifoEntry | undefined {
-    if (i < 0) i += this.#length;
-    if (i < 0 || i >= this.#length) return undefined;
-    return this.#items[(this.#head + i) & (this.#items.length - 1)];
-  }
-
-  /** Replaces the entry at position `i` (which must exist). */
-  set(i: number, entry: FifoEntry): void {
-    if (i < 0) i += this.#length;
-    if (i < 0 || i >= this.#length) throw new RangeError(`no entry ${i} in the fifo`);
-    const at = (this.#head + i) & (this.#items.length - 1);
-    this.#bytes += sizeOf(entry) - sizeOf(this.#items[at]);
-    this.#items[at] = entry;
-  }
-
-  /** Appends at the back. */
-  push(entry: FifoEntry): void {
-    if (this.#length === this.#items.length) this.#grow();
-    this.#items[(this.#head + this.#length) & (this.#items.length - 1)] = entry;
-    this.#bytes += sizeOf(entry);
-    if (this.#length++ === 0) this.#owner?.();
-  }
-
-  /** Inserts at the front (the reference's `appendleft`). */
-  unshift(entry: FifoEntry): void {
-    if (this.#length === this.#items.length) this.#grow();
-    this.#head = (this.#head - 1) & (this.#items.length - 1);
-    this.#items[this.#head] = entry;
-    this.#bytes += sizeOf(entry);
-    if (this.#length++ === 0) this.#owner?.();
-  }
-
-  /** Removes and returns the front entry (undefined when empty). */
-  shift(): FifoEntry | undefined {
-    if (this.#length === 0) return undefined;
-    const entry = this.#items[this.#head];
-    this.#bytes -= sizeOf(entry);
-    this.#items[this.#head] = undefined;
-    this.#head = (this.#head + 1) & (this.#items.length - 1);
-    if (--this.#length === 0) this.#owner?.();
-    return entry;
-  }
-
-  /** Empties the queue. */
-  clear(): void {
-    const had = this.#length;
-    this.#items = new Array(8);
-    this.#head = 0;
-    this.#length = 0;
-    this.#bytes = 0;
-    if (had !== 0) this.#owner?.();
-  }
-
-  /** The entries, front first. */
-  *[Symbol.iterator](): IterableIterator<FifoEntry> {
-    for (let i = 0; i < this.#length; i++) yield this.at(i)!;
-  }
-
-  #grow(): void {
-    const old = this.#items;
-    const next: (FifoEntry | undefined)[] = new Array(old.length * 2);
-    for (let i = 0; i < this.#length; i++) next[i] = old[(this.#head + i) & (old.length - 1)];
-    this.#items = next;
-    this.#head = 0;
-  }
-}
-
-/**
  * A channel for command/response ("chat") protocols: incoming data is cut
  * at a terminator (bytes such as `"\r\n"`, a byte count, or null for
  * "everything"); outgoing data is queued with `push` and producers.
@@ -261,6 +147,15 @@ export class AsyncChat extends Dispatcher {
   acInBufferSize = 65536;
   /** The most bytes one send hands to the socket; `push` splits data into pieces of this size. */
   acOutBufferSize = 65536;
+  /**
+   * Encode strings given to `push`, `pushWithProducer` and `setTerminator`
+   * in `encoding`, as asynchat's `use_encoding`. Off by default (as in
+   * Python, where strings are then refused): here strings are then sent as
+   * UTF-8.
+   */
+  useEncoding = false;
+  /** The encoding of strings with `useEncoding`: `"latin-1"` (the default, as Python's), `"ascii"` or `"utf-8"`. */
+  encoding = "latin-1";
   /** See `Dispatcher.highWaterMark`; default 1 MiB (`Infinity`: the reference's unbounded queue). */
   override highWaterMark: number = DEFAULT_HIGH_WATER_MARK;
   /**
@@ -286,9 +181,6 @@ export class AsyncChat extends Dispatcher {
   #head: Uint8Array = EMPTY;
   #buf: Uint8Array = EMPTY;
   #pos = 0;
-  // The block small pushes are packed into, and how much of it is used.
-  #block: Uint8Array | null = null;
-  #blockUsed = 0;
   // Bytes collected since the last byte terminator, and whether the rest of
   // an overflowing message is being dropped.
   #unterminated = 0;
@@ -323,7 +215,6 @@ export class AsyncChat extends Dispatcher {
     const old = this.#fifo;
     this.#fifo = this.#adopt(fifo);
     old[kAdopt](null);
-    this.#block = null;
     notifyInterest(this);
   }
 
@@ -388,7 +279,7 @@ export class AsyncChat extends Dispatcher {
       }
       this.terminator = term;
     } else if (typeof term === "string" || ArrayBuffer.isView(term)) {
-      this.terminator = asBytes(term, "terminator", true);
+      this.terminator = this.#bytes(term, "terminator");
     } else {
       throw new TypeError(
         `terminator must be a Uint8Array, a string, a number or null, not ${typeof term}`,
@@ -607,82 +498,43 @@ export class AsyncChat extends Dispatcher {
   }
 
   /**
-   * Queues `data` (a string is sent as UTF-8) and starts sending. Data
-   * larger than `acOutBufferSize` is queued as views of that size. Data
-   * over 4 KiB is queued by reference, as the reference does, so do not
-   * change the array until it is sent; smaller pushes are copied.
+   * Queues `data` and starts sending. A string is sent as UTF-8, or in
+   * `encoding` with `useEncoding` (as asynchat). Data larger than
+   * `acOutBufferSize` is queued as views of that size. Data over 4 KiB is
+   * queued by reference, as the reference does, so do not change the array
+   * until it is sent; smaller pushes are copied (packed together, so that
+   * many short lines leave in few system calls).
    */
   push(data: Uint8Array | string): void {
-    if (typeof data === "string" && data.length <= PACK_MAX / 3) {
+    const fifo = this.producerFifo;
+    if (typeof data === "string" && !this.useEncoding && data.length <= PACK_MAX / 3) {
       // Encoded straight into the packing block: TextEncoder.encode would
       // cost an allocation and several times the copy.
-      if (data.length === 0) return;
-      this.#packString(data);
-      this.initiateSend();
+      fifo.pushText(data);
+      if (data.length > 0) this.initiateSend();
       return;
     }
-    const bytes = asBytes(data, "data", true);
+    const bytes = this.#bytes(data, "data");
     const n = bytes.length;
     if (n === 0) return;
     const sabs = this.acOutBufferSize;
     if (n <= PACK_MAX) {
-      const at = this.#reserve(n);
-      this.#block!.set(bytes, at);
-      this.#commit(at, n);
+      fifo.pushCopy(bytes);
     } else if (n > sabs) {
       if (!Number.isSafeInteger(sabs) || sabs <= 0) {
         throw new RangeError(`acOutBufferSize must be a positive integer, not ${sabs}`);
       }
-      this.#block = null;
-      for (let i = 0; i < n; i += sabs) this.producerFifo.push(bytes.subarray(i, i + sabs));
+      for (let i = 0; i < n; i += sabs) fifo.push(bytes.subarray(i, i + sabs));
     } else {
-      this.#block = null;
-      this.producerFifo.push(bytes);
+      fifo.push(bytes);
     }
     this.initiateSend();
   }
 
-  /** UTF-8-encodes a short string (at most 3 bytes per UTF-16 unit) into the packing block. */
-  #packString(text: string): void {
-    const len = text.length;
-    const at = this.#reserve(len * 3);
-    const block = this.#block!;
-    let i = 0;
-    if (len <= 256) {
-      // Short ASCII text: a plain loop beats encodeInto's call overhead.
-      for (; i < len; i++) {
-        const c = text.charCodeAt(i);
-        if (c > 0x7f) break;
-        block[at + i] = c;
-      }
-    }
-    const n = i === len ? len : encoder.encodeInto(text, block.subarray(at)).written;
-    this.#commit(at, n);
-  }
-
-  /** Where `max` bytes can be written in the packing block (a new block if need be). */
-  #reserve(max: number): number {
-    if (this.#block === null || this.#blockUsed + max > this.#block.length) {
-      this.#block = new Uint8Array(PACK_BLOCK);
-      this.#blockUsed = 0;
-    }
-    return this.#blockUsed;
-  }
-
-  /** Queues the `n` bytes written at `at` of the packing block, growing the last entry when it ends there. */
-  #commit(at: number, n: number): void {
-    const block = this.#block!;
-    const fifo = this.producerFifo;
-    this.#blockUsed = at + n;
-    const last = fifo.length > 0 ? fifo.at(-1) : undefined;
-    if (
-      last instanceof Uint8Array && last.buffer === block.buffer &&
-      last.byteOffset + last.length === block.byteOffset + at
-    ) {
-      fifo.set(-1, block.subarray(last.byteOffset - block.byteOffset, at + n));
-    } else {
-      fifo.push(block.subarray(at, at + n));
-    }
+  /** `data` as bytes: a string in `encoding` with `useEncoding`, else as UTF-8. */
+  #bytes(data: unknown, what: string): Uint8Array {
+    if (typeof data === "string" && this.useEncoding) return encodeText(data, this.encoding);
+    return asBytes(data, what, true);
   }
 
   /**
@@ -692,7 +544,7 @@ export class AsyncChat extends Dispatcher {
   pushWithProducer(producer: Producer | Uint8Array | string): void {
     let entry: FifoEntry;
     if (typeof producer === "string" || ArrayBuffer.isView(producer)) {
-      entry = asBytes(producer, "producer", true);
+      entry = this.#bytes(producer, "producer");
     } else if (
       producer !== null && typeof producer === "object" &&
       typeof (producer as Producer).more === "function"
@@ -703,7 +555,6 @@ export class AsyncChat extends Dispatcher {
         `producer must have a more() method, or be a Uint8Array or a string`,
       );
     }
-    this.#block = null;
     this.producerFifo.push(entry);
     this.initiateSend();
   }
@@ -720,7 +571,6 @@ export class AsyncChat extends Dispatcher {
 
   /** Closes the channel once everything queued so far has been sent. */
   closeWhenDone(): void {
-    this.#block = null;
     this.producerFifo.push(null);
   }
 
@@ -747,14 +597,8 @@ export class AsyncChat extends Dispatcher {
       // handle classic producer behavior
       const obs = this.acOutBufferSize;
       if (!(first instanceof Uint8Array)) {
-        if (first instanceof FileProducer && kernelSendsFiles(this.socket)) {
-          this.#sendFileStep(first, this.socket);
-          return;
-        }
-        const more = first.more();
-        const data = more === null || more === undefined ? EMPTY : asBytes(more, "more()", true);
-        if (data.length > 0) fifo.unshift(data);
-        else fifo.shift();
+        // A file goes by sendfile(2) where the transport allows it.
+        if (this.#advance(first)) return;
         continue;
       }
       const data = first.length > obs ? first.subarray(0, obs) : first;
@@ -784,31 +628,26 @@ export class AsyncChat extends Dispatcher {
     }
   }
 
-  /** A file at the front of the queue: one non-blocking `sendfile(2)` (see `FileProducer`). */
-  #sendFileStep(file: FileProducer, sock: Socket): void {
+  /** The producer at the front: true when that was this call's send (see `advanceProducer`). */
+  #advance(producer: Producer): boolean {
     try {
-      file.sendTo(sock);
+      return advanceProducer(this.producerFifo, producer, this.socket && transportOf(this.socket));
     } catch (error) {
-      if (error instanceof OSError && DISCONNECTED.has(error.errno)) {
+      if (isDisconnect(error)) {
         this.handleClose();
-        return;
+        return true;
       }
       if (error instanceof OSError) {
         this.handleError(error);
-        return;
+        return true;
       }
       throw error;
     }
-    if (file.done) this.producerFifo.shift();
   }
 
   /** Closes the channel; a queued `FileProducer` closes the file it opened. */
   override close(): void {
-    const fifo = this.producerFifo;
-    for (let i = 0; i < fifo.length; i++) {
-      const entry = fifo.at(i);
-      if (entry instanceof FileProducer) entry.close();
-    }
+    closeQueuedFiles(this.producerFifo);
     super.close();
   }
 
@@ -818,36 +657,7 @@ export class AsyncChat extends Dispatcher {
     this.#clearInput();
     this.incoming = [];
     this.producerFifo.clear();
-    this.#block = null;
   }
 }
 
-/** A producer handing out `data` in pieces of at most `bufferSize` bytes (views, no copies). */
-export class SimpleProducer implements Producer {
-  /** What is left to hand out. */
-  data: Uint8Array;
-  /** The most bytes one `more()` returns. */
-  bufferSize: number;
-
-  /** Wraps `data` (a string as UTF-8). */
-  constructor(data: Uint8Array | string, bufferSize = 512) {
-    if (!Number.isSafeInteger(bufferSize) || bufferSize <= 0) {
-      throw new RangeError(`bufferSize must be a positive integer, not ${bufferSize}`);
-    }
-    this.data = asBytes(data, "data", true);
-    this.bufferSize = bufferSize;
-  }
-
-  /** The next piece; empty when done. */
-  more(): Uint8Array {
-    if (this.data.length > this.bufferSize) {
-      const result = this.data.subarray(0, this.bufferSize);
-      this.data = this.data.subarray(this.bufferSize);
-      return result;
-    }
-    const result = this.data;
-    this.data = EMPTY;
-    return result;
-  }
-}
 trackPredicates(AsyncChat.prototype.readable, AsyncChat.prototype.writable);

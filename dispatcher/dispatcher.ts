@@ -1,98 +1,84 @@
 /**
- * `Dispatcher` and `DispatcherWithSend`: asyncore's `dispatcher` and
- * `dispatcher_with_send`, method for method, in the reference's order.
+ * `Dispatcher`: asyncore's `dispatcher`, method for method, in the
+ * reference's order. What the library adds (listener limits, backpressure,
+ * idle timeouts, the receive pool, TLS) lives in its own modules; the
+ * channel reaches its socket's bytes through the socket's transport
+ * (`ffi/transport.ts`), so a TLS session, a plain socket and a pipe are
+ * driven by the same methods.
  *
  * @module
  */
 
+import { asBytes, type BytesLike } from "../ffi/bytes.ts";
 import { errno as E, OSError, strerror } from "../ffi/errno.ts";
 import { C } from "../ffi/platform.ts";
-import { acceptedSocket, type BytesLike, Socket } from "../ffi/socket.ts";
+import { acceptedSocket, Socket } from "../ffi/socket.ts";
 import type { Address } from "../ffi/structs.ts";
-import { ByteQueue } from "./byte_queue.ts";
-import { compactTraceback, DISCONNECTED, isReraised } from "./errors.ts";
-import type { FileWrapper } from "./file_dispatcher.ts";
-import { announceAdded, removeFromMap, type SocketMap, socketMap } from "./map.ts";
-import { callLater, type TimerHandle } from "./timers.ts";
-import { FileProducer, type FileProducerOptions, FileQueue } from "./file_producer.ts";
-import type { SendfileSource } from "../ffi/sendfile.ts";
+import { READ, type Transport, type TransportHooks, transportOf, WRITE } from "../ffi/transport.ts";
+import type { SSLContext } from "../tls/ssl.ts";
+import { handleErrorSafely } from "./_events.ts";
+import { trackPredicates } from "./_interest.ts";
 import {
+  announceAdded,
+  type Channel,
   ChannelCore,
-  kAdopt,
+  defaultCore,
   kCore,
   kPolicy,
   notifyInterest,
-  READ,
-  trackPredicates,
-} from "./_interest.ts";
-import { handleErrorSafely } from "./_events.ts";
-import {
-  ACCEPT_BATCH,
-  applyBackpressure,
-  checkIdleSeconds,
-  ConnectionCounter,
-  DEFAULT_HIGH_WATER_MARK,
-  IdleWatch,
-  moveSlot,
-  pauseIfOver,
-  releaseSlot,
-  resumeIfDrained,
-  type Watched,
-} from "./_limits.ts";
-import type { SSLContext } from "../tls/context.ts";
-import { SSLSocket } from "../tls/ssl_socket.ts";
-import * as tls from "./tls.ts";
-import { asBytes } from "../ffi/bytes.ts";
+  removeFromMap,
+} from "./_loop_core.ts";
+import { compactTraceback, isDisconnect, isReraised } from "./errors.ts";
+import type { FileWrapper } from "./file_wrapper.ts";
+import { applyBackpressure, checkIdleSeconds, IdleWatch, pauseIfOver } from "./limits.ts";
+import { ACCEPT_BATCH, AcceptBackoff, admit, adoptSlot, ConnectionCounter } from "./listener.ts";
+import { recvBuffer, takeReceived } from "./recv_pool.ts";
+
+export { ACCEPT_BACKOFF_SECONDS, ACCEPT_BATCH } from "./listener.ts";
+
+/** fd → channel, as asyncore's `socket_map`. */
+export type SocketMap = Map<number, Dispatcher>;
+
+/** What `socket` may hold: a socket (plain or TLS) or a `FileWrapper`. */
+export type ChannelSocket = Socket | FileWrapper;
 
 const EMPTY = new Uint8Array(0);
-/** One receive buffer shared by every channel: the loop runs one handler at a time. */
-let recvScratch = new Uint8Array(65536);
+/** How many times one read event hands bytes the transport already holds to `handleRead`. */
+const MAX_DRAIN = 64;
+let nextId = 1;
 
-export { ACCEPT_BATCH };
-
-// An idle hook's error goes where an event handler's would.
-function guarded(ch: Watched, fn: () => void): void {
-  try {
-    fn();
-  } catch (error) {
-    if (isReraised(error)) throw error;
-    handleErrorSafely(ch as unknown as Dispatcher, error);
-  }
-}
-
-/** How long a listening channel stops accepting after running out of fds. */
-export const ACCEPT_BACKOFF_SECONDS = 0.1;
-
-function formatAddress(addr: Address): string {
+/** `host:port`, `[v6]:port`, or a Unix path as it is. */
+export function formatAddress(addr: Address): string {
   if (typeof addr === "string") return JSON.stringify(addr);
   return addr[0].includes(":") ? `[${addr[0]}]:${addr[1]}` : `${addr[0]}:${addr[1]}`;
 }
 
-/**
- * Small reads are handed out as views into a shared slab, as Node.js does
- * for small Buffers: a new ArrayBuffer per read costs more than the read.
- * (So `data.buffer` of a small result is the slab, not just the data.)
- */
-const POOL_SIZE = 64 * 1024;
-const POOL_MAX = 4096;
-let pool = new ArrayBuffer(POOL_SIZE);
-let poolUsed = 0;
-
-function fromPool(src: Uint8Array, n: number): Uint8Array {
-  if (poolUsed + n > POOL_SIZE) {
-    pool = new ArrayBuffer(POOL_SIZE);
-    poolUsed = 0;
+/** What a channel's transport may ask of it. */
+class ChannelHooks implements TransportHooks {
+  constructor(readonly ch: Dispatcher) {}
+  callLater(seconds: number, fn: () => void): { cancel(): void } {
+    return this.ch[kCore].loop.timers.callLater(seconds, fn);
   }
-  const out = new Uint8Array(pool, poolUsed, n);
-  out.set(n === src.length ? src : src.subarray(0, n));
-  poolUsed = (poolUsed + n + 7) & ~7; // keep views 8-byte aligned
-  return out;
+  interestChanged(): void {
+    notifyInterest(this.ch);
+  }
+  sessionUp(): void {
+    const ch = this.ch;
+    if (ch.connecting || !ch.connected) {
+      // A client: the connection is made only now (asyncore's order).
+      ch.handleConnect();
+      ch.connected = true;
+      ch.connecting = false;
+    }
+    notifyInterest(ch);
+  }
+  sessionFailed(error: Error): void {
+    const ch = this.ch;
+    if (ch.fileno() === null) return;
+    handleErrorSafely(ch as unknown as Channel, error);
+    if (ch.fileno() !== null) ch.close();
+  }
 }
-
-let nextId = 1;
-
-/** Sockets some channel has taken over (`setSocket`), so they are not closed behind its back. */
-const adopted = new WeakSet<Socket | FileWrapper>();
 
 /**
  * A thin wrapper around a non-blocking socket, with event handlers called by
@@ -127,8 +113,6 @@ export class Dispatcher {
   closing = false;
   /** The peer address (connected) or the bound address (listening). */
   addr: Address | null = null;
-  /** The wrapped socket, or a `FileWrapper` for `FileDispatcher`. */
-  socket: Socket | FileWrapper | null = null;
   /** The family and type given to `createSocket`. */
   familyAndType: [number, number] | null = null;
   /**
@@ -146,15 +130,33 @@ export class Dispatcher {
    * @ignore
    */
   _ioSeen = false;
+  /**
+   * When a read event leaves more than this many bytes queued
+   * (`queuedBytes`), the loop stops reading this channel (even if
+   * `readable()` is overridden); it reads again once the queue is down to
+   * half of it, and calls `handleDrain`. Nothing is lost: the peer's bytes
+   * wait in the kernel, and TCP slows the peer down. Output queued outside
+   * the channel's own read events (on connect, from a timer or another
+   * channel) does not pause it. `DispatcherWithSend` and `AsyncChat`
+   * default to 1 MiB; a plain `Dispatcher`, which queues nothing, to
+   * `Infinity` (the reference's unbounded behaviour).
+   */
+  highWaterMark: number = Infinity;
+  /**
+   * Reading is paused by `highWaterMark` (internal).
+   * @ignore
+   */
+  _readPaused = false;
   /** @ignore */
   readonly [kCore]: ChannelCore;
+  #socket: ChannelSocket | null = null;
+  #transport: Transport | null = null;
   #idle: IdleWatch | null = null;
+  #backoff: AcceptBackoff | null = null;
   #conns: ConnectionCounter | null = null;
   #connected = false;
   #accepting = false;
   #connecting = false;
-  #acceptPausedUntil = 0;
-  #acceptResume: TimerHandle | null = null;
   readonly #id = nextId++;
 
   /**
@@ -166,7 +168,7 @@ export class Dispatcher {
    * @throws {OSError} When `sock` cannot be made non-blocking or queried.
    */
   constructor(sock: Socket | null = null, map?: SocketMap) {
-    this[kCore] = new ChannelCore(map ?? socketMap);
+    this[kCore] = new ChannelCore(map ?? defaultCore.map);
     if (sock) {
       sock.setblocking(false);
       this.setSocket(sock, map);
@@ -185,26 +187,6 @@ export class Dispatcher {
     }
   }
 
-  /**
-   * The wrapped {@linkcode Socket}, typed as one: `this.sock.getsockname()`
-   * needs no cast. `socket` stays the field Python has (it may also hold a
-   * `FileWrapper`, or nothing yet).
-   *
-   * @throws {TypeError} When the channel has no socket yet (call
-   * `createSocket`/`setSocket`) or holds something else (a `FileDispatcher`'s
-   * `FileWrapper`).
-   */
-  get sock(): Socket {
-    const s = this.socket;
-    if (s instanceof Socket) return s;
-    const name = this.constructor.name;
-    throw new TypeError(
-      s === null
-        ? `${name} has no socket yet (call createSocket or setSocket first)`
-        : `${name}.socket is a ${s.constructor.name} (fd ${s.fileno()}), not a Socket`,
-    );
-  }
-
   /** Like Python's repr: `<EchoHandler connected 127.0.0.1:4242 at #3>`. */
   toString(): string {
     const status = [this.constructor.name];
@@ -214,8 +196,8 @@ export class Dispatcher {
     return `<${status.join(" ")} at #${this.#id}>`;
   }
 
-  // State the library's predicates read: each change tells the pollers, so
-  // the epoll backend can leave idle channels alone (see `_interest.ts`).
+  // State the library's predicates read: each change tells the pollers
+  // (notifyInterest), so the epoll backend can leave idle channels alone.
 
   /** The socket is connected. */
   get connected(): boolean {
@@ -248,11 +230,47 @@ export class Dispatcher {
   }
 
   /**
-   * Until when (`performance.now()` ms) a listening channel that ran out of
-   * fds leaves accepting alone; 0 when it is not backing off.
+   * The wrapped socket, or a `FileWrapper` for `FileDispatcher`. Assigning
+   * one (Python programs do) makes the channel use its transport.
    */
-  get acceptPausedUntil(): number {
-    return this.#acceptPausedUntil;
+  get socket(): ChannelSocket | null {
+    return this.#socket;
+  }
+  set socket(sock: ChannelSocket | null) {
+    this.#socket = sock;
+    this.#transport = null;
+    if (sock !== null) {
+      this.#transport = transportOf(sock);
+      this.#transport.attach(new ChannelHooks(this));
+    }
+    notifyInterest(this);
+  }
+
+  /**
+   * The wrapped {@linkcode Socket}, typed as one: `this.sock.getsockname()`
+   * needs no cast. `socket` stays the field Python has (it may also hold a
+   * `FileWrapper`, or nothing yet).
+   *
+   * @throws {TypeError} When the channel has no socket yet (call
+   * `createSocket`/`setSocket`) or holds something else (a `FileDispatcher`'s
+   * `FileWrapper`).
+   */
+  get sock(): Socket {
+    const s = this.#socket;
+    if (s instanceof Socket) return s;
+    const name = this.constructor.name;
+    throw new TypeError(
+      s === null
+        ? `${name} has no socket yet (call createSocket or setSocket first)`
+        : `${name}.socket is a ${s.constructor.name} (fd ${s.fileno()}), not a Socket`,
+    );
+  }
+
+  /** The transport of the socket; a `TypeError` when there is no socket. */
+  #io(): Transport {
+    const t = this.#transport;
+    if (t === null) throw new TypeError(`${this.constructor.name} has no socket`);
+    return t;
   }
 
   /**
@@ -261,12 +279,12 @@ export class Dispatcher {
    * @ignore
    */
   get _map(): SocketMap {
-    return this[kCore].map;
+    return this[kCore].map as SocketMap;
   }
 
   /** Adds this channel to `map` (default: its own map). */
   addChannel(map?: SocketMap): void {
-    const m = map ?? this[kCore].map;
+    const m = map ?? this._map;
     const fd = this[kCore].fd!;
     m.set(fd, this);
     announceAdded(m, fd);
@@ -276,8 +294,7 @@ export class Dispatcher {
   delChannel(map?: SocketMap): void {
     const core = this[kCore];
     const fd = core.fd;
-    const m = map ?? core.map;
-    if (fd !== null) removeFromMap(m, fd, this);
+    if (fd !== null) removeFromMap(map ?? core.map, fd, this);
     core.fd = null;
   }
 
@@ -304,19 +321,19 @@ export class Dispatcher {
   }
 
   /** Adopts `sock` and adds the channel to `map`. */
-  setSocket(sock: Socket | FileWrapper, map?: SocketMap): void {
-    adopted.add(sock);
+  setSocket(sock: ChannelSocket, map?: SocketMap): void {
+    const core = this[kCore];
+    core.fd = sock.fileno();
     this.socket = sock;
-    this[kCore].fd = sock.fileno();
-    moveSlot(sock, this);
+    const release = adoptSlot(sock);
+    if (release !== null) core.releaseSlot = release;
     this.addChannel(map);
-    if (sock instanceof SSLSocket) tls.tlsAdopted(this, sock);
   }
 
   /** Sets `SO_REUSEADDR` (errors ignored, as in the reference). */
   setReuseAddr(): void {
     try {
-      const sock = this.socket as Socket;
+      const sock = this.sock;
       sock.setsockopt(
         C.SOL_SOCKET,
         C.SO_REUSEADDR,
@@ -337,7 +354,7 @@ export class Dispatcher {
    * it throws `OSError`.
    */
   setReusePort(): void {
-    (this.socket as Socket).setsockopt(C.SOL_SOCKET, C.SO_REUSEPORT, 1);
+    this.sock.setsockopt(C.SOL_SOCKET, C.SO_REUSEPORT, 1);
   }
 
   // ---- predicates for the loop ----
@@ -354,41 +371,17 @@ export class Dispatcher {
 
   /**
    * Library policy applied to what the predicates asked for (see
-   * `_interest.ts`): a listener backing off from EMFILE does not read.
+   * `_interest.ts`): a listener backing off from EMFILE does not read; the
+   * transport adds what it waits for (a TLS handshake); a channel over its
+   * high-water mark does not read.
    * @ignore
    */
   [kPolicy](want: number): number {
-    const paused = this.#acceptPausedUntil;
-    if (paused !== 0 && want & READ) {
-      // Checked against the clock too, so single passes (poll(), poll2())
-      // driven by a program without timers also resume.
-      if (performance.now() < paused) return want & ~READ;
-      this.#acceptPausedUntil = 0;
-    }
-    // A TLS channel watches what OpenSSL waits for (dispatcher/tls.ts).
-    if (this.socket instanceof SSLSocket) want = tls.tlsPolicy(this, this.socket, want);
+    if (want & READ && this.#backoff?.paused()) want &= ~READ;
+    const t = this.#transport;
+    if (t !== null) want = t.wants(want);
     return applyBackpressure(this, want);
   }
-
-  // ---- send backpressure (the queue lives in DispatcherWithSend and AsyncChat) ----
-
-  /**
-   * When a read event leaves more than this many bytes queued
-   * (`queuedBytes`), the loop stops reading this channel (even if
-   * `readable()` is overridden); it reads again once the queue is down to
-   * half of it, and calls `handleDrain`. Nothing is lost: the peer's bytes
-   * wait in the kernel, and TCP slows the peer down. Output queued outside
-   * the channel's own read events (on connect, from a timer or another
-   * channel) does not pause it. `DispatcherWithSend` and `AsyncChat`
-   * default to 1 MiB; a plain `Dispatcher`, which queues nothing, to
-   * `Infinity` (the reference's unbounded behaviour).
-   */
-  highWaterMark: number = Infinity;
-  /**
-   * Reading is paused by `highWaterMark` (internal).
-   * @ignore
-   */
-  _readPaused = false;
 
   /** The bytes queued for sending; a plain `Dispatcher` queues none. */
   get queuedBytes(): number {
@@ -405,8 +398,8 @@ export class Dispatcher {
   /**
    * Upgrades this live connection to TLS (STARTTLS): the socket is wrapped
    * with `context` and the loop runs the handshake (a client's
-   * `handleConnect` does not fire again). Call it after the plaintext
-   * go-ahead has been sent.
+   * `handleConnect` does not fire again). Call it once the plaintext
+   * go-ahead has been sent: bytes still queued would leave encrypted.
    *
    * @example
    * ```ts ignore
@@ -414,8 +407,24 @@ export class Dispatcher {
    * this.startTls(serverContext, { serverSide: true });
    * ```
    */
-  startTls(context: SSLContext, options?: tls.StartTlsOptions): void {
-    tls.startTls(this, context, options);
+  startTls(context: SSLContext, options: StartTlsOptions = {}): void {
+    const sock = this.#socket;
+    if (sock === null || this.fileno() === null) {
+      throw new TypeError("startTls needs an open socket");
+    }
+    if (this.queuedBytes > 0) {
+      throw new TypeError(
+        `startTls with ${this.queuedBytes} plaintext bytes still queued: call it once the queue is empty`,
+      );
+    }
+    const tls = context.wrapSocket(sock as Socket, {
+      serverSide: options.serverSide ?? false,
+      serverHostname: options.serverHostname,
+      doHandshakeOnConnect: options.doHandshakeOnConnect ?? true,
+      handshakeTimeout: options.handshakeTimeout,
+    });
+    if (tls.getblocking()) tls.setblocking(false);
+    this.socket = tls;
   }
 
   // ---- socket methods ----
@@ -423,13 +432,13 @@ export class Dispatcher {
   /** Starts listening. */
   listen(num: number): void {
     this.accepting = true;
-    (this.socket as Socket).listen(num);
+    this.sock.listen(num);
   }
 
   /** Binds the socket and remembers the address. */
   bind(addr: Address): void {
     this.addr = addr;
-    (this.socket as Socket).bind(addr);
+    this.sock.bind(addr);
   }
 
   /**
@@ -439,7 +448,7 @@ export class Dispatcher {
   connect(address: Address): void {
     this.connected = false;
     this.connecting = true;
-    const err = (this.socket as Socket).connectEx(address);
+    const err = this.sock.connectEx(address);
     if (err === E.EINPROGRESS || err === E.EALREADY || err === E.EWOULDBLOCK) {
       this.addr = address;
       return;
@@ -460,7 +469,7 @@ export class Dispatcher {
    * spinning on a listener that stays readable.
    */
   accept(): [Socket, Address] | null {
-    const sock = this.socket as Socket;
+    const sock = this.sock;
     let fd: number;
     try {
       fd = sock.tryAccept();
@@ -468,44 +477,20 @@ export class Dispatcher {
       if (error instanceof OSError) {
         if (error.errno === E.ECONNABORTED || error.errno === E.EAGAIN) return null;
         if (error.errno === E.EMFILE || error.errno === E.ENFILE) {
-          this.#backOffAccepting(error);
+          (this.#backoff ??= new AcceptBackoff()).start(
+            error,
+            this[kCore].loop.timers,
+            (line) => this.logInfo(`${this} ${line}`, "error"),
+            () => notifyInterest(this),
+          );
           return null;
         }
       }
       throw error;
     }
     if (fd < 0) return null;
-    if (this.#acceptPausedUntil !== 0) this.#endAcceptPause();
-    this.#outOfFds = false;
+    this.#backoff?.accepted();
     return [acceptedSocket(sock, fd), sock.lastAcceptedAddress()];
-  }
-
-  // Logged once per episode: each pause ends by itself, so the end of a pause
-  // cannot tell a retry from a new shortage.
-  #outOfFds = false;
-
-  #backOffAccepting(error: OSError): void {
-    if (!this.#outOfFds) {
-      this.#outOfFds = true;
-      this.logInfo(
-        `${error.message} on accept: ${this} pauses accepting, retrying every ${ACCEPT_BACKOFF_SECONDS}s until an fd is free`,
-        "error",
-      );
-    }
-    this.#acceptPausedUntil = performance.now() + ACCEPT_BACKOFF_SECONDS * 1000;
-    // The end of the pause is an event of its own: it shortens the loop's
-    // wait and tells the pollers to ask this listener again.
-    this.#acceptResume?.cancel();
-    this.#acceptResume = callLater(ACCEPT_BACKOFF_SECONDS, () => {
-      this.#acceptResume = null;
-      notifyInterest(this);
-    });
-  }
-
-  #endAcceptPause(): void {
-    this.#acceptPausedUntil = 0;
-    this.#acceptResume?.cancel();
-    this.#acceptResume = null;
   }
 
   /**
@@ -514,15 +499,13 @@ export class Dispatcher {
    */
   send(data: BytesLike): number {
     try {
-      const n = (this.socket as Socket).trySend(asBytes(data));
+      const n = this.#io().trySend(asBytes(data));
       if (n > 0) this._ioSeen = true;
       return n < 0 ? 0 : n;
     } catch (error) {
-      if (error instanceof OSError && DISCONNECTED.has(error.errno)) {
-        this.handleClose();
-        return 0;
-      }
-      throw error;
+      if (!isDisconnect(error)) throw error;
+      this.handleClose();
+      return 0;
     }
   }
 
@@ -536,28 +519,8 @@ export class Dispatcher {
       throw new RangeError(`bufferSize must be a non-negative integer, not ${bufferSize}`);
     }
     if (bufferSize === 0) return new Uint8Array(0); // as Python's socket.recv(0): no system call
-    if (bufferSize > recvScratch.length) recvScratch = new Uint8Array(bufferSize);
-    let n: number;
-    try {
-      n = this.socket!.tryRecvInto(recvScratch, bufferSize);
-    } catch (error) {
-      if (error instanceof OSError && DISCONNECTED.has(error.errno)) {
-        this.handleClose();
-        return EMPTY;
-      }
-      throw error;
-    }
-    if (n > 0) {
-      this._ioSeen = true;
-      if (n <= POOL_MAX) return fromPool(recvScratch, n);
-      if (n * 2 < recvScratch.length) return recvScratch.slice(0, n);
-      // A big read keeps the buffer it landed in (no copy); a new one takes its place.
-      const out = recvScratch.subarray(0, n);
-      recvScratch = new Uint8Array(recvScratch.length);
-      return out;
-    }
-    if (n === 0 && bufferSize > 0) this.handleClose();
-    return new Uint8Array(0);
+    const n = this.#read(recvBuffer(bufferSize), bufferSize);
+    return n > 0 ? takeReceived(n) : EMPTY;
   }
 
   /**
@@ -571,19 +534,22 @@ export class Dispatcher {
     if (!Number.isInteger(nbytes) || nbytes < 0 || nbytes > buffer.length) {
       throw new RangeError(`nbytes must be an integer 0-${buffer.length}, not ${nbytes}`);
     }
-    let n: number;
+    return this.#read(buffer, nbytes);
+  }
+
+  /** One read into `buffer`: the count; 0 at the end (after `handleClose`) or when it would block. */
+  #read(buffer: Uint8Array, n: number): number {
+    let got: number;
     try {
-      n = this.socket!.tryRecvInto(buffer, nbytes);
+      got = this.#io().tryRecvInto(buffer, n);
     } catch (error) {
-      if (error instanceof OSError && DISCONNECTED.has(error.errno)) {
-        this.handleClose();
-        return 0;
-      }
-      throw error;
+      if (!isDisconnect(error)) throw error;
+      this.handleClose();
+      return 0;
     }
-    if (n > 0) this._ioSeen = true;
-    else if (n === 0 && nbytes > 0) this.handleClose();
-    return n < 0 ? 0 : n;
+    if (got > 0) this._ioSeen = true;
+    else if (got === 0 && n > 0) this.handleClose();
+    return got < 0 ? 0 : got;
   }
 
   /** Closes the socket and leaves the map. Safe to call twice. */
@@ -591,15 +557,18 @@ export class Dispatcher {
     this.connected = false;
     this.accepting = false;
     this.connecting = false;
-    if (this.#acceptResume !== null) this.#endAcceptPause();
+    this.#backoff?.end();
     this.#idle?.stop();
     this.#idle = null;
-    releaseSlot(this);
+    const core = this[kCore];
+    const release = core.releaseSlot;
+    core.releaseSlot = null;
+    release?.();
     this.delChannel();
-    const sock = this.socket;
-    if (sock !== null) {
+    const t = this.#transport;
+    if (t !== null) {
       try {
-        sock.close();
+        t.close();
       } catch (error) {
         if (
           !(error instanceof OSError) ||
@@ -622,31 +591,53 @@ export class Dispatcher {
   }
 
   // ---- events, called by the loop ----
+  // The transport sees each event first: a TLS session uses events for its
+  // handshake, and may hand a read to the write side or the reverse.
 
   /** A read event: accept on a listener, finish a connect, then `handleRead`. */
   handleReadEvent(): void {
-    if (this.socket instanceof SSLSocket) return tls.tlsReadEvent(this, this.socket);
     if (this.accepting) {
       // accepting sockets are never connected, they "spawn" new sockets
       this.handleAccept();
-    } else {
-      // Backpressure starts where output answers this channel's own input.
-      const queuedBefore = this.queuedBytes;
-      if (!this.connected) {
-        if (this.connecting) this.handleConnectEvent();
-        this.handleRead();
-      } else {
-        this.handleRead();
+      return;
+    }
+    const t = this.#io();
+    const events = t.ready(READ);
+    if (events === 0) return;
+    // Backpressure starts where output answers this channel's own input.
+    const queuedBefore = this.queuedBytes;
+    if (!this.connected && this.connecting) {
+      this.handleConnectEvent();
+      if (t.busy) {
+        t.ready(events); // the transport sets up its session first: its first step now
+        return;
       }
-      pauseIfOver(this, queuedBefore);
+    }
+    if (events & WRITE) {
+      // A write waited for this read (a TLS renegotiation or key update).
+      this.handleWrite();
+      if (this.fileno() === null) return;
+    }
+    this.handleRead();
+    this.#drainBuffered(t);
+    if (this.fileno() !== null) pauseIfOver(this, queuedBefore);
+  }
+
+  /** Hands `handleRead` what the transport already holds: the fd will not report it. */
+  #drainBuffered(t: Transport): void {
+    for (let i = 0; i < MAX_DRAIN; i++) {
+      if (this.fileno() === null || this.#transport !== t || t.buffered() === 0) return;
+      if (!this.readable()) return; // the transport asks for it once readable() says so
+      this.handleRead();
     }
   }
 
   /** A connect completed (or failed: `SO_ERROR` is thrown as `OSError`). */
   handleConnectEvent(): void {
-    if (this.socket instanceof SSLSocket && tls.tlsConnectEvent(this, this.socket)) return;
-    const err = this.socket!.getsockopt(C.SOL_SOCKET, C.SO_ERROR);
+    const err = this.#socket!.getsockopt(C.SOL_SOCKET, C.SO_ERROR);
     if (err !== 0) throw new OSError(err, { syscall: "connect", message: strerror(err) });
+    // A transport with a session to set up (TLS) calls handleConnect once it is up.
+    if (!this.#io().connectionMade()) return;
     this.handleConnect();
     this.connected = true;
     this.connecting = false;
@@ -654,20 +645,34 @@ export class Dispatcher {
 
   /** A write event: finish a connect if one is under way, then `handleWrite`. */
   handleWriteEvent(): void {
-    if (this.socket instanceof SSLSocket) return tls.tlsWriteEvent(this, this.socket);
     if (this.accepting) {
       // Accepting sockets shouldn't get a write event; ignore it.
       return;
     }
+    const t = this.#io();
+    const events = t.ready(WRITE);
+    if (events === 0) return;
     if (!this.connected) {
-      if (this.connecting) this.handleConnectEvent();
+      if (this.connecting) {
+        this.handleConnectEvent();
+        if (t.busy) {
+          t.ready(events);
+          return;
+        }
+      }
     }
-    this.handleWrite();
+    if (events & READ) {
+      // A read waited for this write, or bytes the transport holds wait for a handler.
+      this.handleRead();
+      this.#drainBuffered(t);
+      if (this.fileno() === null) return;
+    }
+    if (events & WRITE) this.handleWrite();
   }
 
   /** An exceptional condition: a pending socket error closes, else `handleExpt`. */
   handleExptEvent(): void {
-    const err = this.socket!.getsockopt(C.SOL_SOCKET, C.SO_ERROR);
+    const err = this.#socket!.getsockopt(C.SOL_SOCKET, C.SO_ERROR);
     if (err !== 0) {
       // A pending error means the connection is dead: handle_close, not handle_expt.
       this.handleClose();
@@ -728,32 +733,28 @@ export class Dispatcher {
     for (let i = 0; i < ACCEPT_BATCH; i++) {
       const pair = this.accept();
       if (pair === null) return;
-      this.#admit(pair[0], pair[1]);
+      const [sock, addr] = pair;
+      const conns = this.#conns ??= new ConnectionCounter();
+      if (conns.admits(addr, this.maxConnections, this.maxConnectionsPerHost)) {
+        admit(sock, conns.take(addr), () => this.handleAccepted(sock, addr));
+      } else {
+        admit(sock, null, () => this.handleAcceptRefused(sock, addr));
+      }
       if (!this.accepting) return; // a handler closed the listener
-    }
-  }
-
-  #admit(sock: Socket, addr: Address): void {
-    const conns = this.#conns ??= new ConnectionCounter();
-    const admitted = conns.admits(addr, this.maxConnections, this.maxConnectionsPerHost);
-    if (admitted) conns.take(sock, addr);
-    try {
-      if (admitted) this.handleAccepted(sock, addr);
-      else this.handleAcceptRefused(sock, addr);
-    } catch (error) {
-      // In Python the dropped socket object closes itself; here nothing else
-      // would ever close the fd, so a failing handler would leak one per connection.
-      if (!adopted.has(sock)) sock.close();
-      throw error;
-    } finally {
-      // Closed without a channel adopting it: its slot is free again.
-      if (!adopted.has(sock) && sock.fileno() < 0) releaseSlot(sock);
     }
   }
 
   /** A listener: the live connections accepted through it (freed as their channels close). */
   get connectionCount(): number {
     return this.#conns?.live ?? 0;
+  }
+
+  /**
+   * Until when (`performance.now()` ms) a listening channel that ran out of
+   * fds leaves accepting alone; 0 when it is not backing off.
+   */
+  get acceptPausedUntil(): number {
+    return this.#backoff?.pausedUntil ?? 0;
   }
 
   /**
@@ -802,7 +803,19 @@ export class Dispatcher {
   setIdleTimeout(seconds: number | null): void {
     const s = checkIdleSeconds(seconds);
     this.#idle?.stop();
-    this.#idle = s === null ? null : new IdleWatch(this, s, guarded);
+    this.#idle = s === null
+      ? null
+      : new IdleWatch(this, s, this[kCore].loop.timers, (_ch, fn) => this.#guarded(fn));
+  }
+
+  // An idle hook's error goes where an event handler's would.
+  #guarded(fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      if (isReraised(error)) throw error;
+      handleErrorSafely(this as unknown as Channel, error);
+    }
   }
 
   /** The idle timeout in seconds, or null when none is set. */
@@ -819,6 +832,18 @@ export class Dispatcher {
     this.logInfo(`${this} idle for ${this.idleTimeout}s: closing`, "info");
     this.close();
   }
+}
+
+/** Options of `Dispatcher.startTls`. */
+export interface StartTlsOptions {
+  /** Act as the TLS server. Default: false. */
+  serverSide?: boolean;
+  /** The server's name for SNI and certificate checking (clients). */
+  serverHostname?: string;
+  /** false: the program calls `doHandshake()` itself. Default true. */
+  doHandshakeOnConnect?: boolean;
+  /** Seconds the handshake may take (default: the context's `handshakeTimeout`). */
+  handshakeTimeout?: number | null;
 }
 
 /** Log types `logInfo` stays silent about (assign a new Set to change it). */
@@ -846,152 +871,3 @@ class FrozenSet<T> extends Set<T> {
 }
 Dispatcher.prototype.ignoreLogTypes = new FrozenSet(["warning"]);
 trackPredicates(Dispatcher.prototype.readable, Dispatcher.prototype.writable);
-
-/**
- * A dispatcher with an output buffer, as Python's `dispatcher_with_send`:
- * `send` queues what the socket does not take at once, and the loop sends
- * the rest as the socket becomes writable.
- *
- * @example The echo handler
- * ```ts ignore
- * import { DispatcherWithSend } from "jsr:@asyncore/deno";
- *
- * class EchoHandler extends DispatcherWithSend {
- *   override handleRead() {
- *     const data = this.recv(8192);
- *     if (data.length > 0) this.send(data); // never blocks, never drops
- *   }
- * }
- * ```
- */
-export class DispatcherWithSend extends Dispatcher {
-  #out: ByteQueue = this.#adopt(new ByteQueue());
-
-  /**
-   * Bytes waiting to be sent. Assigning a new `ByteQueue` (the port of
-   * Python's `self.out_buffer = b''`) works under every poller: the channel
-   * adopts it. Anything else is a `TypeError`, as is a queue that already
-   * belongs to another channel.
-   */
-  get outBuffer(): ByteQueue {
-    return this.#out;
-  }
-  set outBuffer(queue: ByteQueue) {
-    if (queue === this.#out) return;
-    if (!(queue instanceof ByteQueue)) {
-      throw new TypeError(
-        `outBuffer must be a ByteQueue (e.g. new ByteQueue()), not ${
-          queue === null ? "null" : typeof queue
-        }`,
-      );
-    }
-    const old = this.#out;
-    this.#out = this.#adopt(queue);
-    old[kAdopt](null);
-    notifyInterest(this);
-  }
-
-  #adopt(queue: ByteQueue): ByteQueue {
-    queue[kAdopt](() => notifyInterest(this));
-    return queue;
-  }
-
-  /** See `Dispatcher.highWaterMark`; default 1 MiB (`Infinity`: the reference's unbounded queue). */
-  override highWaterMark: number = DEFAULT_HIGH_WATER_MARK;
-
-  /** The bytes queued for sending (`outBuffer.length`). */
-  override get queuedBytes(): number {
-    return this.outBuffer.length;
-  }
-  #files: FileQueue | null = null;
-
-  /**
-   * Files queued by `sendFile`, and what was sent after them; null when
-   * none. Setting it tells the pollers (`writable()` reads it).
-   * @ignore
-   */
-  get _files(): FileQueue | null {
-    return this.#files;
-  }
-  /** @ignore */
-  set _files(files: FileQueue | null) {
-    if (this.#files === files) return;
-    this.#files = files;
-    notifyInterest(this);
-  }
-
-  /** Sends from the front of `outBuffer` (then of the queued files). */
-  initiateSend(): void {
-    const out = this.outBuffer;
-    if (out.length === 0 && this._files !== null) this._files.step(this);
-    if (out.length === 0) return;
-    const sent = super.send(out.front(65536));
-    out.consume(sent);
-    if (this._readPaused) resumeIfDrained(this);
-  }
-
-  /** Sends more of the buffer. */
-  override handleWrite(): void {
-    this.initiateSend();
-  }
-
-  /** Writable while connecting or while output is queued. */
-  override writable(): boolean {
-    return !this.connected || this.outBuffer.length > 0 || this._files !== null;
-  }
-
-  /**
-   * Queues `data` and starts sending; returns the bytes accepted (all of them).
-   * With nothing queued the socket gets `data` directly, with no copy.
-   */
-  override send(data: BytesLike): number {
-    const bytes = asBytes(data);
-    if (this.debug) this.logInfo(`sending ${bytes.length} bytes`);
-    if (this._files !== null) {
-      this._files.pushBytes(bytes); // after the queued file
-      return bytes.length;
-    }
-    if (this.outBuffer.length === 0 && this.connected && this.socket !== null) {
-      const sent = super.send(bytes);
-      if (sent < bytes.length && this.socket !== null && this[kCore].fd !== null) {
-        this.outBuffer.push(bytes.subarray(sent));
-      }
-      return bytes.length;
-    }
-    this.outBuffer.push(bytes);
-    this.initiateSend();
-    return bytes.length;
-  }
-
-  /**
-   * Queues a file after everything sent so far (and before anything sent
-   * later), and starts sending it; the loop sends the rest with
-   * non-blocking `sendfile(2)`. `file` is an fd (left open), a path
-   * (closed when sent or when the channel closes) or an object with
-   * `fileno()`; see {@linkcode FileProducer}. Returns the producer (its
-   * `sent` counts the bytes gone).
-   *
-   * @example
-   * ```ts ignore
-   * this.send("HTTP/1.0 200 OK\r\n\r\n");
-   * this.sendFile("index.html");
-   * this.send("more bytes, after the file");
-   * ```
-   */
-  sendFile(file: SendfileSource | FileProducer, options?: FileProducerOptions): FileProducer {
-    const producer = file instanceof FileProducer ? file : new FileProducer(file, options);
-    if (this._files === null) this._files = new FileQueue();
-    this._files.pushFile(producer);
-    if (this.connected) this.initiateSend();
-    return producer;
-  }
-
-  /** Closes the channel and any file still queued. */
-  override close(): void {
-    const files = this._files;
-    this._files = null;
-    files?.close();
-    super.close();
-  }
-}
-trackPredicates(DispatcherWithSend.prototype.writable);

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { errno as E } from "../ffi/errno.ts";
+import { errno as E, OSError } from "../ffi/errno.ts";
 
 /** Thrown by a handler to leave `loop()`: re-thrown by the loop instead of going to `handleError`. */
 export class ExitNow extends Error {
@@ -56,6 +56,11 @@ export const DISCONNECTED: ReadonlySet<number> = new Set([
   E.EPIPE,
   E.EBADF,
 ]);
+
+/** Whether `error` says the connection is gone (an `OSError` whose errno is in {@linkcode DISCONNECTED}). */
+export function isDisconnect(error: unknown): boolean {
+  return error instanceof OSError && DISCONNECTED.has(error.errno);
+}
 
 /** Whether `error` is one the loop re-throws instead of handing to `handleError`. */
 export function isReraised(error: unknown): boolean {

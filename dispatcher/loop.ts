@@ -1,7 +1,9 @@
 /**
- * The loop: one pass asks every channel `readable()`/`writable()`, waits in
- * `select()`, `poll()` or `epoll_wait()`, and fires the handlers; `loop()`
- * repeats passes until the map is empty or `count` runs out.
+ * The loop: `Loop`, an object that owns a map, its timers and its runs (as
+ * libuv's `uv_loop_t`), and asyncore's function forms, which run
+ * `defaultLoop`: one pass asks every channel `readable()`/`writable()`,
+ * waits in `select()`, `poll()` or `epoll_wait()`, and fires the handlers;
+ * `loop()` repeats passes until the map is empty or `count` runs out.
  *
  * @module
  */
@@ -9,26 +11,195 @@
 import { OSError } from "../ffi/errno.ts";
 import { platform } from "../ffi/platform.ts";
 import type { StopSignal } from "../ffi/signals.ts";
-import {
-  type Backend,
-  createBackend,
-  resolveLoopOptions,
-  runPass,
-  timeoutWithTimers,
-} from "./_backend.ts";
+import { type Backend, runPass } from "./_backend.ts";
 import { PollBackend } from "./_backend_poll.ts";
 import { SelectBackend } from "./_backend_select.ts";
+import { defaultCore, LoopCore } from "./_loop_core.ts";
+import { type LoopOptions, resolveLoopOptions } from "./_options.ts";
+import { bestPoller, checkPoller, type PollerName } from "./_pollers.ts";
+import { runAsync, runSync } from "./_run.ts";
+import type { SocketMap } from "./dispatcher.ts";
 import { isReraised } from "./errors.ts";
-import { type SocketMap, socketMap } from "./map.ts";
-import { runDueTimers } from "./timers.ts";
-import { LoopSession } from "./_loop_session.ts";
+import type { TimerErrorHandler, TimerHandle } from "./timers.ts";
 
 export { read, readwrite, write } from "./_events.ts";
+export type { LoopOptions, PollerName };
 
-/** The readiness backends `loop()` can use. */
-export type PollerName = "select" | "poll" | "epoll";
+/** Options of {@linkcode Loop}'s constructor. */
+export interface LoopConstructorOptions {
+  /** The readiness backend of its runs; default the best one here (`"epoll"` on Linux). */
+  poller?: PollerName;
+}
 
-/** One pass of `backend` over `map`, released afterwards. */
+/** Options of {@linkcode Loop.run}. */
+export interface LoopRunOptions {
+  /** Seconds each pass may wait (fractions allowed; null waits until something happens). Default 30. */
+  timeout?: number | null;
+  /** Stop after this many passes; default: run until the loop's map is empty. */
+  count?: number | null;
+  /** Signals that make `run()` throw `KeyboardInterrupt` (see `loop()`'s `stopSignals`). */
+  stopSignals?: StopSignal[];
+}
+
+/** Options of {@linkcode Loop.runAsync}. */
+export interface LoopRunAsyncOptions {
+  /** Seconds each wait may take (null: until something happens). Default 30. */
+  timeout?: number | null;
+  /** Stop after this many passes; default: run until the loop's map is empty. */
+  count?: number | null;
+  /** Stops the run (promptly, even while waiting); the channels stay open. */
+  signal?: AbortSignal;
+}
+
+/** The core the next `Loop` is built on (set around one constructor call, for `defaultLoop`). */
+let adoptCore: LoopCore | null = null;
+
+/**
+ * A loop of its own: a map, timers, and runs over them, as libuv's
+ * `uv_loop_t`. Channels join it through its map (`new Handler(sock,
+ * loop.map)`); its timers fire only in its runs, and its channels' own
+ * timers (idle and handshake timeouts, the accept back-off) are its timers.
+ * Two loops in one process never see each other's channels or timers: run
+ * them in turn, or as two concurrent `runAsync()` calls.
+ *
+ * @example Two servers, each on its own loop, served together
+ * ```ts ignore
+ * import { Loop } from "jsr:@asyncore/deno";
+ *
+ * const a = new Loop(), b = new Loop();
+ * new EchoServer(8080, a.map);
+ * new EchoServer(8081, b.map);
+ * a.callEvery(60, () => console.log("a is alive"));
+ * await Promise.all([a.runAsync(), b.runAsync()]);
+ * ```
+ */
+export class Loop {
+  readonly #core: LoopCore;
+  /** The readiness backend of this loop's runs. */
+  readonly poller: PollerName;
+
+  /** A loop with an empty map of its own. */
+  constructor(options: LoopConstructorOptions = {}) {
+    this.#core = adoptCore ?? new LoopCore();
+    adoptCore = null;
+    this.poller = checkPoller(options.poller ?? bestPoller());
+  }
+
+  /** The loop's channels, by fd: pass it to a channel's constructor to add the channel here. */
+  get map(): SocketMap {
+    return this.#core.map as SocketMap;
+  }
+
+  /**
+   * Runs passes until the map is empty or `count` passes are done, firing
+   * this loop's due timers after each pass. It blocks the thread: Deno's
+   * timers and promises wait until it returns (see {@linkcode runAsync}).
+   *
+   * @throws {KeyboardInterrupt} When a signal named in `stopSignals` arrives.
+   * @throws {ExitNow} When a handler throws it.
+   */
+  run(options: LoopRunOptions = {}): void {
+    const { timeout, count, stopSignals } = this.#resolve(options);
+    runSync({ map: this.#core.map, poller: this.poller, timeout, count, stopSignals });
+  }
+
+  /**
+   * Runs passes like {@linkcode run} without blocking Deno's event loop (see
+   * `loopAsync`). Resolves when the map is empty, `count` passes are done or
+   * `signal` aborts; rejects with what `run()` would throw.
+   */
+  runAsync(options: LoopRunAsyncOptions = {}): Promise<void> {
+    let run;
+    try {
+      run = this.#resolve(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const { timeout, count } = run;
+    return runAsync({
+      map: this.#core.map,
+      poller: this.poller,
+      timeout,
+      count,
+      signal: options.signal,
+    });
+  }
+
+  #resolve(options: LoopRunOptions): ReturnType<typeof resolveLoopOptions> {
+    if (options === null || typeof options !== "object") {
+      throw new TypeError("run options must be an object");
+    }
+    const { timeout, count, stopSignals } = options;
+    return resolveLoopOptions([{ timeout, count, stopSignals }], {
+      map: this.#core.map,
+      poller: this.poller,
+    });
+  }
+
+  /** Calls `fn` once, `seconds` from now, from inside this loop's runs. */
+  callLater(seconds: number, fn: () => void): TimerHandle {
+    return this.#core.timers.callLater(seconds, fn);
+  }
+
+  /** Calls `fn` every `seconds`, the first time one interval from now, from inside this loop's runs. */
+  callEvery(seconds: number, fn: () => void): TimerHandle {
+    return this.#core.timers.callEvery(seconds, fn);
+  }
+
+  /**
+   * Sets where errors thrown by this loop's timer callbacks go (default:
+   * one line on stderr); see the module-level `setTimerErrorHandler`.
+   */
+  setTimerErrorHandler(handler: TimerErrorHandler | null): void {
+    this.#core.timers.errorHandler = handler ?? defaultTimerErrorHandler;
+  }
+
+  /**
+   * Closes every channel of the loop and cancels its timers; a run under
+   * way then ends, since its map is empty.
+   */
+  close(): void {
+    try {
+      closeAll(this.map, true);
+    } finally {
+      this.#core.timers.cancelAll();
+    }
+  }
+}
+
+const defaultTimerErrorHandler = defaultCore.timers.errorHandler;
+
+adoptCore = defaultCore;
+/**
+ * The loop the function forms use: `loop()`, `loopAsync()`, `poll*()`,
+ * `socketMap` and the module-level `callLater`/`callEvery`.
+ */
+export const defaultLoop: Loop = new Loop();
+
+/** The global map (`defaultLoop.map`), used whenever no map is given. */
+export const socketMap: SocketMap = defaultLoop.map;
+
+/** Calls `fn` once, `seconds` from now, from inside a run of `defaultLoop` (`loop()`, `loopAsync()`). */
+export function callLater(seconds: number, fn: () => void): TimerHandle {
+  return defaultLoop.callLater(seconds, fn);
+}
+
+/** Calls `fn` every `seconds` on `defaultLoop`, the first time one interval from now. */
+export function callEvery(seconds: number, fn: () => void): TimerHandle {
+  return defaultLoop.callEvery(seconds, fn);
+}
+
+/**
+ * Sets where errors thrown by `defaultLoop`'s timer callbacks go (default:
+ * one line on stderr). The timer is not run again if it was a `callLater`;
+ * a `callEvery` keeps its schedule. `ExitNow` is not caught: it leaves the
+ * loop.
+ */
+export function setTimerErrorHandler(handler: TimerErrorHandler | null): void {
+  defaultLoop.setTimerErrorHandler(handler);
+}
+
+/** One pass of `backend`, released afterwards (no timers: asyncore's `poll` runs none). */
 function onePass(backend: Backend, timeout: number | null): number {
   try {
     return runPass(backend, timeout);
@@ -56,35 +227,13 @@ export function poll2(timeout: number | null = 0, map: SocketMap = socketMap): n
 /** Same as {@linkcode poll2} (asyncore keeps `poll3` as an alias). */
 export const poll3: typeof poll2 = poll2;
 
-// ---- loop ----
-
-/** Options of {@linkcode loop}. */
-export interface LoopOptions {
-  /** Seconds each pass may wait (fractions allowed; null waits forever). Default 30. */
-  timeout?: number | null;
-  /** Use `poll()` instead of `select()` (as asyncore's `use_poll`). */
-  usePoll?: boolean;
-  /** The map to serve; default the global `socketMap`. */
-  map?: SocketMap;
-  /** Stop after this many passes; default: run until the map is empty. */
-  count?: number | null;
-  /** The readiness backend; overrides `usePoll`. `"epoll"` is the best choice on Linux. */
-  poller?: PollerName;
-  /**
-   * Signals that make `loop()` throw {@linkcode KeyboardInterrupt} after the
-   * current pass (e.g. `["SIGINT", "SIGTERM"]`), as Python's Ctrl-C. While the
-   * loop runs they do nothing else; when it returns or throws, what they did
-   * before (end the process, a Deno listener) is restored. Sync `loop()` only:
-   * for `loopAsync` use its `signal` with `Deno.addSignalListener`.
-   */
-  stopSignals?: StopSignal[];
-}
-
 /**
  * Runs passes until the map is empty or `count` passes are done, firing
- * due timers after each pass. Call as in Python, `loop(timeout, usePoll,
- * map, count)`, or with an options object. It blocks the thread: Deno's
- * timers and promises wait until it returns (see `loopAsync`).
+ * due timers after each pass (those of the loop that owns the map:
+ * `defaultLoop` for `socketMap` and for any map no `Loop` owns). Call as in
+ * Python, `loop(timeout, usePoll, map, count)`, or with an options object.
+ * It blocks the thread: Deno's timers and promises wait until it returns
+ * (see `loopAsync`).
  *
  * @param options `timeout` (seconds per wait, default 30), `map`, `count`,
  * `poller` (`"select"`, `"poll"`, `"epoll"`), `stopSignals`.
@@ -117,20 +266,7 @@ export function loop(
 export function loop(
   ...args: [LoopOptions?] | [(number | null)?, boolean?, SocketMap?, (number | null)?]
 ): void {
-  const { timeout, map, count, poller, stopSignals } = resolveLoopOptions(args);
-  const backend = createBackend(poller, map);
-  let session: LoopSession | undefined;
-  try {
-    session = new LoopSession(stopSignals);
-    for (let left = count; map.size > 0 && left > 0; left--) {
-      runPass(backend, timeoutWithTimers(timeout));
-      runDueTimers();
-      session.check();
-    }
-  } finally {
-    backend.close();
-    session?.end();
-  }
+  runSync(resolveLoopOptions(args, { map: socketMap }));
 }
 
 /**

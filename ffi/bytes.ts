@@ -45,3 +45,42 @@ export function toCString(text: string, what = "string"): Uint8Array<ArrayBuffer
 export function readCString(ptr: Deno.PointerValue): string | null {
   return ptr === null ? null : Deno.UnsafePointerView.getCString(ptr);
 }
+
+/** The text encodings {@linkcode encodeText} knows, by Python's names. */
+const ENCODINGS: Record<string, number> = {
+  "utf-8": 0x10ffff,
+  "utf8": 0x10ffff,
+  "latin-1": 0xff,
+  "latin1": 0xff,
+  "iso-8859-1": 0xff,
+  "iso8859-1": 0xff,
+  "ascii": 0x7f,
+  "us-ascii": 0x7f,
+};
+
+/**
+ * `text` in `encoding`, as Python's `str.encode`: `"utf-8"`, `"latin-1"`
+ * (`"iso-8859-1"`) or `"ascii"`. A character the encoding cannot hold is a
+ * `RangeError` in Python's words; an unknown encoding is a `RangeError`.
+ */
+export function encodeText(text: string, encoding: string): Uint8Array {
+  const name = String(encoding).toLowerCase().replace("_", "-");
+  const max = ENCODINGS[name];
+  if (max === undefined) {
+    throw new RangeError(`unknown encoding: ${encoding} (use "utf-8", "latin-1" or "ascii")`);
+  }
+  if (max === 0x10ffff) return encoder.encode(text);
+  const out = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c > max) {
+      throw new RangeError(
+        `'${encoding}' codec can't encode character '\\u${
+          c.toString(16).padStart(4, "0")
+        }' in position ${i}: ordinal not in range(${max + 1})`,
+      );
+    }
+    out[i] = c;
+  }
+  return out;
+}

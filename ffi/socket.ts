@@ -18,6 +18,7 @@ import { type Address, decodeSockaddr } from "./structs.ts";
 import { holdSpareFd } from "./spare_fd.ts";
 import { sendfileBlocking, type SendfileSource } from "./sendfile.ts";
 import { libc } from "./symbols.ts";
+import { kTransport, SocketTransport, type Transport } from "./transport.ts";
 import { asBytes, type BytesLike } from "./bytes.ts";
 
 const SOCK_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
@@ -477,6 +478,17 @@ export class Socket {
     const fd = this.#fd;
     this.#fd = -1;
     return fd;
+  }
+
+  #transport: Transport | null = null;
+
+  /**
+   * The transport a channel reads, writes and waits through: this socket's
+   * own system calls (an `SSLSocket` answers with its TLS session).
+   * @ignore
+   */
+  [kTransport](): Transport {
+    return this.#transport ??= new SocketTransport(this);
   }
 
   /** Like Python's repr: `<Socket fd=5, family=2, type=1, proto=0>`. */

@@ -14,6 +14,22 @@ import {
   type SocketMap,
 } from "../mod.ts";
 import { Socket } from "../ffi/socket.ts";
+import { defaultCore } from "../dispatcher/_loop_core.ts";
+
+/** The number of `defaultLoop`'s scheduled, uncancelled timers. */
+export function pendingTimers(): number {
+  return defaultCore.timers.pending;
+}
+
+/** Seconds until `defaultLoop`'s next timer is due, or null. */
+export function nextTimerDelay(): number | null {
+  return defaultCore.timers.nextDelay();
+}
+
+/** Runs `defaultLoop`'s due timers; returns how many ran. */
+export function runDueTimers(): number {
+  return defaultCore.timers.runDue();
+}
 
 /** The number of open fds of this process. */
 export function fdCount(): number {

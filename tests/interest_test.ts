@@ -7,12 +7,11 @@ import { AF_INET, SOCK_STREAM } from "../ffi/constants.ts";
 import { Socket } from "../ffi/socket.ts";
 import type { Address } from "../ffi/structs.ts";
 import { AsyncChat, ProducerFifo, SimpleProducer } from "../dispatcher/asynchat.ts";
-import { ByteQueue } from "../dispatcher/byte_queue.ts";
-import { Dispatcher, DispatcherWithSend } from "../dispatcher/dispatcher.ts";
+import { ByteQueue } from "../dispatcher/output_queue.ts";
+import { Dispatcher, type SocketMap } from "../dispatcher/dispatcher.ts";
+import { DispatcherWithSend } from "../dispatcher/dispatcher_with_send.ts";
 import { ExitNow } from "../dispatcher/errors.ts";
-import { closeAll, loop, type PollerName } from "../dispatcher/loop.ts";
-import type { SocketMap } from "../dispatcher/map.ts";
-import { callEvery, callLater } from "../dispatcher/timers.ts";
+import { callEvery, callLater, closeAll, loop, type PollerName } from "../dispatcher/loop.ts";
 import { assertNoFdLeak, POLLERS, randomBytes, sha256 } from "./_util.ts";
 
 /** A listening socket outside the map: the kernel holds what the channel sends. */

@@ -28,13 +28,13 @@ import {
   type Socket,
   type SocketMap,
 } from "../mod.ts";
-import { pendingTimers } from "../dispatcher/timers.ts";
-import { kPolicy } from "../dispatcher/_interest.ts";
-import { pauseIfOver } from "../dispatcher/_limits.ts";
+import { kPolicy } from "../dispatcher/_loop_core.ts";
+import { pauseIfOver } from "../dispatcher/limits.ts";
 import {
   assertNoFdLeak,
   concat,
   delay,
+  pendingTimers,
   POLLERS,
   python,
   randomBytes,

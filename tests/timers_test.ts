@@ -30,8 +30,7 @@ import {
   type SocketMap,
   type TimerHandle,
 } from "../mod.ts";
-import { nextTimerDelay, pendingTimers, runDueTimers } from "../dispatcher/timers.ts";
-import { assertNoFdLeak, POLLERS } from "./_util.ts";
+import { assertNoFdLeak, nextTimerDelay, pendingTimers, POLLERS, runDueTimers } from "./_util.ts";
 
 /** A listening channel nobody connects to: keeps a map non-empty and idle. */
 class IdleListener extends Dispatcher {

@@ -1,18 +1,16 @@
 /**
- * The limits a server facing careless or hostile peers needs, one section
+ * The limits a channel facing careless or hostile peers needs, one section
  * per policy: send backpressure (stop reading a channel whose output queue
- * is over its high-water mark), idle timeouts (one lazily re-armed timer per
- * channel), and connection limits on a listener (slots freed when the
- * accepted channel closes). Internal: `Dispatcher`, `DispatcherWithSend` and
- * `AsyncChat` expose the knobs.
+ * is over its high-water mark) and idle timeouts (one lazily re-armed timer
+ * per channel). The listener's limits live in `listener.ts`. Internal:
+ * `Dispatcher`, `DispatcherWithSend` and `AsyncChat` expose the knobs.
  *
  * @module
  */
 
-import type { Socket } from "../ffi/socket.ts";
-import type { Address } from "../ffi/structs.ts";
-import { type ChannelCore, type kCore, notifyInterest, READ } from "./_interest.ts";
-import { callLater, type TimerHandle } from "./timers.ts";
+import { READ } from "../ffi/transport.ts";
+import { type ChannelCore, type kCore, notifyInterest } from "./_loop_core.ts";
+import type { TimerHandle, TimerQueue } from "./timers.ts";
 
 // ---- backpressure ----
 
@@ -109,14 +107,19 @@ export class IdleWatch {
   readonly #guard: (ch: Watched, fn: () => void) => void;
   #lastSeen: number;
 
-  /** Starts watching `ch` (`guard` runs the hook, errors to `handleError`). */
-  constructor(ch: Watched, seconds: number, guard: (ch: Watched, fn: () => void) => void) {
+  /** Starts watching `ch` on `timers` (`guard` runs the hook, errors to `handleError`). */
+  constructor(
+    ch: Watched,
+    seconds: number,
+    timers: TimerQueue,
+    guard: (ch: Watched, fn: () => void) => void,
+  ) {
     this.#ch = ch;
     this.#ms = seconds * 1000;
     this.#guard = guard;
     this.#lastSeen = performance.now();
     ch._ioSeen = false;
-    this.#timer = callLater(seconds / LOOKS, () => this.#look());
+    this.#timer = timers.callLater(seconds / LOOKS, () => this.#look());
   }
 
   /** The timeout, in seconds. */
@@ -161,69 +164,4 @@ export function checkIdleSeconds(seconds: unknown): number | null {
     );
   }
   return seconds;
-}
-
-// ---- connection limits ----
-
-/** The most connections one readable event of a listener accepts (as nginx's `multi_accept`). */
-export const ACCEPT_BATCH = 64;
-
-/** The host a peer address counts under: its IP (IPv4-mapped IPv6 as IPv4); Unix peers are one host. */
-export function hostOf(addr: Address): string {
-  if (typeof addr === "string") return "unix";
-  const host = addr[0];
-  return host.startsWith("::ffff:") && host.includes(".") ? host.slice(7) : host;
-}
-
-/** Who holds a slot: the accepted socket, then the channel that adopts it. */
-const slots = new WeakMap<object, () => void>();
-
-/** The live connections accepted through one listener. */
-export class ConnectionCounter {
-  /** Live connections. */
-  live = 0;
-  readonly #perHost = new Map<string, number>();
-
-  /** Live connections from `host`. */
-  from(host: string): number {
-    return this.#perHost.get(host) ?? 0;
-  }
-
-  /** Whether one more connection from `addr` stays within the limits. */
-  admits(addr: Address, max: number, maxPerHost: number): boolean {
-    if (this.live >= max) return false;
-    return maxPerHost === Infinity || this.from(hostOf(addr)) < maxPerHost;
-  }
-
-  /** Counts `sock` (from `addr`); its slot is freed once, when it or its channel closes. */
-  take(sock: Socket, addr: Address): void {
-    const host = hostOf(addr);
-    this.live++;
-    this.#perHost.set(host, this.from(host) + 1);
-    let held = true;
-    slots.set(sock, () => {
-      if (!held) return;
-      held = false;
-      this.live--;
-      const n = this.from(host) - 1;
-      if (n > 0) this.#perHost.set(host, n);
-      else this.#perHost.delete(host);
-    });
-  }
-}
-
-/** A channel adopted `sock`: the slot now closes with the channel. */
-export function moveSlot(sock: object, channel: object): void {
-  const release = slots.get(sock);
-  if (release === undefined) return;
-  slots.delete(sock);
-  slots.set(channel, release);
-}
-
-/** `holder` (a socket or a channel) closed: frees its slot, if it has one. */
-export function releaseSlot(holder: object): void {
-  const release = slots.get(holder);
-  if (release === undefined) return;
-  slots.delete(holder);
-  release();
 }

@@ -1,13 +1,12 @@
 /**
- * `FileProducer`: a file sent by the loop with non-blocking `sendfile(2)`,
- * in order with the channel's other output (`DispatcherWithSend.sendFile`,
- * `AsyncChat.pushWithProducer`). And `FileQueue`, the output that waits
- * behind a file on a `DispatcherWithSend`.
+ * Producers: sources of outgoing data that a channel's output queue asks
+ * for more as it sends (asynchat's `simple_producer`, and `FileProducer`, a
+ * file the loop sends with `sendfile(2)` where the transport allows it).
  *
  * @module
  */
 
-import { OSError } from "../ffi/errno.ts";
+import { asBytes } from "../ffi/bytes.ts";
 import { close } from "../ffi/os.ts";
 import {
   checkSendfileRange,
@@ -16,8 +15,29 @@ import {
   SENDFILE_UNSUPPORTED,
   type SendfileSource,
 } from "../ffi/sendfile.ts";
-import { Socket } from "../ffi/socket.ts";
-import { DISCONNECTED } from "./errors.ts";
+import { OSError } from "../ffi/errno.ts";
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * A source of outgoing data for `AsyncChat.pushWithProducer`:
+ * `more()` returns the next piece (a string is sent as UTF-8); an empty
+ * result (or null/undefined) means the producer is exhausted.
+ */
+export interface Producer {
+  /** The next piece of data; empty when there is no more. */
+  more(): Uint8Array | string;
+}
+
+/** Where a `FileProducer` sends: a socket or a channel's transport. */
+export interface FileSink {
+  /** Whether the kernel may send files onto it (false: read and send). */
+  canSendfile(): boolean;
+  /** One `sendfile(2)`: sent, 0 at the end of the file, -1 when it would block. */
+  trySendfile(inFd: number, offset: number, count: number): number;
+  /** Sends bytes: the count taken, -1 when it would block. */
+  trySend(data: Uint8Array): number;
+}
 
 /** The read size when the file goes by read and send (and of `more()`). */
 const READ_CHUNK = 64 * 1024;
@@ -34,10 +54,11 @@ export interface FileProducerOptions {
 
 /**
  * A file to send, for `DispatcherWithSend.sendFile` and
- * `AsyncChat.pushWithProducer`. On a plain `Socket` the loop sends it with
- * non-blocking `sendfile(2)` (the bytes never enter JavaScript); elsewhere
- * (a file the kernel cannot send from, a channel whose socket is not a plain
- * `Socket`) it is read in 64 KiB pieces (`more()`) and sent as bytes.
+ * `AsyncChat.pushWithProducer`. Where the channel's transport lets the
+ * kernel send files (a plain socket), the loop sends it with non-blocking
+ * `sendfile(2)` (the bytes never enter JavaScript); elsewhere (a file the
+ * kernel cannot send from, a TLS connection, whose bytes must be encrypted)
+ * it is read in 64 KiB pieces (`more()`) and sent as bytes.
  *
  * `file` is an fd (left open: the caller owns it), a path (opened now and
  * closed when done or when the channel closes), or an object with
@@ -97,7 +118,7 @@ export class FileProducer {
    * would block, 0 when the file is done (it is then closed if it was
    * opened here). Errors are `OSError`s of the socket or the file.
    */
-  sendTo(sock: Socket): number {
+  sendTo(sock: FileSink): number {
     if (this.#done) return 0;
     if (this.#bySendfile && !sock.canSendfile()) this.#bySendfile = false;
     if (this.#bySendfile && this.#pending === null) {
@@ -174,101 +195,31 @@ export class FileProducer {
   }
 }
 
-/**
- * Whether `sock` takes files straight from the kernel: a socket that says so
- * ({@linkcode Socket.canSendfile}; an `SSLSocket` does not, its bytes must be
- * encrypted). Anything else (a `FileWrapper`, nothing) does not.
- */
-export function kernelSendsFiles(sock: unknown): sock is Socket {
-  return sock instanceof Socket && sock.canSendfile();
-}
+/** A producer handing out `data` in pieces of at most `bufferSize` bytes (views, no copies). */
+export class SimpleProducer implements Producer {
+  /** What is left to hand out. */
+  data: Uint8Array;
+  /** The most bytes one `more()` returns. */
+  bufferSize: number;
 
-/** What `FileQueue` needs of its channel (a `DispatcherWithSend`). */
-export interface FileQueueOwner {
-  /** The channel's socket. */
-  socket: unknown;
-  /** Its byte queue, which always goes before the file queue. */
-  outBuffer: { length: number; pushOwned(data: Uint8Array): void };
-  /** The channel's file queue; set to null here when it empties. */
-  _files: FileQueue | null;
-  /** Tells the loop that `writable()` may have changed. */
-  interestChanged(): void;
-  /** A gone peer. */
-  handleClose(): void;
-}
-
-/**
- * The output of a `DispatcherWithSend` that waits behind a file: files and
- * the bytes sent after them, in order. Everything in `outBuffer` goes
- * before everything here, so bytes move to `outBuffer` only when they reach
- * the front.
- */
-export class FileQueue {
-  readonly #entries: (FileProducer | Uint8Array)[] = [];
-  #head = 0;
-
-  /** Queues a file. */
-  pushFile(file: FileProducer): void {
-    this.#entries.push(file);
-  }
-
-  /** Queues bytes behind the files (a copy: the caller may reuse its buffer). */
-  pushBytes(data: Uint8Array): void {
-    if (data.length > 0) this.#entries.push(data.slice());
-  }
-
-  /**
-   * One step, with `outBuffer` empty: sends from the file at the front, or
-   * moves the bytes at the front into `outBuffer` (the caller sends them).
-   */
-  step(owner: FileQueueOwner): void {
-    const entries = this.#entries;
-    while (this.#head < entries.length) {
-      const head = entries[this.#head];
-      if (head instanceof Uint8Array) {
-        owner.outBuffer.pushOwned(head);
-        this.#shift(owner);
-        if (owner.outBuffer.length > 0) return;
-        continue;
-      }
-      if (!kernelSendsFiles(owner.socket)) {
-        // Not a plain socket (e.g. one that encrypts): the file goes as bytes.
-        const piece = head.more();
-        if (piece.length > 0) return owner.outBuffer.pushOwned(piece);
-        this.#shift(owner);
-        continue;
-      }
-      let n: number;
-      try {
-        n = head.sendTo(owner.socket);
-      } catch (error) {
-        if (error instanceof OSError && DISCONNECTED.has(error.errno)) {
-          owner.handleClose();
-          return;
-        }
-        throw error;
-      }
-      if (head.done) this.#shift(owner);
-      if (n !== 0) return; // sent some, or would block
+  /** Wraps `data` (a string as UTF-8). */
+  constructor(data: Uint8Array | string, bufferSize = 512) {
+    if (!Number.isSafeInteger(bufferSize) || bufferSize <= 0) {
+      throw new RangeError(`bufferSize must be a positive integer, not ${bufferSize}`);
     }
+    this.data = asBytes(data, "data", true);
+    this.bufferSize = bufferSize;
   }
 
-  #shift(owner: FileQueueOwner): void {
-    this.#entries[this.#head++] = undefined as unknown as Uint8Array;
-    if (this.#head === this.#entries.length) {
-      this.#entries.length = 0;
-      this.#head = 0;
-      owner._files = null;
+  /** The next piece; empty when done. */
+  more(): Uint8Array {
+    if (this.data.length > this.bufferSize) {
+      const result = this.data.subarray(0, this.bufferSize);
+      this.data = this.data.subarray(this.bufferSize);
+      return result;
     }
-  }
-
-  /** Closes every queued file (the channel closed). */
-  close(): void {
-    for (let i = this.#head; i < this.#entries.length; i++) {
-      const e = this.#entries[i];
-      if (e instanceof FileProducer) e.close();
-    }
-    this.#entries.length = 0;
-    this.#head = 0;
+    const result = this.data;
+    this.data = EMPTY;
+    return result;
   }
 }

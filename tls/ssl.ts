@@ -1,17 +1,30 @@
 /**
- * `SSLContext` and `createDefaultContext`, as Python's `ssl` module has
- * them: one OpenSSL `SSL_CTX` holding the settings, certificates and trust
- * store that every `SSLSocket` made from it shares.
+ * `SSLContext`, `SSLSocket` and `createDefaultContext`, as Python's `ssl`
+ * module has them (they live together, as in `ssl.py`: a context makes
+ * sockets, and a socket keeps its context). An `SSLContext` is one OpenSSL
+ * `SSL_CTX` holding the settings, certificates and trust store every socket
+ * made from it shares; an `SSLSocket` is Python's surface over one
+ * {@linkcode TlsTransport}, which owns the session.
  *
  * @module
  */
 
-import { OSError } from "../ffi/errno.ts";
+import { errno as E, OSError } from "../ffi/errno.ts";
 import { openssl, SSLC } from "../ffi/openssl.ts";
 import { toCString } from "../ffi/bytes.ts";
-import type { Socket } from "../ffi/socket.ts";
-import { queuedSSLError, SSLError, takeQueuedError } from "./errors.ts";
-import { SSLSocket, type WrapSocketOptions } from "./ssl_socket.ts";
+import { C } from "../ffi/platform.ts";
+import { type BytesLike, Socket } from "../ffi/socket.ts";
+import { kTransport, type Transport, WRITE } from "../ffi/transport.ts";
+import { asBytes, readCString } from "../ffi/bytes.ts";
+import {
+  queuedSSLError,
+  SSLError,
+  SSLWantReadError,
+  SSLWantWriteError,
+  takeQueuedError,
+} from "./errors.ts";
+import { decodeCertificate } from "./_x509.ts";
+import { TlsTransport } from "./transport.ts";
 import {
   CERT_NONE,
   CERT_OPTIONAL,
@@ -20,15 +33,6 @@ import {
   PROTOCOL_TLS_CLIENT,
   PROTOCOL_TLS_SERVER,
 } from "./constants.ts";
-
-export {
-  CERT_NONE,
-  CERT_OPTIONAL,
-  CERT_REQUIRED,
-  HANDSHAKE_TIMEOUT,
-  PROTOCOL_TLS_CLIENT,
-  PROTOCOL_TLS_SERVER,
-};
 
 /** A TLS protocol version, as Python's `ssl.TLSVersion` names them. */
 export type TLSVersion = "TLSv1.2" | "TLSv1.3";
@@ -98,6 +102,9 @@ function check(ok: boolean, what: string, filename?: string): void {
   });
 }
 
+/** The `SSL_CTX` of a context (set by `SSLContext`'s static block). */
+let contextPointer: (context: SSLContext) => Deno.PointerObject;
+
 /** Options of {@linkcode createDefaultContext}: trust these CAs instead of the system's. */
 export interface DefaultContextOptions {
   /** A PEM file of CA certificates. */
@@ -165,8 +172,12 @@ export class SSLContext {
     lib.SSL_CTX_set_session_id_context(ctx, sid, sid.length - 1);
   }
 
-  /** The `SSL_CTX` pointer (internal; throws once closed). */
-  _pointer(): Deno.PointerObject {
+  // The SSL_CTX, for this module's SSLSocket only (not part of the surface).
+  static {
+    contextPointer = (c) => c.#pointer();
+  }
+
+  #pointer(): Deno.PointerObject {
     if (this.#ctx === null) throw new TypeError("the SSLContext is closed");
     return this.#ctx;
   }
@@ -177,7 +188,7 @@ export class SSLContext {
       : this.#verifyMode === CERT_OPTIONAL
       ? SSLC.SSL_VERIFY_PEER
       : SSLC.SSL_VERIFY_PEER | SSLC.SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
-    openssl().ssl.SSL_CTX_set_verify(this._pointer(), mode, null);
+    openssl().ssl.SSL_CTX_set_verify(this.#pointer(), mode, null);
   }
 
   /** `CERT_NONE`, `CERT_OPTIONAL` or `CERT_REQUIRED`. */
@@ -213,7 +224,7 @@ export class SSLContext {
       throw new RangeError(`TLS version must be "TLSv1.2" or "TLSv1.3", not ${JSON.stringify(v)}`);
     }
     openssl().crypto.ERR_clear_error();
-    const r = openssl().ssl.SSL_CTX_ctrl(this._pointer(), cmd, BigInt(VERSIONS[v]), null);
+    const r = openssl().ssl.SSL_CTX_ctrl(this.#pointer(), cmd, BigInt(VERSIONS[v]), null);
     check(r === 1n, "SSL_CTX_set_proto_version");
   }
 
@@ -247,7 +258,7 @@ export class SSLContext {
     password?: string | (() => string) | null,
   ): void {
     if (typeof certfile !== "string") throw new TypeError("certfile must be a path string");
-    const ctx = this._pointer();
+    const ctx = this.#pointer();
     const { ssl: lib, crypto } = openssl();
     const pw = typeof password === "function" ? password() : password ?? "";
     if (typeof pw !== "string") throw new TypeError("password must be a string");
@@ -288,7 +299,7 @@ export class SSLContext {
     if (cafile == null && capath == null && cadata == null) {
       throw new TypeError("cafile, capath and cadata cannot be all omitted");
     }
-    const ctx = this._pointer();
+    const ctx = this.#pointer();
     const { ssl: lib, crypto } = openssl();
     if (cafile != null || capath != null) {
       crypto.ERR_clear_error();
@@ -305,7 +316,7 @@ export class SSLContext {
   #loadPemText(cadata: string): void {
     if (typeof cadata !== "string") throw new TypeError("cadata must be PEM text");
     const { ssl: lib, crypto } = openssl();
-    const store = lib.SSL_CTX_get_cert_store(this._pointer());
+    const store = lib.SSL_CTX_get_cert_store(this.#pointer());
     const text = new TextEncoder().encode(cadata);
     crypto.ERR_clear_error();
     const bio = crypto.BIO_new_mem_buf(text, text.length);
@@ -340,7 +351,7 @@ export class SSLContext {
   loadDefaultCerts(): void {
     openssl().crypto.ERR_clear_error();
     check(
-      openssl().ssl.SSL_CTX_set_default_verify_paths(this._pointer()) === 1,
+      openssl().ssl.SSL_CTX_set_default_verify_paths(this.#pointer()) === 1,
       "SSL_CTX_set_default_verify_paths",
     );
   }
@@ -365,7 +376,7 @@ export class SSLContext {
       wire.set(p, at);
       at += p.length;
     }
-    const ctx = this._pointer();
+    const ctx = this.#pointer();
     const { ssl: lib } = openssl();
     if (this.protocol === PROTOCOL_TLS_CLIENT) {
       if (lib.SSL_CTX_set_alpn_protos(ctx, wire, wire.length) !== 0) {
@@ -384,7 +395,7 @@ export class SSLContext {
   /** Sets the TLS 1.2 cipher list (OpenSSL's syntax, e.g. `"ECDHE+AESGCM"`). */
   setCiphers(spec: string): void {
     openssl().crypto.ERR_clear_error();
-    const ok = openssl().ssl.SSL_CTX_set_cipher_list(this._pointer(), toCString(String(spec)));
+    const ok = openssl().ssl.SSL_CTX_set_cipher_list(this.#pointer(), toCString(String(spec)));
     if (ok !== 1) {
       openssl().crypto.ERR_clear_error();
       throw new SSLError(SSLC.SSL_ERROR_SSL, "No cipher can be selected.", {
@@ -443,4 +454,348 @@ export function createDefaultContext(
     ctx.loadDefaultCerts();
   }
   return ctx;
+}
+
+/** `SSL_read`/`SSL_write` take an `int` length. */
+const MAX_IO = 0x3fff_0000;
+const ptrOut = new BigUint64Array(1);
+const ptrOutBytes = new Uint8Array(ptrOut.buffer);
+const u32Out = new Uint32Array(1);
+const i32Out = new Int32Array(1);
+
+function noFlags(flags: number, call: string): void {
+  if (flags !== 0) {
+    throw new RangeError(`non-zero flags not allowed in calls to ${call}() on SSLSocket`);
+  }
+}
+
+/** Python's would-block error for what a TLS call waits for. */
+function wantError(want: number): SSLWantReadError | SSLWantWriteError {
+  return want === WRITE ? new SSLWantWriteError() : new SSLWantReadError();
+}
+
+/** Options of `SSLContext.wrapSocket`. */
+export interface WrapSocketOptions {
+  /** Act as the server of the handshake. Default false. */
+  serverSide?: boolean;
+  /** The server's name: sent as SNI and, with `checkHostname`, checked against its certificate. */
+  serverHostname?: string | null;
+  /**
+   * Who runs the handshake. true (default): a blocking connected socket
+   * handshakes at once, and a dispatcher on a non-blocking one runs it in
+   * the loop; false: the program calls `doHandshake()` itself.
+   */
+  doHandshakeOnConnect?: boolean;
+  /** Seconds a dispatcher-run handshake may take (default: the context's `handshakeTimeout`). */
+  handshakeTimeout?: number | null;
+}
+
+/**
+ * A socket whose bytes travel inside TLS. Made by
+ * {@linkcode SSLContext.wrapSocket} (which takes over the fd of the socket
+ * it wraps), not by `new`.
+ *
+ * @example
+ * ```ts ignore
+ * const ctx = createDefaultContext();
+ * const raw = new Socket();
+ * raw.connect(["example.org", 443]);
+ * const tls = ctx.wrapSocket(raw, { serverHostname: "example.org" });
+ * tls.sendall("GET / HTTP/1.0\r\nHost: example.org\r\n\r\n");
+ * console.log(new TextDecoder().decode(tls.recv(4096)));
+ * tls.close();
+ * ```
+ */
+export class SSLSocket extends Socket {
+  readonly #tls: TlsTransport;
+  /** The context this socket was made from. */
+  readonly context: SSLContext;
+  /** Whether this end is the server of the handshake. */
+  readonly serverSide: boolean;
+  /** The name given as `serverHostname`, or null. */
+  readonly serverHostname: string | null;
+  /** Whether the handshake is run for the program (see `WrapSocketOptions`). */
+  readonly doHandshakeOnConnect: boolean;
+  /** Seconds a dispatcher-run handshake may take, null for no limit. */
+  readonly handshakeTimeout: number | null;
+
+  /** @ignore Use `SSLContext.wrapSocket`. */
+  constructor(sock: Socket, context: SSLContext, options: WrapSocketOptions = {}) {
+    if (!(sock instanceof Socket)) throw new TypeError("wrapSocket needs a Socket");
+    if (sock instanceof SSLSocket) throw new TypeError("the socket is already an SSLSocket");
+    const serverSide = options.serverSide ?? false;
+    const hostname = options.serverHostname ?? null;
+    if (serverSide && hostname !== null) {
+      throw new TypeError("serverHostname can only be specified in client mode");
+    }
+    if (hostname !== null && (typeof hostname !== "string" || hostname === "")) {
+      throw new TypeError("serverHostname must be a non-empty string");
+    }
+    if (serverSide && context.protocol !== PROTOCOL_TLS_SERVER) {
+      throw new TypeError("Cannot create a server socket with a PROTOCOL_TLS_CLIENT context");
+    }
+    if (!serverSide && context.protocol !== PROTOCOL_TLS_CLIENT) {
+      throw new TypeError("Cannot create a client socket with a PROTOCOL_TLS_SERVER context");
+    }
+    if (!serverSide && context.checkHostname && hostname === null) {
+      throw new TypeError("checkHostname requires serverHostname");
+    }
+    const ctx = contextPointer(context);
+    const blocking = sock.getblocking();
+    super(sock.family, sock.type, sock.proto, sock.detach());
+    this.context = context;
+    this.serverSide = serverSide;
+    this.serverHostname = hostname;
+    this.doHandshakeOnConnect = options.doHandshakeOnConnect ?? true;
+    this.handshakeTimeout = options.handshakeTimeout !== undefined
+      ? options.handshakeTimeout
+      : context.handshakeTimeout;
+    try {
+      this.#noDelay();
+      this.#tls = new TlsTransport(this, () => super.close(), {
+        ctx,
+        serverSide,
+        serverHostname: hostname,
+        checkHostname: context.checkHostname,
+        doHandshakeOnConnect: this.doHandshakeOnConnect,
+        handshakeTimeout: this.handshakeTimeout,
+      });
+    } catch (error) {
+      super.close();
+      throw error;
+    }
+    // Python: a connected blocking socket with do_handshake_on_connect shakes hands at once.
+    if (this.doHandshakeOnConnect && blocking && this.#isConnected()) {
+      try {
+        this.doHandshake();
+      } catch (error) {
+        this.close();
+        throw error;
+      }
+    }
+  }
+
+  /**
+   * TLS writes in records and expects answers: with Nagle's algorithm on, a
+   * TLS 1.3 server's data after its session tickets waits for the peer's
+   * delayed ACK (about 40 ms per handshake).
+   */
+  #noDelay(): void {
+    if (this.type !== C.SOCK_STREAM || (this.family !== C.AF_INET && this.family !== C.AF_INET6)) {
+      return;
+    }
+    try {
+      this.setsockopt(C.IPPROTO_TCP, C.TCP_NODELAY, 1);
+    } catch (error) {
+      if (!(error instanceof OSError)) throw error;
+    }
+  }
+
+  #isConnected(): boolean {
+    try {
+      this.getpeername();
+      return true;
+    } catch (error) {
+      if (error instanceof OSError) return false;
+      throw error;
+    }
+  }
+
+  /**
+   * The TLS session: what a channel reads, writes and waits through.
+   * @ignore
+   */
+  override [kTransport](): Transport {
+    return this.#tls;
+  }
+
+  /** Whether the TLS handshake has completed. */
+  get handshakeDone(): boolean {
+    return this.#tls.handshakeDone;
+  }
+
+  /**
+   * Runs the handshake. On a non-blocking socket it throws
+   * {@linkcode SSLWantReadError} or {@linkcode SSLWantWriteError} until it
+   * completes: call it again when the socket is ready that way.
+   */
+  doHandshake(): void {
+    const want = this.#tls.handshakeStep();
+    if (want !== 0) throw wantError(want);
+  }
+
+  /** Like `send`, but returns -1 instead of throwing when it would block. */
+  override trySend(data: BytesLike, flags = 0): number {
+    noFlags(flags, "send");
+    return this.#tls.trySend(asBytes(data));
+  }
+
+  /** Sends `data` over TLS; a non-blocking socket that cannot throws `SSLWantWriteError`/`SSLWantReadError`. */
+  override send(data: BytesLike, flags = 0): number {
+    const n = this.trySend(data, flags);
+    if (n === -1) throw wantError(this.#tls.blockedOn("write"));
+    return n;
+  }
+
+  /** Sends all of `data` (blocking sockets). */
+  override sendall(data: BytesLike, flags = 0): void {
+    let bytes = asBytes(data);
+    while (bytes.length > 0) bytes = bytes.subarray(this.send(bytes, flags));
+  }
+
+  /** Like `recvInto`, but returns -1 instead of throwing when it would block; 0 at the end. */
+  override tryRecvInto(buffer: Uint8Array, n: number = buffer.length, flags = 0): number {
+    noFlags(flags, "recv");
+    if (n > buffer.length) {
+      throw new RangeError(`recv size ${n} exceeds the buffer (${buffer.length} bytes)`);
+    }
+    return this.#tls.tryRecvInto(buffer, n);
+  }
+
+  /** Receives up to `n` bytes of application data; empty means the session ended. */
+  override recv(n: number, flags = 0): Uint8Array {
+    if (!Number.isInteger(n) || n < 0) {
+      throw new RangeError(`recv size must be a non-negative integer, not ${n}`);
+    }
+    const buf = new Uint8Array(Math.min(n, MAX_IO));
+    const got = this.tryRecvInto(buf, buf.length, flags);
+    if (got === -1) throw wantError(this.#tls.blockedOn("read"));
+    return got === buf.length ? buf : buf.slice(0, got);
+  }
+
+  /** Receives into `buffer`; returns the count (0: the session ended). */
+  override recvInto(buffer: Uint8Array, n: number = buffer.length, flags = 0): number {
+    const got = this.tryRecvInto(buffer, n, flags);
+    if (got === -1) throw wantError(this.#tls.blockedOn("read"));
+    return got;
+  }
+
+  /** False: a file's bytes must pass through OpenSSL, never straight from the kernel. */
+  override canSendfile(): boolean {
+    return false;
+  }
+
+  /**
+   * Refused: `sendfile(2)` would put the file's bytes on the wire unencrypted.
+   * (`sendfile` reads the file and sends it through TLS instead, as Python's
+   * `SSLSocket.sendfile` does.)
+   */
+  override trySendfile(inFd: number, offset: number, count: number): number {
+    return this.#tls.trySendfile(inFd, offset, count);
+  }
+
+  /** Datagrams have no TLS here. */
+  override sendto(): number {
+    throw new TypeError("sendto is not allowed on an SSLSocket");
+  }
+
+  /** Datagrams have no TLS here. */
+  override recvfrom(): [Uint8Array, never] {
+    throw new TypeError("recvfrom is not allowed on an SSLSocket");
+  }
+
+  /** Decrypted bytes OpenSSL already holds, readable without touching the socket. */
+  pending(): number {
+    return this.#tls.pending();
+  }
+
+  /**
+   * Ends the TLS session (close_notify both ways) and returns the plain
+   * socket on the same fd; this object is then closed. A non-blocking socket
+   * may throw `SSLWantReadError` (the peer's close_notify has not come yet):
+   * call it again when readable.
+   */
+  unwrap(): Socket {
+    const want = this.#tls.shutdownStep();
+    if (want !== 0) throw wantError(want);
+    this.#tls.release();
+    return new Socket(this.family, this.type, this.proto, this.detach());
+  }
+
+  /**
+   * Closes the session and the fd. After a completed handshake it sends
+   * close_notify first, once and without blocking (the fd is made
+   * non-blocking; a full socket buffer just drops it); before, or after a
+   * handshake that timed out, it writes nothing. Frees the `SSL` object.
+   */
+  override close(): void {
+    this.#tls.close();
+  }
+
+  /** The `SSL` object once the handshake is done, else null. */
+  #established(): Deno.PointerObject | null {
+    return this.#tls.handshakeDone ? this.#tls.session() : null;
+  }
+
+  /**
+   * The peer's certificate: Python's dictionary (`subject`, `issuer`,
+   * `version`, `serialNumber`, `notBefore`, `notAfter`, `subjectAltName`),
+   * `{}` when it was not verified (`CERT_NONE`), its DER bytes with
+   * `binaryForm`, or null when the peer sent none. Throws before the
+   * handshake is done.
+   */
+  getpeercert(binaryForm = false): Record<string, unknown> | Uint8Array | null {
+    const ssl = this.#tls.session();
+    if (ssl === null) {
+      throw new OSError(E.EBADF, { message: "Bad file descriptor (SSLSocket is closed)" });
+    }
+    if (!this.#tls.handshakeDone) throw new Error("handshake not done yet");
+    const { ssl: lib, crypto } = openssl();
+    const x = lib.SSL_get1_peer_certificate(ssl);
+    if (x === null) return null;
+    try {
+      ptrOut[0] = 0n;
+      const len = crypto.i2d_X509(x, null);
+      if (len <= 0) throw new SSLError(SSLC.SSL_ERROR_SSL, "i2d_X509 failed");
+      const der = new Uint8Array(len);
+      ptrOut[0] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(der)));
+      crypto.i2d_X509(x, ptrOutBytes);
+      if (binaryForm) return der;
+      if (this.context.verifyMode === CERT_NONE) return {};
+      return decodeCertificate(der);
+    } finally {
+      crypto.X509_free(x);
+    }
+  }
+
+  /** The negotiated protocol, e.g. `"TLSv1.3"`, or null before the handshake. */
+  version(): string | null {
+    const ssl = this.#established();
+    return ssl === null ? null : readCString(openssl().ssl.SSL_get_version(ssl));
+  }
+
+  /** `[name, protocol, secretBits]` of the negotiated cipher, or null. */
+  cipher(): [name: string, protocol: string, bits: number] | null {
+    const ssl = this.#established();
+    if (ssl === null) return null;
+    const lib = openssl().ssl;
+    const c = lib.SSL_get_current_cipher(ssl);
+    if (c === null) return null;
+    const bits = lib.SSL_CIPHER_get_bits(c, new Uint8Array(i32Out.buffer));
+    return [
+      readCString(lib.SSL_CIPHER_get_name(c)) ?? "",
+      readCString(lib.SSL_CIPHER_get_version(c)) ?? "",
+      bits,
+    ];
+  }
+
+  /** The ALPN protocol the server chose, or null. */
+  selectedAlpnProtocol(): string | null {
+    const ssl = this.#established();
+    if (ssl === null) return null;
+    ptrOut[0] = 0n;
+    u32Out[0] = 0;
+    openssl().ssl.SSL_get0_alpn_selected(ssl, ptrOutBytes, new Uint8Array(u32Out.buffer));
+    const len = u32Out[0];
+    const ptr = Deno.UnsafePointer.create(ptrOut[0]);
+    if (len === 0 || ptr === null) return null;
+    return new TextDecoder().decode(
+      new Uint8Array(new Deno.UnsafePointerView(ptr).getArrayBuffer(len)).slice(),
+    );
+  }
+
+  /** Like Python's repr. */
+  override toString(): string {
+    return `<SSLSocket fd=${this.fileno()}, family=${this.family}, type=${this.type}, proto=${this.proto}, serverSide=${this.serverSide}>`;
+  }
 }

@@ -1,0 +1,487 @@
+/**
+ * `TlsTransport`: one TLS session over a socket's fd, and everything a loop
+ * needs to run it, as asyncio's `sslproto.py` is to its socket transport.
+ * It owns all of the session's state: the `SSL` object, the handshake and
+ * what it waits for, what a blocked read or write waits for, the handshake
+ * timeout, and whether close may still send close_notify. `SSLSocket` is
+ * Python's surface over it; a channel drives it through the
+ * {@linkcode Transport} interface and never sees OpenSSL.
+ *
+ * Every `SSL_*` call is preceded by `ERR_clear_error()`: OpenSSL's error
+ * queue is per thread, and a stale entry left by another connection would
+ * otherwise fail a healthy one.
+ *
+ * @module
+ */
+
+import { errno as E, OSError, readErrno } from "../ffi/errno.ts";
+import { openssl, SSLC } from "../ffi/openssl.ts";
+import { readCString, toCString } from "../ffi/bytes.ts";
+import type { Socket } from "../ffi/socket.ts";
+import {
+  type Cancellable,
+  READ,
+  type Transport,
+  type TransportHooks,
+  WRITE,
+} from "../ffi/transport.ts";
+import { SSLCertVerificationError, SSLEOFError, SSLError, takeQueuedError } from "./errors.ts";
+
+/** `SSL_read`/`SSL_write` take an `int` length. */
+const MAX_IO = 0x3fff_0000;
+const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
+
+/** What a session is made with (from `SSLContext.wrapSocket`). */
+export interface TlsSessionOptions {
+  /** The context's `SSL_CTX`. */
+  ctx: Deno.PointerObject;
+  /** This end is the server of the handshake. */
+  serverSide: boolean;
+  /** The server's name (clients): SNI, and checked when `checkHostname`. */
+  serverHostname: string | null;
+  /** Check the server's certificate against `serverHostname`. */
+  checkHostname: boolean;
+  /** A channel runs the handshake (see `WrapSocketOptions.doHandshakeOnConnect`). */
+  doHandshakeOnConnect: boolean;
+  /** Seconds a channel-run handshake may take; null for no limit. */
+  handshakeTimeout: number | null;
+}
+
+/**
+ * A TLS session over the fd of `sock` (OpenSSL's socket BIO reads and
+ * writes the fd itself; `sock` is used for the fd's other calls). Made by
+ * `SSLSocket`; `closeFd` closes the fd once the session is freed.
+ */
+export class TlsTransport implements Transport {
+  readonly #sock: Socket;
+  readonly #closeFd: () => void;
+  #ssl: Deno.PointerObject | null;
+  readonly #hostname: string | null;
+  readonly #timeout: number | null;
+  #handshakeDone = false;
+  /** What the unfinished handshake waits for: READ or WRITE. */
+  #hsWants: number;
+  /** What a read that would block waits for; 0 when none is blocked. */
+  #readWants = 0;
+  /** What a write that would block waits for; 0 when none is blocked. */
+  #writeWants = 0;
+  /** Close without close_notify (a handshake that timed out: the peer is not reading). */
+  #noShutdown = false;
+
+  // ---- the loop's side ----
+  #hooks: TransportHooks | null = null;
+  /** The channel runs the handshake, and it has not finished yet. */
+  #handshaking = false;
+  /** The TCP connection is up (a client may be wrapped before it connects). */
+  #tcpUp = false;
+  #timer: Cancellable | null = null;
+  /** Decrypted bytes wait for a handler the fd will not wake: a write event (ready at once) reads them. */
+  #drainOnWrite = false;
+  /** Whether the channel asked for WRITE at the last `wants`. */
+  #channelWrites = true;
+  /** Whether the channel runs the handshake (rather than the program's `doHandshake`). */
+  readonly doHandshakeOnConnect: boolean;
+
+  /** Starts a session over the fd of `sock` (its blocking mode is the session's). */
+  constructor(sock: Socket, closeFd: () => void, options: TlsSessionOptions) {
+    this.#sock = sock;
+    this.#closeFd = closeFd;
+    this.#hostname = options.serverHostname;
+    this.#timeout = options.handshakeTimeout;
+    this.doHandshakeOnConnect = options.doHandshakeOnConnect;
+    this.#hsWants = options.serverSide ? READ : WRITE;
+    const { ssl: lib, crypto } = openssl();
+    crypto.ERR_clear_error();
+    const ssl = lib.SSL_new(options.ctx);
+    if (ssl === null) throw new SSLError(SSLC.SSL_ERROR_SSL, "SSL_new failed (out of memory?)");
+    this.#ssl = ssl;
+    try {
+      lib.SSL_set_fd(ssl, sock.fileno());
+      if (options.serverSide) {
+        lib.SSL_set_accept_state(ssl);
+      } else {
+        lib.SSL_set_connect_state(ssl);
+        if (this.#hostname !== null) this.#setHostname(this.#hostname, options.checkHostname);
+      }
+    } catch (error) {
+      this.#free();
+      throw error;
+    }
+  }
+
+  #setHostname(hostname: string, check: boolean): void {
+    const { ssl: lib, crypto } = openssl();
+    const ssl = this.#ssl;
+    const name = toCString(hostname);
+    const isIp = IPV4.test(hostname) || hostname.includes(":");
+    // SNI carries names only (RFC 6066); an address is checked against the IP SANs.
+    if (!isIp) lib.SSL_ctrl(ssl, SSLC.SSL_CTRL_SET_TLSEXT_HOSTNAME, 0n, name);
+    if (!check) return;
+    lib.SSL_set_hostflags(ssl, SSLC.X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    const ok = isIp
+      ? crypto.X509_VERIFY_PARAM_set1_ip_asc(lib.SSL_get0_param(ssl), name)
+      : lib.SSL_set1_host(ssl, name);
+    if (ok !== 1) {
+      crypto.ERR_clear_error();
+      throw new TypeError(`invalid serverHostname ${JSON.stringify(hostname)}`);
+    }
+  }
+
+  /** The `SSL` object; `OSError(EBADF)` once the session is closed. */
+  #live(): Deno.PointerObject {
+    const ssl = this.#ssl;
+    if (ssl === null) {
+      throw new OSError(E.EBADF, { message: "Bad file descriptor (SSLSocket is closed)" });
+    }
+    return ssl;
+  }
+
+  /** Whether the handshake has completed. */
+  get handshakeDone(): boolean {
+    return this.#handshakeDone;
+  }
+
+  /**
+   * Turns the result `r` of a failed `SSL_*` call into "would block"
+   * (returns READ or WRITE), end of stream (returns 0), or throws.
+   */
+  #settle(r: number, call: string): number {
+    const lib = openssl().ssl;
+    const ssl = this.#ssl!;
+    const err = lib.SSL_get_error(ssl, r);
+    if (err === SSLC.SSL_ERROR_WANT_READ) return READ;
+    if (err === SSLC.SSL_ERROR_WANT_WRITE) return WRITE;
+    if (err === SSLC.SSL_ERROR_ZERO_RETURN) return 0;
+    if (err === SSLC.SSL_ERROR_SYSCALL) {
+      const errno = readErrno();
+      const q = takeQueuedError();
+      if (q.code === 0n && errno !== 0 && errno !== E.EAGAIN) {
+        throw new OSError(errno, { syscall: call });
+      }
+      return 0; // EOF with no close_notify: Python's suppress_ragged_eofs
+    }
+    const q = takeQueuedError();
+    if (q.reasonCode === SSLC.SSL_R_UNEXPECTED_EOF_WHILE_READING) return 0; // ragged EOF, as above
+    if (q.reasonCode === SSLC.SSL_R_CERTIFICATE_VERIFY_FAILED) {
+      const code = Number(lib.SSL_get_verify_result(ssl));
+      const text = readCString(openssl().crypto.X509_verify_cert_error_string(BigInt(code))) ??
+        "unknown";
+      const message = code === 62 /* X509_V_ERR_HOSTNAME_MISMATCH */ && this.#hostname
+        ? `Hostname mismatch, certificate is not valid for '${this.#hostname}'.`
+        : code === 64 /* X509_V_ERR_IP_ADDRESS_MISMATCH */ && this.#hostname
+        ? `IP address mismatch, certificate is not valid for '${this.#hostname}'.`
+        : text;
+      throw new SSLCertVerificationError(code, message, { syscall: call });
+    }
+    const text = q.reasonText ?? `${call} failed (SSL_get_error ${err})`;
+    const head = q.library && q.reason ? `[${q.library}: ${q.reason}] ` : "";
+    throw new SSLError(err, head + text, { library: q.library, reason: q.reason, syscall: call });
+  }
+
+  /** One step of the handshake: 0 when it is done, else READ or WRITE for what it waits for. */
+  handshakeStep(): number {
+    const ssl = this.#live();
+    const { ssl: lib, crypto } = openssl();
+    crypto.ERR_clear_error();
+    const r = lib.SSL_do_handshake(ssl);
+    if (r === 1) {
+      this.#handshakeDone = true;
+      this.#hsWants = 0;
+      return 0;
+    }
+    const want = this.#settle(r, "SSL_do_handshake");
+    if (want === 0) {
+      throw new SSLEOFError("EOF occurred in violation of protocol (during the handshake)");
+    }
+    this.#hsWants = want;
+    return want;
+  }
+
+  #noteHandshake(): void {
+    if (!this.#handshakeDone && openssl().ssl.SSL_is_init_finished(this.#ssl) === 1) {
+      this.#handshakeDone = true;
+      this.#hsWants = 0;
+    }
+  }
+
+  /** What the last blocked read (READ/WRITE) or write waited for; 0 when none. */
+  blockedOn(op: "read" | "write"): number {
+    return op === "read" ? this.#readWants : this.#writeWants;
+  }
+
+  // ---- I/O ----
+
+  /** Encrypts and sends from `data`: the bytes taken, -1 when it would block. */
+  trySend(data: Uint8Array): number {
+    // While the channel runs the handshake, application data waits in its queue.
+    if (this.#handshaking) return -1;
+    const ssl = this.#live();
+    const n = Math.min(data.length, MAX_IO);
+    if (n === 0) return 0;
+    const { ssl: lib, crypto } = openssl();
+    let sent = 0;
+    // With partial writes on, SSL_write returns after each 16 KiB record: go on while it takes.
+    while (sent < n) {
+      crypto.ERR_clear_error();
+      const r = lib.SSL_write(ssl, sent === 0 ? data : data.subarray(sent), n - sent);
+      if (r > 0) {
+        sent += r;
+        continue;
+      }
+      const want = this.#settle(r, "SSL_write");
+      if (want === 0) throw new OSError(E.EPIPE, { syscall: "SSL_write" }); // the peer closed
+      this.#writeWants = want;
+      break;
+    }
+    if (sent > 0) {
+      this.#writeWants = 0;
+      if (!this.#handshakeDone) this.#noteHandshake();
+      return sent;
+    }
+    return -1;
+  }
+
+  /** Receives and decrypts up to `n` bytes into `buffer`: the count, 0 at the end, -1 would block. */
+  tryRecvInto(buffer: Uint8Array, n: number): number {
+    if (this.#handshaking) return -1;
+    const ssl = this.#live();
+    const len = Math.min(n, MAX_IO);
+    if (len === 0) return 0;
+    const { ssl: lib, crypto } = openssl();
+    let got = 0;
+    // SSL_read hands out one record at a time. Go on only while OpenSSL holds
+    // decrypted bytes: without read-ahead the next record is still in the
+    // kernel, where the poller sees it, and asking for it now would mostly
+    // cost a failing recv.
+    while (got < len) {
+      crypto.ERR_clear_error();
+      const r = lib.SSL_read(ssl, got === 0 ? buffer : buffer.subarray(got), len - got);
+      if (r > 0) {
+        got += r;
+        if (lib.SSL_pending(ssl) === 0) break;
+        continue;
+      }
+      if (got > 0) {
+        // What follows is for the next call: a would-block or the end of stream shows up again.
+        crypto.ERR_clear_error();
+        break;
+      }
+      const want = this.#settle(r, "SSL_read");
+      if (want === 0) return 0;
+      this.#readWants = want;
+      if (!this.#handshakeDone) this.#noteHandshake();
+      return -1;
+    }
+    this.#readWants = 0;
+    if (!this.#handshakeDone) this.#noteHandshake();
+    return got;
+  }
+
+  /** False: a file's bytes must pass through OpenSSL, never straight from the kernel. */
+  canSendfile(): boolean {
+    return false;
+  }
+
+  /** Refused: `sendfile(2)` would put the file's bytes on the wire unencrypted. */
+  trySendfile(_inFd: number, _offset: number, _count: number): number {
+    throw new OSError(E.EOPNOTSUPP, {
+      syscall: "sendfile",
+      message: "sendfile(2) cannot be used on a TLS connection: the bytes would bypass TLS",
+    });
+  }
+
+  /** Decrypted bytes OpenSSL already holds, readable without touching the fd. */
+  pending(): number {
+    const ssl = this.#ssl;
+    if (ssl === null) return 0;
+    return openssl().ssl.SSL_pending(ssl);
+  }
+
+  /** See {@linkcode pending}. */
+  buffered(): number {
+    return this.pending();
+  }
+
+  /**
+   * Ends the session (close_notify both ways): 0 once both are exchanged
+   * (or the peer is gone), else READ or WRITE for what it waits for.
+   */
+  shutdownStep(): number {
+    const ssl = this.#live();
+    const { ssl: lib, crypto } = openssl();
+    for (let round = 0; round < 2; round++) {
+      crypto.ERR_clear_error();
+      const r = lib.SSL_shutdown(ssl);
+      if (r === 1) return 0;
+      if (r === 0) continue; // ours sent, theirs not read yet: ask again
+      const want = this.#settle(r, "SSL_shutdown");
+      if (want !== 0) return want;
+      return 0; // the peer is gone: nothing more to exchange
+    }
+    return READ;
+  }
+
+  /** Frees the session, leaving the fd open (after `unwrap`). */
+  release(): void {
+    this.#free();
+  }
+
+  /** Shuts down one or both directions of the fd (TLS itself is not told). */
+  shutdown(how: number): void {
+    this.#sock.shutdown(how);
+  }
+
+  /**
+   * Ends the session and closes the fd. After a completed handshake it sends
+   * close_notify first, once and without blocking (the fd is made
+   * non-blocking; a full socket buffer just drops it); before, or after a
+   * handshake that timed out, it writes nothing.
+   */
+  close(): void {
+    const ssl = this.#ssl;
+    if (ssl !== null) {
+      if (this.#handshakeDone && !this.#noShutdown && this.#sock.fileno() >= 0) {
+        const { ssl: lib, crypto } = openssl();
+        try {
+          if (this.#sock.getblocking()) this.#sock.setblocking(false);
+          crypto.ERR_clear_error();
+          if ((lib.SSL_get_shutdown(ssl) & SSLC.SSL_SENT_SHUTDOWN) === 0) lib.SSL_shutdown(ssl);
+        } catch { /* the fd is going away anyway */ }
+        crypto.ERR_clear_error();
+      }
+      this.#free();
+    }
+    this.#closeFd();
+  }
+
+  #free(): void {
+    const ssl = this.#ssl;
+    if (ssl === null) return;
+    this.#ssl = null;
+    this.#timer?.cancel();
+    this.#timer = null;
+    this.#handshaking = false;
+    openssl().ssl.SSL_free(ssl);
+  }
+
+  /** The fd, or -1 once closed. */
+  fileno(): number {
+    return this.#sock.fileno();
+  }
+
+  /** The `SSL` object for Python's queries (certificate, version, cipher), or null once closed. */
+  session(): Deno.PointerObject | null {
+    return this.#ssl;
+  }
+
+  // ---- the loop's side (the Transport interface) ----
+
+  /** A channel took the session over: it runs the handshake unless the program does. */
+  attach(hooks: TransportHooks): void {
+    if (this.#hooks !== null) return;
+    this.#hooks = hooks;
+    if (!this.doHandshakeOnConnect || this.#handshakeDone || this.#ssl === null) return;
+    this.#handshaking = true;
+    this.#tcpUp = this.#isConnected();
+    const seconds = this.#timeout;
+    if (seconds !== null && seconds > 0 && Number.isFinite(seconds)) {
+      this.#timer = hooks.callLater(seconds, () => this.#timedOut());
+    }
+  }
+
+  #isConnected(): boolean {
+    try {
+      this.#sock.getpeername();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  #timedOut(): void {
+    this.#timer = null;
+    if (!this.#handshaking || this.#ssl === null) return;
+    // Nothing may be written now: the peer is not reading, and a write that
+    // cannot go out would keep the fd writable and the loop spinning.
+    this.#noShutdown = true;
+    this.#hooks?.sessionFailed(
+      new OSError(E.ETIMEDOUT, {
+        syscall: "SSL_do_handshake",
+        message: "The handshake operation timed out",
+      }),
+    );
+  }
+
+  /** While the channel runs the handshake, the fd's events are the handshake's. */
+  get busy(): boolean {
+    return this.#handshaking && this.#tcpUp;
+  }
+
+  /** The TCP connect finished: the handshake starts (the channel's `handleConnect` waits for it). */
+  connectionMade(): boolean {
+    if (!this.#handshaking) return true;
+    this.#tcpUp = true;
+    this.#hooks?.interestChanged();
+    return false;
+  }
+
+  /**
+   * During the handshake what OpenSSL waits for (or the connect, before TCP
+   * is up); afterwards what the channel asked, plus the other direction when
+   * a read or write waits on it, plus WRITE (ready at once) when decrypted
+   * bytes wait that no poller can see.
+   */
+  wants(want: number): number {
+    if (this.#handshaking) return this.#tcpUp ? this.#hsWants : want;
+    this.#channelWrites = (want & WRITE) !== 0;
+    this.#drainOnWrite = false;
+    if (want & READ) {
+      if (this.#readWants === WRITE) want |= WRITE;
+      // An unfinished record in OpenSSL's buffer needs more from the kernel,
+      // which the poller reports; decrypted bytes (SSL_pending) it cannot see.
+      if (this.pending() > 0) {
+        this.#drainOnWrite = true;
+        want |= WRITE;
+      }
+    }
+    if (want & WRITE && this.#writeWants === READ) want |= READ;
+    return want;
+  }
+
+  /**
+   * During the handshake an event steps it (and uses the event up); once it
+   * is done the channel's `handleConnect` (clients) runs through
+   * `hooks.sessionUp`. Afterwards a read event also retries a write that
+   * waited for it, and a write event reads what waited for it.
+   */
+  ready(events: number): number {
+    if (this.#handshaking) {
+      if (!this.#tcpUp) return events; // the channel finishes the connect first
+      this.#step();
+      return 0;
+    }
+    let out = events;
+    if (events & READ && this.#writeWants === READ) {
+      this.#writeWants = 0;
+      out |= WRITE;
+    }
+    if (events & WRITE) {
+      if (this.#readWants === WRITE || this.#drainOnWrite) {
+        this.#drainOnWrite = false;
+        this.#readWants = 0;
+        out |= READ;
+      }
+      // A write event the channel did not ask for (TLS asked) is not its to handle.
+      if (!this.#channelWrites) out &= ~WRITE;
+    }
+    return out;
+  }
+
+  #step(): void {
+    if (this.handshakeStep() !== 0) return;
+    this.#handshaking = false;
+    this.#timer?.cancel();
+    this.#timer = null;
+    this.#hooks?.sessionUp();
+  }
+}
