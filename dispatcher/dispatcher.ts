@@ -14,7 +14,7 @@ import { errno as E, OSError, strerror } from "../ffi/errno.ts";
 import { C } from "../ffi/platform.ts";
 import { acceptedSocket, Socket } from "../ffi/socket.ts";
 import type { Address } from "../ffi/structs.ts";
-import { READ, type Transport, type TransportHooks, transportOf, WRITE } from "../ffi/transport.ts";
+import { READ, type Transport, transportOf, WRITE } from "../ffi/transport.ts";
 import type { SSLContext } from "../tls/ssl.ts";
 import { handleErrorSafely } from "./_events.ts";
 import { trackPredicates } from "./_interest.ts";
@@ -33,6 +33,10 @@ import type { FileWrapper } from "./file_wrapper.ts";
 import { applyBackpressure, checkIdleSeconds, IdleWatch, pauseIfOver } from "./limits.ts";
 import { ACCEPT_BATCH, AcceptBackoff, admit, adoptSlot, ConnectionCounter } from "./listener.ts";
 import { recvBuffer, takeReceived } from "./recv_pool.ts";
+import { ChannelHooks } from "./_channel_hooks.ts";
+import { formatAddress, FrozenSet } from "./_repr.ts";
+
+export { formatAddress };
 
 export { ACCEPT_BACKOFF_SECONDS, ACCEPT_BATCH } from "./listener.ts";
 
@@ -47,38 +51,6 @@ const EMPTY = new Uint8Array(0);
 const MAX_DRAIN = 64;
 let nextId = 1;
 
-/** `host:port`, `[v6]:port`, or a Unix path as it is. */
-export function formatAddress(addr: Address): string {
-  if (typeof addr === "string") return JSON.stringify(addr);
-  return addr[0].includes(":") ? `[${addr[0]}]:${addr[1]}` : `${addr[0]}:${addr[1]}`;
-}
-
-/** What a channel's transport may ask of it. */
-class ChannelHooks implements TransportHooks {
-  constructor(readonly ch: Dispatcher) {}
-  callLater(seconds: number, fn: () => void): { cancel(): void } {
-    return this.ch[kCore].loop.timers.callLater(seconds, fn);
-  }
-  interestChanged(): void {
-    notifyInterest(this.ch);
-  }
-  sessionUp(): void {
-    const ch = this.ch;
-    if (ch.connecting || !ch.connected) {
-      // A client: the connection is made only now (asyncore's order).
-      ch.handleConnect();
-      ch.connected = true;
-      ch.connecting = false;
-    }
-    notifyInterest(ch);
-  }
-  sessionFailed(error: Error): void {
-    const ch = this.ch;
-    if (ch.fileno() === null) return;
-    handleErrorSafely(ch as unknown as Channel, error);
-    if (ch.fileno() !== null) ch.close();
-  }
-}
 
 /**
  * A thin wrapper around a non-blocking socket, with event handlers called by
@@ -851,23 +823,5 @@ export interface Dispatcher {
   /** Log types that `logInfo` does not print; default `{"warning"}`. */
   ignoreLogTypes: Set<string>;
 }
-/** The shared default of `ignoreLogTypes`: read-only, like the reference's frozenset. */
-class FrozenSet<T> extends Set<T> {
-  frozen?: boolean;
-  constructor(items: Iterable<T>) {
-    super(items);
-    this.frozen = true;
-  }
-  override add(value: T): this {
-    if (this.frozen) throw new TypeError("the default ignoreLogTypes is shared: assign a new Set");
-    return super.add(value);
-  }
-  override delete(_value: T): boolean {
-    throw new TypeError("the default ignoreLogTypes is shared: assign a new Set");
-  }
-  override clear(): void {
-    throw new TypeError("the default ignoreLogTypes is shared: assign a new Set");
-  }
-}
-Dispatcher.prototype.ignoreLogTypes = new FrozenSet(["warning"]);
+Dispatcher.prototype.ignoreLogTypes = new FrozenSet(["warning"], "the default ignoreLogTypes is shared: assign a new Set");
 trackPredicates(Dispatcher.prototype.readable, Dispatcher.prototype.writable);

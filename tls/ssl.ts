@@ -24,6 +24,14 @@ import {
   takeQueuedError,
 } from "./errors.ts";
 import { decodeCertificate } from "./_x509.ts";
+import {
+  check,
+  setAlpn,
+  trustDefaultPaths,
+  trustLocations,
+  trustPemText,
+  useCertChainFiles,
+} from "./_context_setup.ts";
 import { TlsTransport } from "./transport.ts";
 import {
   CERT_NONE,
@@ -62,45 +70,6 @@ const MODES = SSLC.SSL_MODE_ENABLE_PARTIAL_WRITE | SSLC.SSL_MODE_ACCEPT_MOVING_W
 const freeContext = new FinalizationRegistry<Deno.PointerObject>((ptr) => {
   openssl().ssl.SSL_CTX_free(ptr);
 });
-
-const ALPN_SELECT = {
-  parameters: ["pointer", "pointer", "pointer", "pointer", "u32", "pointer"],
-  result: "i32",
-} as const;
-let alpnCallback: Deno.UnsafeCallback<typeof ALPN_SELECT> | undefined;
-
-/**
- * The server's ALPN choice: its own first preference the client offers.
- * `arg` points at a u32 length followed by the server's wire-format list.
- */
-function alpnSelector(): Deno.UnsafeCallback<typeof ALPN_SELECT> {
-  return alpnCallback ??= new Deno.UnsafeCallback(
-    ALPN_SELECT,
-    (_ssl, out, outlen, input, inlen, arg) => {
-      if (arg === null) return SSLC.SSL_TLSEXT_ERR_NOACK;
-      const len = new Deno.UnsafePointerView(arg).getUint32(0);
-      const server = Deno.UnsafePointer.offset(arg, 4);
-      const r = openssl().ssl.SSL_select_next_proto(out, outlen, server, len, input, inlen);
-      return r === SSLC.OPENSSL_NPN_NEGOTIATED ? SSLC.SSL_TLSEXT_ERR_OK : SSLC.SSL_TLSEXT_ERR_NOACK;
-    },
-  );
-}
-
-function check(ok: boolean, what: string, filename?: string): void {
-  if (ok) return;
-  const q = takeQueuedError();
-  // A system error (bit 31 in OpenSSL 3): the file is missing or unreadable.
-  if ((q.code & 0x80000000n) !== 0n) {
-    throw new OSError(Number(q.code & 0x7fffffffn), { syscall: what, filename });
-  }
-  const text = q.reasonText ?? "failed";
-  const head = q.library && q.reason ? `[${q.library}: ${q.reason}] ` : "";
-  throw new SSLError(SSLC.SSL_ERROR_SSL, `${head}${text}`, {
-    library: q.library,
-    reason: q.reason,
-    syscall: what,
-  });
-}
 
 /** The `SSL_CTX` of a context (set by `SSLContext`'s static block). */
 let contextPointer: (context: SSLContext) => Deno.PointerObject;
@@ -258,33 +227,9 @@ export class SSLContext {
     password?: string | (() => string) | null,
   ): void {
     if (typeof certfile !== "string") throw new TypeError("certfile must be a path string");
-    const ctx = this.#pointer();
-    const { ssl: lib, crypto } = openssl();
     const pw = typeof password === "function" ? password() : password ?? "";
     if (typeof pw !== "string") throw new TypeError("password must be a string");
-    // The default password callback copies the userdata: set, use, forget.
-    const pwBuf = toCString(pw);
-    lib.SSL_CTX_set_default_passwd_cb_userdata(ctx, pwBuf);
-    try {
-      crypto.ERR_clear_error();
-      check(
-        lib.SSL_CTX_use_certificate_chain_file(ctx, toCString(certfile)) === 1,
-        "SSL_CTX_use_certificate_chain_file",
-        certfile,
-      );
-      const key = keyfile ?? certfile;
-      crypto.ERR_clear_error();
-      check(
-        lib.SSL_CTX_use_PrivateKey_file(ctx, toCString(key), SSLC.SSL_FILETYPE_PEM) === 1,
-        "SSL_CTX_use_PrivateKey_file",
-        key,
-      );
-      crypto.ERR_clear_error();
-      check(lib.SSL_CTX_check_private_key(ctx) === 1, "SSL_CTX_check_private_key");
-    } finally {
-      lib.SSL_CTX_set_default_passwd_cb_userdata(ctx, null);
-      pwBuf.fill(0);
-    }
+    useCertChainFiles(this.#pointer(), certfile, keyfile ?? certfile, pw);
   }
 
   /**
@@ -300,60 +245,16 @@ export class SSLContext {
       throw new TypeError("cafile, capath and cadata cannot be all omitted");
     }
     const ctx = this.#pointer();
-    const { ssl: lib, crypto } = openssl();
-    if (cafile != null || capath != null) {
-      crypto.ERR_clear_error();
-      const ok = lib.SSL_CTX_load_verify_locations(
-        ctx,
-        cafile != null ? toCString(cafile) : null,
-        capath != null ? toCString(capath) : null,
-      );
-      check(ok === 1, "SSL_CTX_load_verify_locations", cafile ?? capath ?? undefined);
-    }
-    if (cadata != null) this.#loadPemText(cadata);
-  }
-
-  #loadPemText(cadata: string): void {
-    if (typeof cadata !== "string") throw new TypeError("cadata must be PEM text");
-    const { ssl: lib, crypto } = openssl();
-    const store = lib.SSL_CTX_get_cert_store(this.#pointer());
-    const text = new TextEncoder().encode(cadata);
-    crypto.ERR_clear_error();
-    const bio = crypto.BIO_new_mem_buf(text, text.length);
-    if (bio === null) throw queuedSSLError("BIO_new_mem_buf");
-    let count = 0;
-    try {
-      for (;;) {
-        const x = crypto.PEM_read_bio_X509(bio, null, null, null);
-        if (x === null) break;
-        // A certificate already in the store is no error (as Python).
-        crypto.X509_STORE_add_cert(store, x);
-        crypto.X509_free(x);
-        count++;
-      }
-    } finally {
-      crypto.BIO_free(bio);
-      crypto.ERR_clear_error(); // "no start line" after the last certificate
-    }
-    if (count === 0) {
-      throw new SSLError(
-        SSLC.SSL_ERROR_SSL,
-        "[X509: NO_CERTIFICATE_OR_CRL_FOUND] no certificate found in cadata",
-        {
-          library: "X509",
-          reason: "NO_CERTIFICATE_OR_CRL_FOUND",
-        },
-      );
+    if (cafile != null || capath != null) trustLocations(ctx, cafile ?? null, capath ?? null);
+    if (cadata != null) {
+      if (typeof cadata !== "string") throw new TypeError("cadata must be PEM text");
+      trustPemText(ctx, cadata);
     }
   }
 
   /** Trusts the system's CA store (OpenSSL's default paths, e.g. `/etc/ssl/certs`). */
   loadDefaultCerts(): void {
-    openssl().crypto.ERR_clear_error();
-    check(
-      openssl().ssl.SSL_CTX_set_default_verify_paths(this.#pointer()) === 1,
-      "SSL_CTX_set_default_verify_paths",
-    );
+    trustDefaultPaths(this.#pointer());
   }
 
   /**
@@ -362,34 +263,9 @@ export class SSLContext {
    */
   setAlpnProtocols(protocols: string[]): void {
     if (!Array.isArray(protocols)) throw new TypeError("protocols must be an array of strings");
-    const parts: Uint8Array[] = [];
-    for (const p of protocols) {
-      const b = new TextEncoder().encode(String(p));
-      if (b.length === 0 || b.length > 255) {
-        throw new RangeError(`ALPN protocols must be 1 to 255 bytes long: ${JSON.stringify(p)}`);
-      }
-      parts.push(Uint8Array.of(b.length), b);
-    }
-    const wire = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const p of parts) {
-      wire.set(p, at);
-      at += p.length;
-    }
-    const ctx = this.#pointer();
-    const { ssl: lib } = openssl();
-    if (this.protocol === PROTOCOL_TLS_CLIENT) {
-      if (lib.SSL_CTX_set_alpn_protos(ctx, wire, wire.length) !== 0) {
-        throw queuedSSLError("SSL_CTX_set_alpn_protos");
-      }
-      return;
-    }
-    // The callback reads the list through `arg`: keep it alive with the context.
-    const arg = new Uint8Array(4 + wire.length);
-    new DataView(arg.buffer).setUint32(0, wire.length, true);
-    arg.set(wire, 4);
-    this.#alpnArg = arg;
-    lib.SSL_CTX_set_alpn_select_cb(ctx, alpnSelector().pointer, Deno.UnsafePointer.of(arg));
+    // A server's callback reads the list through this buffer: keep it alive with the context.
+    const arg = setAlpn(this.#pointer(), protocols, this.protocol === PROTOCOL_TLS_SERVER);
+    if (arg !== null) this.#alpnArg = arg;
   }
 
   /** Sets the TLS 1.2 cipher list (OpenSSL's syntax, e.g. `"ECDHE+AESGCM"`). */
