@@ -49,4 +49,3 @@ export class ChannelHooks implements TransportHooks {
     if (ch.fileno() !== null) ch.close();
   }
 }
-

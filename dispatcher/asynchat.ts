@@ -29,15 +29,14 @@ import { errno as E, OSError } from "../ffi/errno.ts";
 import type { Socket } from "../ffi/socket.ts";
 import { transportOf } from "../ffi/transport.ts";
 import { trackPredicates } from "./_interest.ts";
-import { notifyInterest } from "./_loop_core.ts";
 import { Dispatcher, type SocketMap } from "./dispatcher.ts";
 import { isDisconnect } from "./errors.ts";
 import { DEFAULT_HIGH_WATER_MARK, resumeIfDrained } from "./limits.ts";
 import {
+  adoptQueue,
   advanceProducer,
   closeQueuedFiles,
   type FifoEntry,
-  kAdopt,
   PACK_MAX,
   ProducerFifo,
 } from "./output_queue.ts";
@@ -169,7 +168,7 @@ export class AsyncChat extends Dispatcher {
 
   /** Bytes gathered by `_collectIncomingData`, joined and cleared by `_getData`. */
   incoming: Uint8Array[] = [];
-  #fifo: ProducerFifo = this.#adopt(new ProducerFifo());
+  #fifo: ProducerFifo = adoptQueue(this, null, new ProducerFifo(), ProducerFifo, "producerFifo");
   /**
    * The current terminator (see `setTerminator`); a number counts down as
    * bytes arrive. Null (the default) hands every byte to `collectIncomingData`.
@@ -206,21 +205,9 @@ export class AsyncChat extends Dispatcher {
     return this.#fifo;
   }
   set producerFifo(fifo: ProducerFifo) {
-    if (fifo === this.#fifo) return;
-    if (!(fifo instanceof ProducerFifo)) {
-      throw new TypeError(
-        `producerFifo must be a ProducerFifo, not ${fifo === null ? "null" : typeof fifo}`,
-      );
+    if (fifo !== this.#fifo) {
+      this.#fifo = adoptQueue(this, this.#fifo, fifo, ProducerFifo, "producerFifo");
     }
-    const old = this.#fifo;
-    this.#fifo = this.#adopt(fifo);
-    old[kAdopt](null);
-    notifyInterest(this);
-  }
-
-  #adopt(fifo: ProducerFifo): ProducerFifo {
-    fifo[kAdopt](() => notifyInterest(this));
-    return fifo;
   }
 
   /**

@@ -51,7 +51,6 @@ const EMPTY = new Uint8Array(0);
 const MAX_DRAIN = 64;
 let nextId = 1;
 
-
 /**
  * A thin wrapper around a non-blocking socket, with event handlers called by
  * the loop, as Python's `asyncore.dispatcher`. Subclass it and override the
@@ -823,5 +822,8 @@ export interface Dispatcher {
   /** Log types that `logInfo` does not print; default `{"warning"}`. */
   ignoreLogTypes: Set<string>;
 }
-Dispatcher.prototype.ignoreLogTypes = new FrozenSet(["warning"], "the default ignoreLogTypes is shared: assign a new Set");
+Dispatcher.prototype.ignoreLogTypes = new FrozenSet(
+  ["warning"],
+  "the default ignoreLogTypes is shared: assign a new Set",
+);
 trackPredicates(Dispatcher.prototype.readable, Dispatcher.prototype.writable);

@@ -10,11 +10,10 @@ import { asBytes, type BytesLike } from "../ffi/bytes.ts";
 import type { SendfileSource } from "../ffi/sendfile.ts";
 import { transportOf } from "../ffi/transport.ts";
 import { trackPredicates } from "./_interest.ts";
-import { notifyInterest } from "./_loop_core.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import { isDisconnect } from "./errors.ts";
 import { DEFAULT_HIGH_WATER_MARK, resumeIfDrained } from "./limits.ts";
-import { advanceProducer, ByteQueue, closeQueuedFiles, kAdopt } from "./output_queue.ts";
+import { adoptQueue, advanceProducer, ByteQueue, closeQueuedFiles } from "./output_queue.ts";
 import { FileProducer, type FileProducerOptions } from "./producers.ts";
 
 /** The most bytes one send hands to the socket. */
@@ -38,7 +37,7 @@ const SEND_CHUNK = 65536;
  * ```
  */
 export class DispatcherWithSend extends Dispatcher {
-  #out: ByteQueue = this.#adopt(new ByteQueue());
+  #out: ByteQueue = adoptQueue(this, null, new ByteQueue(), ByteQueue, "outBuffer");
 
   /**
    * Bytes waiting to be sent (files queued by `sendFile` wait among them).
@@ -51,23 +50,7 @@ export class DispatcherWithSend extends Dispatcher {
     return this.#out;
   }
   set outBuffer(queue: ByteQueue) {
-    if (queue === this.#out) return;
-    if (!(queue instanceof ByteQueue)) {
-      throw new TypeError(
-        `outBuffer must be a ByteQueue (e.g. new ByteQueue()), not ${
-          queue === null ? "null" : typeof queue
-        }`,
-      );
-    }
-    const old = this.#out;
-    this.#out = this.#adopt(queue);
-    old[kAdopt](null);
-    notifyInterest(this);
-  }
-
-  #adopt(queue: ByteQueue): ByteQueue {
-    queue[kAdopt](() => notifyInterest(this));
-    return queue;
+    if (queue !== this.#out) this.#out = adoptQueue(this, this.#out, queue, ByteQueue, "outBuffer");
   }
 
   /** See `Dispatcher.highWaterMark`; default 1 MiB (`Infinity`: the reference's unbounded queue). */

@@ -9,6 +9,7 @@
 
 import { asBytes } from "../ffi/bytes.ts";
 import type { Transport } from "../ffi/transport.ts";
+import { type ChannelCore, type kCore, notifyInterest } from "./_loop_core.ts";
 import { FileProducer, type Producer } from "./producers.ts";
 
 const encoder = new TextEncoder();
@@ -307,6 +308,40 @@ export function advanceProducer(
   if (data.length > 0) fifo.unshift(data);
   else fifo.shift();
   return false;
+}
+
+/** A queue a channel can adopt. */
+interface Adoptable {
+  [kAdopt](notify: (() => void) | null): void;
+}
+
+/**
+ * `ch`'s queue becomes `next` (a `Type`, not already another channel's) in
+ * place of `old` (null: the channel's first queue), which is released; the
+ * pollers hear of it, since `writable()` reads the queue. Python programs
+ * assign a fresh queue (`self.out_buffer = b''`): that works under every
+ * poller. Anything else is a `TypeError` naming `what`.
+ */
+export function adoptQueue<Q extends Adoptable>(
+  ch: { readonly [kCore]: ChannelCore },
+  old: Q | null,
+  next: unknown,
+  Type: new () => Q,
+  what: string,
+): Q {
+  if (!(next instanceof Type)) {
+    throw new TypeError(
+      `${what} must be a ${Type.name} (e.g. new ${Type.name}()), not ${
+        next === null ? "null" : typeof next
+      }`,
+    );
+  }
+  next[kAdopt](() => notifyInterest(ch));
+  if (old !== null) {
+    old[kAdopt](null);
+    notifyInterest(ch);
+  }
+  return next;
 }
 
 /** Closes the files still queued in `fifo` (its channel closed). */
