@@ -84,6 +84,16 @@ interface OwnedMap extends ChannelMap {
   [kOwner]?: LoopCore;
 }
 
+/** A `loopAsync`-style run serving a map. */
+export interface Serving {
+  /** Started by the library for channels that need serving (streams), not by the program. */
+  readonly background: boolean;
+  /** Asks the run to end (promptly, even while it waits). */
+  stop(): void;
+  /** Settles when the run has ended. */
+  readonly done: Promise<void>;
+}
+
 /** The state one loop owns. */
 export class LoopCore {
   /** The loop's own map. */
@@ -99,8 +109,10 @@ export class LoopCore {
   // same map: the last foreign map's watchers are kept at hand.
   #lastForeign: ChannelMap | null = null;
   #lastForeignWatchers: readonly MapWatcher[] = NONE;
-  /** The maps a `loopAsync` of this loop serves now. */
-  readonly serving: WeakSet<ChannelMap> = new WeakSet();
+  /** The asynchronous run serving each map of this loop, if one does. */
+  readonly serving: WeakMap<ChannelMap, Serving> = new WeakMap();
+  /** How many channels of each map need it served in the background (streams). */
+  readonly backgroundNeeds: WeakMap<ChannelMap, number> = new WeakMap();
 
   /** A loop state with a new, empty map of its own. */
   constructor() {

@@ -41,6 +41,12 @@ export interface Run {
   stopSignals?: StopSignal[];
   /** Stops an asynchronous run. */
   signal?: AbortSignal;
+  /**
+   * An asynchronous run the library starts for channels that need serving
+   * (streams): a run the program starts takes over from it, and it comes
+   * back when the program's run ends while they still need it.
+   */
+  background?: boolean;
 }
 
 /** The wait of the next pass: `timeout`, shortened to the next due timer. */
@@ -77,12 +83,70 @@ export function runSync({ map, poller, timeout, count, stopSignals }: Run): void
  * or a timer is scheduled, so those are noticed at once. While busy, it
  * still yields to Deno's event loop every {@linkcode YIELD_EVERY_MS} ms.
  */
-export async function runAsync({ map, poller, timeout, count, signal }: Run): Promise<void> {
-  if (signal?.aborted) return;
+export async function runAsync(run: Run): Promise<void> {
+  const { map, background = false } = run;
+  if (run.signal?.aborted) return;
   const core = coreOf(map);
-  if (core.serving.has(map)) throw new Error("loopAsync is already serving this map");
-  core.serving.add(map);
-  const timers = core.timers;
+  const current = core.serving.get(map);
+  if (current !== undefined) {
+    if (!current.background) throw new Error("loopAsync is already serving this map");
+    if (background) return;
+    // The program's own run takes over from the library's background one.
+    current.stop();
+    await current.done;
+    if (core.serving.has(map)) throw new Error("loopAsync is already serving this map");
+  }
+  const stop = new AbortController();
+  const stopped = () => stop.abort();
+  run.signal?.addEventListener("abort", stopped);
+  const done = passes({ ...run, signal: stop.signal });
+  core.serving.set(map, { background, stop: stopped, done: done.catch(() => {}) });
+  try {
+    await done;
+  } finally {
+    run.signal?.removeEventListener("abort", stopped);
+    core.serving.delete(map);
+    if (!background) serveInBackground(run);
+  }
+}
+
+/**
+ * Starts a background run over `run.map` if its channels need one (see
+ * {@linkcode retainBackground}) and nothing serves it. An error from it
+ * (a handler's `ExitNow`) is reported on stderr: no program awaits it.
+ */
+function serveInBackground(run: Run): void {
+  const { map } = run;
+  const core = coreOf(map);
+  if ((core.backgroundNeeds.get(map) ?? 0) === 0 || map.size === 0 || core.serving.has(map)) {
+    return;
+  }
+  runAsync({ ...run, count: Infinity, signal: undefined, background: true }).catch((error) => {
+    console.error(`error: the background loop stopped: ${error}`);
+  });
+}
+
+/**
+ * A channel of `map` needs it served without a call from the program (a
+ * stream): a background run starts unless something serves the map. Returns
+ * the function that gives the need back; once no channel needs it, the
+ * background run still ends only when the map is empty.
+ */
+export function retainBackground(map: ChannelMap, poller: PollerName): () => void {
+  const core = coreOf(map);
+  core.backgroundNeeds.set(map, (core.backgroundNeeds.get(map) ?? 0) + 1);
+  serveInBackground({ map, poller, timeout: null, count: Infinity });
+  let held = true;
+  return () => {
+    if (!held) return;
+    held = false;
+    core.backgroundNeeds.set(map, (core.backgroundNeeds.get(map) ?? 1) - 1);
+  };
+}
+
+/** The passes of an asynchronous run (see {@linkcode runAsync}). */
+async function passes({ map, poller, timeout, count, signal }: Run): Promise<void> {
+  const timers = coreOf(map).timers;
   const wakeup = new Wakeup();
   const backend = createBackend(poller, map);
   const waitSet = new Poller();
@@ -123,7 +187,6 @@ export async function runAsync({ map, poller, timeout, count, signal }: Run): Pr
     unwatch();
     backend.close();
     wakeup.close();
-    core.serving.delete(map);
   }
 
   // Waits on the worker thread until a watched fd or the wake-up is ready.
