@@ -31,9 +31,12 @@
  * @module
  */
 
+// First: on a Deno too old for the library, this stops the program with one sentence.
+export { MIN_DENO_VERSION } from "./ffi/deno_version.ts";
 export { errno, GaiError, OSError, type OSErrorOptions } from "./ffi/errno.ts";
 export { type BytesLike, Socket } from "./ffi/socket.ts";
 export type { Address } from "./ffi/structs.ts";
+export { formatAddress, type InetAddress, inetAddress, isInetAddress } from "./ffi/address.ts";
 export {
   type AddrInfo,
   getaddrinfo,
@@ -89,7 +92,9 @@ export {
   loopAsync,
   type LoopAsyncOptions,
   SPIN_MS,
+  SPIN_SECONDS,
   YIELD_EVERY_MS,
+  YIELD_EVERY_SECONDS,
 } from "./dispatcher/loop_async.ts";
 export {
   AsyncChat,
@@ -104,6 +109,7 @@ export {
   CERT_NONE,
   CERT_OPTIONAL,
   CERT_REQUIRED,
+  type CertChainOptions,
   createDefaultContext,
   type DefaultContextOptions,
   HANDSHAKE_TIMEOUT,
@@ -113,6 +119,7 @@ export {
   type TLSVersion,
 } from "./tls/context.ts";
 export { SSLSocket, type WrapSocketOptions } from "./tls/ssl_socket.ts";
+export type { DistinguishedName, PeerCertificate } from "./tls/peer_certificate.ts";
 export {
   SSLCertVerificationError,
   SSLEOFError,

@@ -28,11 +28,26 @@ export interface LoopAsyncOptions extends LoopOptions {
   signal?: AbortSignal;
 }
 
-/** While passes keep finding work, Deno's event loop still gets a turn this often. */
+/**
+ * While passes keep finding work, Deno's event loop still gets a turn this often.
+ *
+ * @deprecated Milliseconds, unlike every other time in the API: use
+ * {@linkcode YIELD_EVERY_SECONDS}.
+ */
 export const YIELD_EVERY_MS = 5;
 
-/** After a pass that found work, how long (ms) quick passes go on before waiting on a thread. */
+/**
+ * After a pass that found work, how long (ms) quick passes go on before waiting on a thread.
+ *
+ * @deprecated Milliseconds, unlike every other time in the API: use {@linkcode SPIN_SECONDS}.
+ */
 export const SPIN_MS = 0.1;
+
+/** While passes keep finding work, Deno's event loop still gets a turn this often (seconds). */
+export const YIELD_EVERY_SECONDS = 0.005;
+
+/** After a pass that found work, how long (seconds) quick passes go on before waiting on a thread. */
+export const SPIN_SECONDS = 0.0001;
 
 const serving = new WeakSet<SocketMap>();
 const ONE = new Uint8Array([1]);

@@ -8,7 +8,7 @@
 
 import { OSError } from "../ffi/errno.ts";
 import { openssl, SSLC } from "../ffi/openssl.ts";
-import { toCString } from "../ffi/bytes.ts";
+import { asBytes, toCString } from "../ffi/bytes.ts";
 import type { Socket } from "../ffi/socket.ts";
 import { queuedSSLError, SSLError, takeQueuedError } from "./errors.ts";
 import { SSLSocket, type WrapSocketOptions } from "./ssl_socket.ts";
@@ -82,7 +82,7 @@ function alpnSelector(): Deno.UnsafeCallback<typeof ALPN_SELECT> {
   );
 }
 
-function check(ok: boolean, what: string, filename?: string): void {
+function check(ok: boolean, what: string, filename?: string): asserts ok {
   if (ok) return;
   const q = takeQueuedError();
   // A system error (bit 31 in OpenSSL 3): the file is missing or unreadable.
@@ -96,6 +96,40 @@ function check(ok: boolean, what: string, filename?: string): void {
     reason: q.reason,
     syscall: what,
   });
+}
+
+/** PEM text for the options form of {@linkcode SSLContext.loadCertChain}. */
+export interface CertChainOptions {
+  /** The certificate chain as PEM text: this end's certificate first, then intermediates. */
+  cert: string | Uint8Array;
+  /** The private key as PEM text; default: the key in `cert`. */
+  key?: string | Uint8Array | null;
+  /** The password of an encrypted key, or a function that returns it. */
+  password?: string | (() => string) | null;
+}
+
+/** `text` as bytes, checked to look like PEM (a path here is a mistake worth naming). */
+function pemText(text: unknown, what: string): Uint8Array {
+  const bytes = asBytes(text, what);
+  if (!new TextDecoder().decode(bytes.subarray(0, 64 * 1024)).includes("-----BEGIN ")) {
+    throw new TypeError(
+      `${what} must be PEM text ("-----BEGIN ..."); to load files, call loadCertChain(certfile, keyfile)`,
+    );
+  }
+  return bytes;
+}
+
+/** Runs `fn` with a read-only memory BIO over `bytes`, freed after. */
+function withMemBio(bytes: Uint8Array, fn: (bio: Deno.PointerObject) => void): void {
+  const { crypto } = openssl();
+  crypto.ERR_clear_error();
+  const bio = crypto.BIO_new_mem_buf(bytes, bytes.length);
+  if (bio === null) throw queuedSSLError("BIO_new_mem_buf");
+  try {
+    fn(bio);
+  } finally {
+    crypto.BIO_free(bio);
+  }
 }
 
 /** Options of {@linkcode createDefaultContext}: trust these CAs instead of the system's. */
@@ -240,12 +274,51 @@ export class SSLContext {
    * intermediates) and private key (`keyfile`, default: in `certfile`). An
    * encrypted key needs `password` (a string or a function returning one);
    * without one it fails instead of prompting.
+   *
+   * @example From files, as Python's `load_cert_chain`
+   * ```ts ignore
+   * const ctx = new SSLContext(PROTOCOL_TLS_SERVER);
+   * ctx.loadCertChain("cert.pem", "key.pem");
+   * ```
+   *
+   * @throws {OSError} When a file is missing or unreadable (`ENOENT`, `EACCES`, `EISDIR`).
+   * @throws {SSLError} When a file holds no PEM certificate or key, the key
+   *   does not match the certificate (`KEY_VALUES_MISMATCH`), or the
+   *   password is wrong.
    */
   loadCertChain(
     certfile: string,
     keyfile?: string | null,
     password?: string | (() => string) | null,
+  ): void;
+  /**
+   * Loads this end's certificate chain and private key from PEM text (as
+   * `Deno.listenTls` takes them), e.g. from an environment variable or a
+   * secret store: `cert` holds the certificate first, then intermediates;
+   * `key` the private key (default: the key in `cert`).
+   *
+   * @example From PEM text
+   * ```ts ignore
+   * const ctx = new SSLContext(PROTOCOL_TLS_SERVER);
+   * ctx.loadCertChain({
+   *   cert: Deno.readTextFileSync("cert.pem"),
+   *   key: Deno.env.get("TLS_KEY")!,
+   * });
+   * ```
+   *
+   * @throws {TypeError} When `cert` or `key` is not PEM text (a path given here, say).
+   * @throws {SSLError} As the file form does.
+   */
+  loadCertChain(options: CertChainOptions): void;
+  loadCertChain(
+    certfile: string | CertChainOptions,
+    keyfile?: string | null,
+    password?: string | (() => string) | null,
   ): void {
+    if (typeof certfile === "object" && certfile !== null) {
+      this.#loadCertChainPem(certfile);
+      return;
+    }
     if (typeof certfile !== "string") throw new TypeError("certfile must be a path string");
     const ctx = this._pointer();
     const { ssl: lib, crypto } = openssl();
@@ -272,6 +345,63 @@ export class SSLContext {
       check(lib.SSL_CTX_check_private_key(ctx) === 1, "SSL_CTX_check_private_key");
     } finally {
       lib.SSL_CTX_set_default_passwd_cb_userdata(ctx, null);
+      pwBuf.fill(0);
+    }
+  }
+
+  #loadCertChainPem(options: CertChainOptions): void {
+    const certPem = pemText(options.cert, "cert");
+    const keyPem = options.key == null ? certPem : pemText(options.key, "key");
+    const { password } = options;
+    const pw = typeof password === "function" ? password() : password ?? "";
+    if (typeof pw !== "string") throw new TypeError("password must be a string");
+    const ctx = this._pointer();
+    const { ssl: lib, crypto } = openssl();
+    // With no callback, OpenSSL's default one takes this as the password ("" fails, never prompts).
+    const pwBuf = toCString(pw, "password");
+    try {
+      withMemBio(certPem, (bio) => {
+        crypto.ERR_clear_error();
+        const leaf = crypto.PEM_read_bio_X509_AUX(bio, null, null, null);
+        check(leaf !== null, "PEM_read_bio_X509_AUX");
+        try {
+          check(lib.SSL_CTX_use_certificate(ctx, leaf) === 1, "SSL_CTX_use_certificate");
+        } finally {
+          crypto.X509_free(leaf);
+        }
+        // The intermediates replace any chain loaded before, as the file form does.
+        lib.SSL_CTX_ctrl(ctx, SSLC.SSL_CTRL_CHAIN, 0n, null);
+        for (;;) {
+          const x = crypto.PEM_read_bio_X509(bio, null, null, null);
+          if (x === null) break;
+          if (lib.SSL_CTX_ctrl(ctx, SSLC.SSL_CTRL_CHAIN_CERT, 0n, x) !== 1n) {
+            crypto.X509_free(x);
+            check(false, "SSL_CTX_add0_chain_cert");
+          }
+        }
+        // The list ends with "no start line"; any other error is a broken certificate.
+        const q = takeQueuedError();
+        if (q.code !== 0n && q.reason !== "NO_START_LINE") {
+          throw new SSLError(SSLC.SSL_ERROR_SSL, `[${q.library}: ${q.reason}] ${q.reasonText}`, {
+            library: q.library,
+            reason: q.reason,
+            syscall: "PEM_read_bio_X509",
+          });
+        }
+      });
+      withMemBio(keyPem, (bio) => {
+        crypto.ERR_clear_error();
+        const pkey = crypto.PEM_read_bio_PrivateKey(bio, null, null, pwBuf);
+        check(pkey !== null, "PEM_read_bio_PrivateKey");
+        try {
+          check(lib.SSL_CTX_use_PrivateKey(ctx, pkey) === 1, "SSL_CTX_use_PrivateKey");
+        } finally {
+          crypto.EVP_PKEY_free(pkey);
+        }
+      });
+      crypto.ERR_clear_error();
+      check(lib.SSL_CTX_check_private_key(ctx) === 1, "SSL_CTX_check_private_key");
+    } finally {
       pwBuf.fill(0);
     }
   }

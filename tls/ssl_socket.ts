@@ -16,6 +16,7 @@ import { READ, WRITE } from "../dispatcher/_interest.ts";
 import type { SSLContext } from "./context.ts";
 import { CERT_NONE, PROTOCOL_TLS_CLIENT, PROTOCOL_TLS_SERVER } from "./constants.ts";
 import { decodeCertificate } from "./_x509.ts";
+import type { PeerCertificate } from "./peer_certificate.ts";
 import {
   SSLCertVerificationError,
   SSLEOFError,
@@ -507,7 +508,12 @@ export class SSLSocket extends Socket {
    * `binaryForm`, or null when the peer sent none. Throws before the
    * handshake is done.
    */
-  getpeercert(binaryForm = false): Record<string, unknown> | Uint8Array | null {
+  getpeercert(binaryForm?: false): PeerCertificate | null;
+  /** The peer's certificate as DER bytes, or null when the peer sent none. */
+  getpeercert(binaryForm: true): Uint8Array | null;
+  /** The dictionary, or the DER bytes with `binaryForm`, or null. */
+  getpeercert(binaryForm?: boolean): PeerCertificate | Uint8Array | null;
+  getpeercert(binaryForm = false): PeerCertificate | Uint8Array | null {
     const ssl = this.#live();
     if (!this.#handshakeDone) throw new Error("handshake not done yet");
     const { ssl: lib, crypto } = openssl();
