@@ -5,6 +5,9 @@
 // a real peer (nc, python3, openssl s_client/s_server, curl as the reference).
 // Every child is bounded by a timeout and reaped.
 import { assert, assertEquals, assertMatch } from "@std/assert";
+import { assertType, type IsExact } from "@std/testing/types";
+import type { PollerName } from "../mod.ts";
+import { type Command, helpText, parseCommandLine, pollerFlag } from "../examples/_cli.ts";
 import { hasCommand, python, randomBytes, sha256 } from "./_util.ts";
 import {
   freePort,
@@ -552,4 +555,54 @@ Deno.test({
       Deno.removeSync(dir, { recursive: true });
     }
   },
+});
+
+// ---- the table, in-process: typed values, and room for the flags echo.ts will get ----
+
+Deno.test("parseCommandLine: a table's flags come back typed, in both spellings", () => {
+  const spec = {
+    prog: "echo",
+    file: "examples/echo.ts",
+    summary: "An echo server.",
+    arguments: [
+      { name: "host", help: "where", default: "localhost" },
+      { name: "port", help: "0-65535", default: "8080" },
+    ],
+    flags: {
+      poller: pollerFlag("epoll"),
+      systemd: { type: "boolean", help: "serve the sockets systemd passes (LISTEN_FDS)" },
+      handoff: { type: "string", metavar: "PATH", help: "hand the listener over at PATH" },
+      takeover: { type: "string", metavar: "PATH", help: "take the listener from PATH" },
+      "proxy-protocol": { type: "choice", choices: ["v1", "v2", "any"], help: "PROXY headers" },
+      idle: { type: "number", min: 0, exclusiveMin: true, default: 600, help: "seconds" },
+    },
+  } as const satisfies Command;
+  const { args, flags } = parseCommandLine(spec, [
+    "::1",
+    "--systemd",
+    "--handoff",
+    "/run/echo.sock",
+    "--takeover=/run/old.sock",
+    "--proxy-protocol",
+    "v2",
+    "--idle=2.5",
+  ]);
+  assertType<IsExact<typeof flags.poller, PollerName>>(true);
+  assertType<IsExact<typeof flags.systemd, boolean>>(true);
+  assertType<IsExact<typeof flags.handoff, string | undefined>>(true);
+  assertType<IsExact<typeof flags["proxy-protocol"], "v1" | "v2" | "any" | undefined>>(true);
+  assertType<IsExact<typeof flags.idle, number>>(true);
+  assertEquals(args, ["::1", "8080"]);
+  assertEquals(flags, {
+    poller: "epoll",
+    systemd: true,
+    handoff: "/run/echo.sock",
+    takeover: "/run/old.sock",
+    "proxy-protocol": "v2",
+    idle: 2.5,
+  });
+  const help = helpText(spec);
+  assertMatch(help, /\n {2}--proxy-protocol=VALUE {2,}PROXY headers: v1, v2, any\n/);
+  assertMatch(help, /\n {2}--handoff=PATH {2,}hand the listener over at PATH\n/);
+  assertMatch(help, /\n {2}--idle=N {2,}seconds \(default: 600\)\n/);
 });
