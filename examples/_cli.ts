@@ -191,10 +191,8 @@ export function helpText(spec: Command): string {
     "",
     spec.summary.trim(),
   ];
-  if (spec.arguments.length > 0) {
-    for (const a of spec.arguments) {
-      rows.push([a.name, a.help + (a.default !== undefined ? ` (default: ${a.default})` : "")]);
-    }
+  for (const a of spec.arguments) {
+    rows.push([a.name, a.help + (a.default !== undefined ? ` (default: ${a.default})` : "")]);
   }
   const argRows = rows.length;
   for (const [name, f] of Object.entries(spec.flags)) {
