@@ -34,9 +34,8 @@ import { applyBackpressure, checkIdleSeconds, IdleWatch, pauseIfOver } from "./l
 import { ACCEPT_BATCH, AcceptBackoff, admit, adoptSlot, ConnectionCounter } from "./listener.ts";
 import { recvBuffer, takeReceived } from "./recv_pool.ts";
 import { ChannelHooks } from "./_channel_hooks.ts";
-import { formatAddress, FrozenSet } from "./_repr.ts";
-
-export { formatAddress };
+import { FrozenSet } from "./_frozen_set.ts";
+import { formatAddress } from "../ffi/address.ts";
 
 export { ACCEPT_BACKOFF_SECONDS, ACCEPT_BATCH } from "./listener.ts";
 
@@ -163,7 +162,11 @@ export class Dispatcher {
     const status = [this.constructor.name];
     if (this.accepting && this.addr) status.push("listening");
     else if (this.connected) status.push("connected");
-    if (this.addr !== null) status.push(formatAddress(this.addr));
+    // Python's repr: host:port, or the repr of a Unix path (quoted).
+    const addr = this.addr;
+    if (addr !== null) {
+      status.push(typeof addr === "string" ? JSON.stringify(addr) : formatAddress(addr));
+    }
     return `<${status.join(" ")} at #${this.#id}>`;
   }
 

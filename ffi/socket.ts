@@ -473,6 +473,15 @@ export class Socket {
     libc().close(fd);
   }
 
+  /**
+   * Closes the socket when the block of a `using` declaration ends
+   * (`using sock = new Socket()`), as `close()` does (an `SSLSocket` sends
+   * its close_notify first).
+   */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
   /** Gives up the fd without closing it and returns it. */
   detach(): number {
     const fd = this.#fd;
