@@ -3,7 +3,10 @@
  *
  *     deno run --allow-ffi examples/echo.ts [host] [port]     (default localhost 8080)
  *
- * Options: --poller=select|poll|epoll (default epoll on Linux), --help.
+ * Options: --poller=select|poll|epoll (default epoll on Linux),
+ * --proxy-protocol=v1|v2|any (behind HAProxy's `send-proxy`/`send-proxy-v2`:
+ * each connection starts with a PROXY header, and the address printed is the
+ * client's from it), --help.
  * Ctrl-C or SIGTERM closes every connection and exits 0; a bad argument
  * prints one line and exits 2.
  *
@@ -23,7 +26,7 @@ import {
   type Socket,
   socketMap,
 } from "../mod.ts";
-import { openOrExit, parseCommandLine, parsePort } from "./_cli.ts";
+import { openOrExit, parseCommandLine, parsePort, usageError } from "./_cli.ts";
 
 /** Sends back whatever arrives. */
 export class EchoHandler extends DispatcherWithSend {
@@ -63,24 +66,34 @@ export class EchoServer extends Dispatcher {
 
 const HELP = `
 Usage: deno run --allow-ffi examples/echo.ts [host] [port] [--poller=select|poll|epoll]
+                                              [--proxy-protocol=v1|v2|any]
 
 The classic asyncore echo server: every connection gets back what it sends.
   host      address or name to listen on (default localhost)
   port      0-65535 (default 8080; 0 picks a free port)
   --poller  readiness backend (default epoll)
+  --proxy-protocol=v1|v2|any
+            behind a proxy that sends a PROXY header (HAProxy's send-proxy: v1,
+            send-proxy-v2: v2); the address printed is the client's from it
   -h, --help
 Ctrl-C (SIGINT) or SIGTERM closes every connection and exits 0.
 `;
 
 if (import.meta.main) {
   const prog = "echo";
-  const { positionals, poller } = parseCommandLine(prog, HELP, Deno.args, {
+  const { positionals, poller, options } = parseCommandLine(prog, HELP, Deno.args, {
     maxPositionals: 2,
     poller: "epoll",
+    extra: ["proxy-protocol"],
   });
   const host = positionals[0] ?? "localhost";
   const port = parsePort(prog, positionals[1] ?? "8080");
+  const proxy = options["proxy-protocol"];
+  if (proxy !== undefined && proxy !== "v1" && proxy !== "v2" && proxy !== "any") {
+    usageError(prog, `--proxy-protocol must be one of v1, v2, any, not '${proxy}'`);
+  }
   const server = openOrExit(prog, () => new EchoServer(host, port));
+  server.proxyProtocol = proxy ?? null;
   console.log(`echo server listening on ${JSON.stringify(server.sock.getsockname())}`);
   // Python: try: asyncore.loop() except KeyboardInterrupt: ... finally: asyncore.close_all()
   try {

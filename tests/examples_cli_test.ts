@@ -34,6 +34,7 @@ const BAD: [string, string[], RegExp][] = [
   ["echo.ts", ["--bogus"], /^echo: unknown option '--bogus'/],
   ["echo.ts", ["--poller=kqueue"], /^echo: --poller must be one of select, poll, epoll/],
   ["echo.ts", ["a", "1", "extra"], /^echo: unexpected argument 'extra'/],
+  ["echo.ts", ["--proxy-protocol=v3"], /^echo: --proxy-protocol must be one of v1, v2, any/],
   ["chat_server.ts", ["127.0.0.1", "http"], /^chat_server: bad port 'http'/],
   ["chat_server.ts", ["no-such-host.invalid", "0"], /^chat_server: unknown host: /],
   ["chat_server.ts", ["--nope"], /^chat_server: unknown option '--nope'/],

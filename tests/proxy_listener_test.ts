@@ -159,6 +159,49 @@ for (const poller of POLLERS) {
   );
 
   proxyTest(
+    `PROXY (${poller}): the channel's first recv gets exactly the bytes that followed the header`,
+    async () => {
+      const map: SocketMap = new Map();
+      const firstReads: string[] = [];
+      class FirstRead extends EchoHandler {
+        #first = true;
+        override handleRead(): void {
+          const data = this.recv(65536);
+          if (this.#first) firstReads.push(new TextDecoder().decode(data));
+          this.#first = false;
+          if (data.length > 0) this.send(data);
+        }
+      }
+      class Server extends ProxyEchoServer {
+        override handleAccepted(sock: Socket): void {
+          new FirstRead(sock, this.map);
+        }
+      }
+      const server = new Server({ map, proxyProtocol: "any" });
+      try {
+        await serveWhile(
+          map,
+          poller,
+          (async () => {
+            for (const header of [v1("TCP4 192.0.2.1 192.0.2.2 1 2"), v2()]) {
+              const body = encoder.encode("\r\nQUIT\nPROXY after the header");
+              const conn = await rawClient(server.port, new Uint8Array([...header, ...body]));
+              assertEquals(await readUpTo(conn, body.length), body);
+              conn.close();
+            }
+          })(),
+        );
+        assertEquals(firstReads, [
+          "\r\nQUIT\nPROXY after the header",
+          "\r\nQUIT\nPROXY after the header",
+        ]);
+      } finally {
+        closeAll(map);
+      }
+    },
+  );
+
+  proxyTest(
     `PROXY (${poller}): a header dribbled byte by byte is waited for without spinning, then admitted`,
     () =>
       withServer(poller, { proxyProtocol: "any" }, async (server) => {
