@@ -31,12 +31,19 @@ import {
 import { compactTraceback, isDisconnect, isReraised } from "./errors.ts";
 import type { FileWrapper } from "./file_wrapper.ts";
 import { applyBackpressure, checkIdleSeconds, IdleWatch, pauseIfOver } from "./limits.ts";
-import { ACCEPT_BATCH, AcceptBackoff, admit, adoptSlot, ConnectionCounter } from "./listener.ts";
+import {
+  ACCEPT_BATCH,
+  AcceptBackoff,
+  admit,
+  adoptSlot,
+  ConnectionCounter,
+  formatAddress,
+} from "./listener.ts";
 import { awaitProxyHeader, proxySettings } from "./proxy_accept.ts";
 import type { ProxyProtocolVersion } from "./proxy_header.ts";
 import { recvBuffer, takeReceived } from "./recv_pool.ts";
 
-export { ACCEPT_BACKOFF_SECONDS, ACCEPT_BATCH } from "./listener.ts";
+export { ACCEPT_BACKOFF_SECONDS, ACCEPT_BATCH, formatAddress } from "./listener.ts";
 
 /** fd → channel, as asyncore's `socket_map`. */
 export type SocketMap = Map<number, Dispatcher>;
@@ -48,12 +55,6 @@ const EMPTY = new Uint8Array(0);
 /** How many times one read event hands bytes the transport already holds to `handleRead`. */
 const MAX_DRAIN = 64;
 let nextId = 1;
-
-/** `host:port`, `[v6]:port`, or a Unix path as it is. */
-export function formatAddress(addr: Address): string {
-  if (typeof addr === "string") return JSON.stringify(addr);
-  return addr[0].includes(":") ? `[${addr[0]}]:${addr[1]}` : `${addr[0]}:${addr[1]}`;
-}
 
 /** What a channel's transport may ask of it. */
 class ChannelHooks implements TransportHooks {
@@ -137,8 +138,10 @@ export class Dispatcher {
    * malformed, oversized or late header closes that connection only
    * (`logInfo(..., "warning")`). Bytes after the header stay for the
    * channel's first `recv` (a TLS ClientHello too); `proxyHeaderOf(sock)`
-   * gives the whole header. Only trusted proxies may reach such a listener:
-   * the header is believed.
+   * gives the whole header. Connections still waiting when the listener
+   * closes are handed over once their header is in (`closeAll` closes
+   * them). Only trusted proxies may reach such a listener: the header is
+   * believed.
    */
   proxyProtocol: ProxyProtocolVersion | null = null;
   /**

@@ -18,6 +18,12 @@ export const ACCEPT_BATCH = 64;
 /** How long a listening channel stops accepting after running out of fds. */
 export const ACCEPT_BACKOFF_SECONDS = 0.1;
 
+/** `host:port`, `[v6]:port`, or a Unix path as it is (JSON-quoted). */
+export function formatAddress(addr: Address): string {
+  if (typeof addr === "string") return JSON.stringify(addr);
+  return addr[0].includes(":") ? `[${addr[0]}]:${addr[1]}` : `${addr[0]}:${addr[1]}`;
+}
+
 /** The host a peer address counts under: its IP (IPv4-mapped IPv6 as IPv4); Unix peers are one host. */
 export function hostOf(addr: Address): string {
   if (typeof addr === "string") return "unix";

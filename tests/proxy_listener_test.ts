@@ -6,7 +6,7 @@
 // (garbage, oversized, truncated, a header that never comes, a flood).
 // Every test leaves no fd and no timer behind.
 import { assert, assertEquals, assertGreater, assertLess, assertMatch } from "@std/assert";
-import { type Address, closeAll, type Socket, type SocketMap } from "../mod.ts";
+import { type Address, closeAll, Loop, type Socket, type SocketMap } from "../mod.ts";
 import {
   assertNoFdLeak,
   cpuSeconds,
@@ -18,7 +18,7 @@ import {
   python,
   serveWhile,
 } from "./_util.ts";
-import { freePort } from "./fixtures/subprocess.ts";
+import { freePort, run } from "./fixtures/subprocess.ts";
 import {
   closedByServer,
   hasHaproxy,
@@ -36,6 +36,7 @@ import { serverContext, tlsCerts } from "./fixtures/tls_certs.ts";
 
 const noPython = python === null;
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** A test that must leave no fd and no timer behind. */
 function proxyTest(name: string, fn: () => Promise<void>, ignore = false): void {
@@ -483,6 +484,63 @@ for (const poller of POLLERS) {
     noPython || !hasHaproxy || !hasIPv6,
   );
 }
+
+for (const poller of POLLERS) {
+  proxyTest(
+    `PROXY (${poller}): urgent (out-of-band) data before the header closes the connection at once`,
+    () =>
+      withServer(poller, { proxyProtocol: "any" }, async (server) => {
+        const script = [
+          "import socket, sys",
+          "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=10)",
+          "s.send(b'!', socket.MSG_OOB)",
+          "try: print('closed' if s.recv(16) == b'' else 'data')",
+          "except ConnectionResetError: print('closed')",
+        ].join("\n");
+        const t0 = performance.now();
+        const r = await run(python!, ["-c", script, String(server.port)]);
+        assertEquals(decoder.decode(r.stdout).trim(), "closed", r.stderr);
+        assertLess(performance.now() - t0, 4000);
+        assertMatch(
+          server.warnings[0] ?? "",
+          /urgent \(out-of-band\) data before the PROXY header/,
+        );
+        assertEquals(server.admitted, []);
+      }),
+    noPython,
+  );
+}
+
+proxyTest(
+  "PROXY: on a Loop of its own, the header's deadline runs on that loop; a closed listener still hands over what it accepted",
+  async () => {
+    const loop = new Loop();
+    const server = new ProxyEchoServer({ map: loop.map, proxyProtocol: "v1", timeout: 0.3 });
+    const stop = new AbortController();
+    const running = loop.runAsync({ timeout: 0.05, signal: stop.signal });
+    try {
+      const silent = await rawClient(server.port, new Uint8Array(0));
+      const header = v1("TCP4 192.0.2.5 192.0.2.6 7 8");
+      const late = await rawClient(server.port, header.subarray(0, 10));
+      for (let i = 0; i < 200 && loop.map.size < 3; i++) await delay(10);
+      assertEquals(loop.map.size, 3);
+      assertEquals(pendingTimers(), 0, "nothing on the default loop");
+      // The listener closes; the connection it accepted is still served once its header is in.
+      server.close();
+      await late.write(Uint8Array.of(...header.subarray(10), ...encoder.encode("ping")));
+      assertEquals(decoder.decode(await readUpTo(late, 4)), "ping");
+      assertEquals(server.admitted.map((a) => a.addr), [["192.0.2.5", 7]]);
+      assert(await closedByServer(silent, 5000), "the silent one timed out");
+      assertMatch(server.warnings[0], /within 0\.3s/);
+      silent.close();
+      late.close();
+    } finally {
+      stop.abort();
+      await running;
+      loop.close();
+    }
+  },
+);
 
 proxyTest("PROXY: a bad setting goes to the listener's handleError before any accept", async () => {
   const map: SocketMap = new Map();
