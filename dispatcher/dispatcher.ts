@@ -759,13 +759,13 @@ export class Dispatcher {
   handleAccept(): void {
     // Checked before accepting: a bad setting strands no accepted socket.
     const proxy = proxySettings(this);
-    const admitOne = proxy && ((sock: Socket, addr: Address) => this.#admit(sock, addr));
+    const admitLater = (sock: Socket, addr: Address) => this.#admit(sock, addr);
     for (let i = 0; i < ACCEPT_BATCH; i++) {
       const pair = this.accept();
       if (pair === null) return;
       // With the PROXY protocol, admission waits for the client's address.
       if (proxy === null) this.#admit(pair[0], pair[1]);
-      else awaitProxyHeader(this, pair[0], pair[1], proxy, admitOne!);
+      else awaitProxyHeader(this, pair[0], pair[1], proxy, admitLater);
       if (!this.accepting) return; // a handler closed the listener
     }
   }
