@@ -314,8 +314,16 @@ for (const poller of POLLERS) {
       withServer(poller, { proxyProtocol: "v1" }, async (server) => {
         server.maxConnectionsPerHost = 1;
         server.maxConnections = 2;
-        const from = (ip: string, port: number) =>
-          rawClient(server.port, v1(`TCP4 ${ip} 127.0.0.1 ${port} 80`));
+        // One at a time: which one a limit refuses depends on the order of admission.
+        const from = async (ip: string, port: number) => {
+          const decided = server.admitted.length + server.refused.length;
+          const conn = await rawClient(server.port, v1(`TCP4 ${ip} 127.0.0.1 ${port} 80`));
+          for (let i = 0; i < 500; i++) {
+            if (server.admitted.length + server.refused.length > decided) break;
+            await delay(10);
+          }
+          return conn;
+        };
         const a = await from("198.51.100.1", 1000);
         const b = await from("198.51.100.1", 1001); // same client host: refused
         const c = await from("198.51.100.2", 1002);
