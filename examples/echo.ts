@@ -3,7 +3,10 @@
  *
  *     deno run --allow-ffi examples/echo.ts [host] [port]     (default localhost 8080)
  *
- * Options: --poller=select|poll|epoll (default epoll on Linux), --help.
+ * Options: --poller=select|poll|epoll (default epoll on Linux),
+ * --proxy-protocol=v1|v2|any (behind HAProxy's `send-proxy`/`send-proxy-v2`:
+ * each connection starts with a PROXY header, and the address printed is the
+ * client's from it), --help.
  * Ctrl-C or SIGTERM closes every connection and exits 0; a bad argument
  * prints one line and exits 2; a port in use, one line and exit status 1.
  *
@@ -78,6 +81,12 @@ export const CLI = {
   ],
   flags: {
     poller: pollerFlag(DEFAULT_POLLER),
+    "proxy-protocol": {
+      type: "choice",
+      choices: ["v1", "v2", "any"],
+      help:
+        "behind a proxy that sends PROXY headers (HAProxy's send-proxy: v1, send-proxy-v2: v2); the address printed is the client's",
+    },
   },
   notes: SERVER_NOTES,
 } as const satisfies Command;
@@ -87,6 +96,7 @@ if (import.meta.main) {
   const { args: [host, portText], flags } = parseCommandLine(CLI);
   const port = parsePort(prog, portText!);
   const server = openOrExit(prog, () => new EchoServer(host!, port));
+  server.proxyProtocol = flags["proxy-protocol"] ?? null;
   console.log(`echo server listening on ${formatAddress(server.sock.getsockname())}`);
   runLoop({
     poller: flags.poller,

@@ -111,6 +111,7 @@ const BAD: [Prog, string[], RegExp][] = [
   ],
   ["echo", ["--poller"], /^echo: --poller needs a value/],
   ["echo", ["a", "1", "extra"], /^echo: unexpected argument 'extra'/],
+  ["echo", ["--proxy-protocol=v3"], /^echo: --proxy-protocol must be one of v1, v2, any/],
   [
     "echo_workers",
     ["--workers=0"],

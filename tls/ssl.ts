@@ -16,12 +16,7 @@ import { C } from "../ffi/platform.ts";
 import { type BytesLike, Socket } from "../ffi/socket.ts";
 import { kTransport, type Transport, WRITE } from "../ffi/transport.ts";
 import { asBytes, readCString } from "../ffi/bytes.ts";
-import {
-  queuedSSLError,
-  SSLError,
-  SSLWantReadError,
-  SSLWantWriteError,
-} from "./errors.ts";
+import { queuedSSLError, SSLError, SSLWantReadError, SSLWantWriteError } from "./errors.ts";
 import { decodeCertificate } from "./_x509.ts";
 import {
   check,
