@@ -15,12 +15,10 @@ import { C } from "../ffi/platform.ts";
 import { acceptedSocket, Socket } from "../ffi/socket.ts";
 import type { Address } from "../ffi/structs.ts";
 import { READ, type Transport, transportOf, WRITE } from "../ffi/transport.ts";
-import type { SSLContext, WrapSocketOptions } from "../tls/ssl.ts";
-import { handleErrorSafely } from "./_events.ts";
+import { type SSLContext, SSLSocket, type WrapSocketOptions } from "../tls/ssl.ts";
 import { trackPredicates } from "./_interest.ts";
 import {
   announceAdded,
-  type Channel,
   ChannelCore,
   defaultCore,
   kCore,
@@ -28,7 +26,7 @@ import {
   notifyInterest,
   removeFromMap,
 } from "./_loop_core.ts";
-import { compactTraceback, isDisconnect, isReraised } from "./errors.ts";
+import { compactTraceback, isDisconnect } from "./errors.ts";
 import type { FileWrapper } from "./file_wrapper.ts";
 import { applyBackpressure, checkIdleSeconds, guarded, IdleWatch, pauseIfOver } from "./limits.ts";
 import { ACCEPT_BATCH, AcceptBackoff, admit, adoptSlot, ConnectionCounter } from "./listener.ts";
@@ -262,6 +260,15 @@ export class Dispatcher {
         ? `${name} has no socket yet (call createSocket or setSocket first)`
         : `${name}.socket is a ${s.constructor.name} (fd ${s.fileno()}), not a Socket`,
     );
+  }
+
+  /**
+   * The channel's TLS socket, typed as one (`this.tlsSocket?.cipher()` needs
+   * no cast), or null when the channel does not run TLS.
+   */
+  get tlsSocket(): SSLSocket | null {
+    const s = this.#socket;
+    return s instanceof SSLSocket ? s : null;
   }
 
   /** The transport of the socket; a `TypeError` when there is no socket. */
@@ -543,6 +550,11 @@ export class Dispatcher {
     if (got > 0) this._ioSeen = true;
     else if (got === 0 && n > 0) this.handleClose();
     return got < 0 ? 0 : got;
+  }
+
+  /** Closes the channel at the end of a `using` block (`close()`). */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   /** Closes the socket and leaves the map. Safe to call twice. */

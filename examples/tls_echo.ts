@@ -33,7 +33,6 @@ import {
   type Socket,
   SSLContext,
   SSLError,
-  SSLSocket,
 } from "../mod.ts";
 import {
   type Command,
@@ -70,8 +69,8 @@ export class EchoHandler extends DispatcherWithSend {
    * instead of the default handler's traceback; then the connection closes.
    */
   override handleError(error: unknown): void {
-    const socket = this.socket;
-    const inHandshake = socket instanceof SSLSocket && !socket.handshakeDone;
+    const tls = this.tlsSocket;
+    const inHandshake = tls !== null && !tls.handshakeDone;
     const what = inHandshake ? "TLS handshake failed" : "closed on error";
     console.log(`${formatAddress(this.peer)}: ${what}: ${errorText(error)}`);
     this.close();

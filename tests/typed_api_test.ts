@@ -8,20 +8,24 @@ import {
   AF_INET,
   AF_INET6,
   AF_UNIX,
+  Dispatcher,
   formatAddress,
   type InetAddress,
   inetAddress,
   isInetAddress,
   MIN_DENO_VERSION,
   Socket,
+  type SocketMap,
   SPIN_MS,
   SPIN_SECONDS,
+  type SSLSocket,
   YIELD_EVERY_MS,
   YIELD_EVERY_SECONDS,
 } from "../mod.ts";
 import { checkDenoVersion, denoVersionProblem } from "../ffi/deno_version.ts";
 import { assertNoFdLeak, hasIPv6, python, tempSocketPath } from "./_util.ts";
 import { run, spawn, stop } from "./fixtures/subprocess.ts";
+import { serverContext, tlsCerts } from "./fixtures/tls_certs.ts";
 
 Deno.test("inetAddress: getsockname of IPv4 and IPv6 sockets as [host, port], no cast", async () => {
   await assertNoFdLeak(() => {
@@ -156,4 +160,38 @@ try {
     "asyncore for Deno needs Deno 2.0.0 or later, and this is Deno 1.46.3: run `deno upgrade`",
     r.stderr,
   );
+});
+
+Deno.test("dispatchers: `using` closes the channel; tlsSocket is the TLS socket, typed, or null", async () => {
+  await assertNoFdLeak(async () => {
+    const map: SocketMap = new Map();
+    let fd: number | null;
+    {
+      using d = new Dispatcher(null, map);
+      d.createSocket();
+      fd = d.fileno();
+      assert(fd !== null && map.get(fd) === d);
+      assertEquals(d.tlsSocket, null, "a plain channel runs no TLS");
+    }
+    assertEquals(map.size, 0, "the channel closed at the end of the block");
+    const certs = await tlsCerts();
+    const ctx = serverContext(certs);
+    const [a, b] = [new Socket(AF_INET), new Socket(AF_INET)];
+    a.bind(["127.0.0.1", 0]);
+    a.listen(1);
+    b.connect(a.getsockname());
+    const [conn] = a.accept();
+    a.close();
+    conn.setblocking(false); // a blocking one would shake hands in wrapSocket, as Python's does
+    {
+      using tls = new Dispatcher(ctx.wrapSocket(conn, { serverSide: true }), map);
+      const sock = tls.tlsSocket;
+      assertType<IsExact<typeof sock, SSLSocket | null>>(true);
+      assert(sock !== null && sock.serverSide && !sock.handshakeDone);
+      assertEquals(sock.cipher(), null, "no cipher before the handshake");
+    }
+    b.close();
+    ctx.close();
+    assertEquals(map.size, 0);
+  });
 });
