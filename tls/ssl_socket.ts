@@ -53,6 +53,14 @@ export interface WrapSocketOptions {
   doHandshakeOnConnect?: boolean;
   /** Seconds a dispatcher-run handshake may take (default: the context's `handshakeTimeout`). */
   handshakeTimeout?: number | null;
+  /**
+   * What a read sees when the peer closes the connection without
+   * close_notify (a "ragged EOF"): true (default, as Python's
+   * `suppress_ragged_eofs`), the end of the stream (an empty read); false,
+   * an {@linkcode SSLEOFError}, so a truncation attack is not mistaken for
+   * the end.
+   */
+  suppressRaggedEofs?: boolean;
 }
 
 /**
@@ -84,6 +92,10 @@ export class SSLSocket extends Socket {
   readonly doHandshakeOnConnect: boolean;
   /** Seconds a dispatcher-run handshake may take, null for no limit. */
   readonly handshakeTimeout: number | null;
+  /** Whether a read takes an EOF without close_notify as the end (see `WrapSocketOptions`). */
+  readonly suppressRaggedEofs: boolean;
+  /** The last failure `#settle` read as the end of stream was a ragged EOF. */
+  #raggedEof = false;
   /** What the unfinished handshake waits for: READ or WRITE (internal). */
   _hsWants: number;
   /** What a read that would block waits for, 0 when none is blocked (internal). */
@@ -126,6 +138,7 @@ export class SSLSocket extends Socket {
     this.serverSide = serverSide;
     this.serverHostname = hostname;
     this.doHandshakeOnConnect = options.doHandshakeOnConnect ?? true;
+    this.suppressRaggedEofs = options.suppressRaggedEofs ?? true;
     const timeout = options.handshakeTimeout !== undefined
       ? options.handshakeTimeout
       : context.handshakeTimeout;
@@ -227,6 +240,7 @@ export class SSLSocket extends Socket {
     const lib = openssl().ssl;
     const ssl = this.#ssl!;
     const err = lib.SSL_get_error(ssl, r);
+    this.#raggedEof = false;
     if (err === SSLC.SSL_ERROR_WANT_READ) return READ;
     if (err === SSLC.SSL_ERROR_WANT_WRITE) return WRITE;
     if (err === SSLC.SSL_ERROR_ZERO_RETURN) return 0;
@@ -236,10 +250,14 @@ export class SSLSocket extends Socket {
       if (q.code === 0n && errno !== 0 && errno !== E.EAGAIN) {
         throw new OSError(errno, { syscall: call });
       }
+      this.#raggedEof = true;
       return 0; // EOF with no close_notify: Python's suppress_ragged_eofs
     }
     const q = takeQueuedError();
-    if (q.reasonCode === SSLC.SSL_R_UNEXPECTED_EOF_WHILE_READING) return 0; // ragged EOF, as above
+    if (q.reasonCode === SSLC.SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+      this.#raggedEof = true;
+      return 0; // ragged EOF, as above
+    }
     if (q.reasonCode === SSLC.SSL_R_CERTIFICATE_VERIFY_FAILED) {
       const code = Number(lib.SSL_get_verify_result(ssl));
       const text = readCString(openssl().crypto.X509_verify_cert_error_string(BigInt(code))) ??
@@ -389,7 +407,12 @@ export class SSLSocket extends Socket {
         break;
       }
       const want = this.#settle(r, "SSL_read");
-      if (want === 0) return 0;
+      if (want === 0) {
+        if (this.#raggedEof && !this.suppressRaggedEofs) {
+          throw new SSLEOFError("EOF occurred in violation of protocol", { syscall: "SSL_read" });
+        }
+        return 0;
+      }
       this._readWants = want;
       if (!this.#handshakeDone) this.#noteHandshake();
       return -1;
@@ -429,6 +452,57 @@ export class SSLSocket extends Socket {
   /** Datagrams have no TLS here. */
   override recvfrom(): [Uint8Array, never] {
     throw new TypeError("recvfrom is not allowed on an SSLSocket");
+  }
+
+  /** Datagrams have no TLS here. */
+  override recvfromInto(): [number, never] {
+    throw new TypeError("recvfromInto is not allowed on an SSLSocket");
+  }
+
+  /** Refused, as in Python: the bytes would bypass TLS. */
+  override sendmsg(): number {
+    throw new TypeError("sendmsg is not allowed on an SSLSocket");
+  }
+
+  /** Refused, as in Python: the bytes would bypass TLS. */
+  override recvmsg(): never {
+    throw new TypeError("recvmsg is not allowed on an SSLSocket");
+  }
+
+  /** Datagrams have no TLS here. */
+  override recvmmsgInto(): number {
+    throw new TypeError("recvmmsgInto is not allowed on an SSLSocket");
+  }
+
+  /** Datagrams have no TLS here. */
+  override tryRecvmmsgInto(): number {
+    throw new TypeError("recvmmsgInto is not allowed on an SSLSocket");
+  }
+
+  /** Datagrams have no TLS here. */
+  override sendmmsg(): number {
+    throw new TypeError("sendmmsg is not allowed on an SSLSocket");
+  }
+
+  /** Datagrams have no TLS here. */
+  override trySendmmsg(): number {
+    throw new TypeError("sendmmsg is not allowed on an SSLSocket");
+  }
+
+  /**
+   * `null` (blocking) and 0 (non-blocking) as on a `Socket`; a timeout in
+   * seconds is refused for now: the TLS calls do not wait under one yet.
+   */
+  override settimeout(seconds: number | null): void {
+    if (seconds !== null && seconds !== 0 && typeof seconds === "number" && seconds > 0) {
+      throw new TypeError("an SSLSocket takes settimeout(null) or settimeout(0) only, for now");
+    }
+    super.settimeout(seconds);
+  }
+
+  /** Refused, as in Python: two objects cannot share one TLS session. */
+  override dup(): never {
+    throw new TypeError("Can't dup() SSLSocket instances");
   }
 
   /** Decrypted bytes OpenSSL already holds, readable without touching the socket. */
