@@ -455,37 +455,37 @@ export class SSLSocket extends Socket {
   }
 
   /** Datagrams have no TLS here. */
-  override recvfromInto(): [number, never] {
+  override recvfromInto(..._args: Parameters<Socket["recvfromInto"]>): [number, never] {
     throw new TypeError("recvfromInto is not allowed on an SSLSocket");
   }
 
   /** Refused, as in Python: the bytes would bypass TLS. */
-  override sendmsg(): number {
+  override sendmsg(..._args: Parameters<Socket["sendmsg"]>): number {
     throw new TypeError("sendmsg is not allowed on an SSLSocket");
   }
 
   /** Refused, as in Python: the bytes would bypass TLS. */
-  override recvmsg(): never {
+  override recvmsg(..._args: Parameters<Socket["recvmsg"]>): never {
     throw new TypeError("recvmsg is not allowed on an SSLSocket");
   }
 
   /** Datagrams have no TLS here. */
-  override recvmmsgInto(): number {
+  override recvmmsgInto(..._args: Parameters<Socket["recvmmsgInto"]>): number {
     throw new TypeError("recvmmsgInto is not allowed on an SSLSocket");
   }
 
   /** Datagrams have no TLS here. */
-  override tryRecvmmsgInto(): number {
+  override tryRecvmmsgInto(..._args: Parameters<Socket["tryRecvmmsgInto"]>): number {
     throw new TypeError("recvmmsgInto is not allowed on an SSLSocket");
   }
 
   /** Datagrams have no TLS here. */
-  override sendmmsg(): number {
+  override sendmmsg(..._args: Parameters<Socket["sendmmsg"]>): number {
     throw new TypeError("sendmmsg is not allowed on an SSLSocket");
   }
 
   /** Datagrams have no TLS here. */
-  override trySendmmsg(): number {
+  override trySendmmsg(..._args: Parameters<Socket["trySendmmsg"]>): number {
     throw new TypeError("sendmmsg is not allowed on an SSLSocket");
   }
 
