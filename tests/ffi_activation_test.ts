@@ -184,11 +184,26 @@ activationTest(
       } finally {
         web.close();
       }
-      const admin = await Deno.connect({ path, transport: "unix" });
-      try {
-        assertEquals(await ask(admin, "status!"), "admin:status!");
-      } finally {
-        admin.close();
+      if (hasCommand("nc")) {
+        // nc (netcat-openbsd) on the Unix listener: -N shuts down writing after stdin's end.
+        const nc = new Deno.Command("nc", {
+          args: ["-N", "-U", path],
+          stdin: "piped",
+          stdout: "piped",
+        })
+          .spawn();
+        const w = nc.stdin.getWriter();
+        await w.write(enc.encode("status!"));
+        await w.close();
+        const out = await withTimeout(nc.output(), 15000, "nc");
+        assertEquals(dec.decode(out.stdout), "admin:status!");
+      } else {
+        const admin = await Deno.connect({ path, transport: "unix" });
+        try {
+          assertEquals(await ask(admin, "status!"), "admin:status!");
+        } finally {
+          admin.close();
+        }
       }
       assertEquals(await child.exit(), 0);
     } finally {
