@@ -102,6 +102,10 @@ leakTest(
       assertEquals(tls.gettimeout(), 0);
       tls.settimeout(null);
       assertEquals(tls.gettimeout(), null);
+      const timed = new Socket();
+      timed.settimeout(1);
+      assertThrows(() => serverContext(certs).wrapSocket(timed, { serverSide: true }), TypeError);
+      timed.close();
     } finally {
       tls.close();
       b.close();

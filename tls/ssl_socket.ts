@@ -113,6 +113,12 @@ export class SSLSocket extends Socket {
   constructor(sock: Socket, context: SSLContext, options: WrapSocketOptions = {}) {
     if (!(sock instanceof Socket)) throw new TypeError("wrapSocket needs a Socket");
     if (sock instanceof SSLSocket) throw new TypeError("the socket is already an SSLSocket");
+    const sockTimeout = sock.gettimeout();
+    if (sockTimeout !== null && sockTimeout !== 0) {
+      throw new TypeError(
+        "wrapSocket takes a blocking or non-blocking socket, not one with a timeout (for now)",
+      );
+    }
     const serverSide = options.serverSide ?? false;
     const hostname = options.serverHostname ?? null;
     if (serverSide && hostname !== null) {
