@@ -125,6 +125,14 @@ export function createConnection(
 /**
  * Python's `socket.has_dualstack_ipv6`: whether an `AF_INET6` stream socket
  * can take IPv4 connections too (`IPV6_V6ONLY` can be turned off).
+ *
+ * @example
+ * ```ts ignore
+ * import { AF_INET, AF_INET6, createServer, hasDualstackIpv6 } from "jsr:@asyncore/deno";
+ * const listener = hasDualstackIpv6()
+ *   ? createServer(["", 8080], { family: AF_INET6, dualstackIpv6: true })
+ *   : createServer(["", 8080], { family: AF_INET });
+ * ```
  */
 export function hasDualstackIpv6(): boolean {
   let sock: Socket | null = null;

@@ -26,8 +26,8 @@ const IOV = S.iovec;
 const H = S.cmsghdr;
 /** Lengths handed to one call are capped so `ssize_t` results fit in an `i32`. */
 const MAX_IO = 0x3fff_0000;
-/** The largest `CMSG_SPACE` argument whose result still fits a `socklen_t` the kernel takes. */
-const MAX_CMSG_DATA = 0x7fff_ffff - H.size - H.align;
+/** The largest `CMSG_LEN`/`CMSG_SPACE` argument whose result is still an exact integer here. */
+const MAX_CMSG_DATA = Number.MAX_SAFE_INTEGER - H.size - H.align;
 
 /** One ancillary item: `[cmsg_level, cmsg_type, cmsg_data]`, as Python's tuple. */
 export type Ancillary = [level: number, type: number, data: Uint8Array];
