@@ -97,6 +97,7 @@ leakTest(
     const [a, b] = socketpair(AF_UNIX, SOCK_DGRAM);
     const out = new MessageBatch(16, 64);
     const inb = new MessageBatch(32, 64);
+    b.settimeout(10); // bounded: a batch that never comes fails instead of hanging
     try {
       for (let i = 0; i < 16; i++) {
         const text = enc.encode(`datagram ${i}`);
