@@ -32,7 +32,7 @@ import {
 import { C } from "../ffi/platform.ts";
 import { libc } from "../ffi/symbols.ts";
 import * as os from "../ffi/os.ts";
-import { delay, leakTest, python, PythonPeer, tempSocketPath } from "./_util.ts";
+import { delay, emulated, leakTest, python, PythonPeer, tempSocketPath } from "./_util.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -330,7 +330,9 @@ const RIGHTS_CASES: RightsCase[] = [
 
 leakTest("msg: SCM_RIGHTS cases of CPython's SCMRightsTest (stream and datagram)", () => {
   for (const type of [SOCK_STREAM, SOCK_DGRAM]) {
-    for (const c of RIGHTS_CASES) {
+    // Under qemu-user a control buffer too small for the fds loses them without MSG_CTRUNC
+    // (and leaves them open): only the cases where everything fits say anything there.
+    for (const c of RIGHTS_CASES.filter((c) => !emulated || c.want.ctrunc === false)) {
       const what = `${c.name} (${type === SOCK_STREAM ? "stream" : "dgram"})`;
       const [cli, serv] = pair(type);
       const made = newFDs(c.nfds);
@@ -382,6 +384,7 @@ leakTest("msg: an empty or cut SCM_RIGHTS item delivers no fd (FDPassEmpty, Part
 });
 
 leakTest("msg: recvFds closes a set the kernel cut (MSG_CTRUNC): no fd is left open", () => {
+  if (emulated) return; // qemu-user drops the fds that do not fit without MSG_CTRUNC
   const [cli, serv] = pair();
   const made = newFDs(3);
   try {
