@@ -8,7 +8,8 @@
  * @module
  */
 
-import { openssl } from "../ffi/openssl.ts";
+import { openssl, SSLC } from "../ffi/openssl.ts";
+import { SSLError } from "./errors.ts";
 import { readCString, toCString } from "../ffi/bytes.ts";
 import type { DistinguishedName, PeerCertificate } from "./peer_certificate.ts";
 
@@ -204,4 +205,25 @@ export function decodeCertificate(der: Uint8Array): PeerCertificate {
     }
   }
   return out;
+}
+
+const ptrOut = new BigUint64Array(1);
+const ptrOutBytes = new Uint8Array(ptrOut.buffer);
+
+/** The DER bytes of the certificate the peer of `ssl` sent, or null when it sent none. */
+export function peerCertificateDer(ssl: Deno.PointerObject): Uint8Array | null {
+  const { ssl: lib, crypto } = openssl();
+  const x = lib.SSL_get1_peer_certificate(ssl);
+  if (x === null) return null;
+  try {
+    const len = crypto.i2d_X509(x, null);
+    if (len <= 0) throw new SSLError(SSLC.SSL_ERROR_SSL, "i2d_X509 failed");
+    const der = new Uint8Array(len);
+    // i2d_X509 writes through a pointer to the output pointer (and moves it).
+    ptrOut[0] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(der)));
+    crypto.i2d_X509(x, ptrOutBytes);
+    return der;
+  } finally {
+    crypto.X509_free(x);
+  }
 }

@@ -17,7 +17,7 @@ import { type BytesLike, Socket } from "../ffi/socket.ts";
 import { kTransport, type Transport, WRITE } from "../ffi/transport.ts";
 import { asBytes, readCString } from "../ffi/bytes.ts";
 import { queuedSSLError, SSLError, SSLWantReadError, SSLWantWriteError } from "./errors.ts";
-import { decodeCertificate } from "./_x509.ts";
+import { decodeCertificate, peerCertificateDer } from "./_x509.ts";
 import {
   check,
   pemText,
@@ -415,6 +415,14 @@ export interface WrapSocketOptions {
   doHandshakeOnConnect?: boolean;
   /** Seconds a dispatcher-run handshake may take (default: the context's `handshakeTimeout`). */
   handshakeTimeout?: number | null;
+  /**
+   * What a read sees when the peer closes the connection without
+   * close_notify (a "ragged EOF"): true (default, as Python's
+   * `suppress_ragged_eofs`), the end of the stream (an empty read); false,
+   * an {@linkcode SSLEOFError}, so a truncation attack is not mistaken for
+   * the end.
+   */
+  suppressRaggedEofs?: boolean;
 }
 
 /**
@@ -445,11 +453,19 @@ export class SSLSocket extends Socket {
   readonly doHandshakeOnConnect: boolean;
   /** Seconds a dispatcher-run handshake may take, null for no limit. */
   readonly handshakeTimeout: number | null;
+  /** Whether a read takes an EOF without close_notify as the end (see `WrapSocketOptions`). */
+  readonly suppressRaggedEofs: boolean;
 
   /** @ignore Use `SSLContext.wrapSocket`. */
   constructor(sock: Socket, context: SSLContext, options: WrapSocketOptions = {}) {
     if (!(sock instanceof Socket)) throw new TypeError("wrapSocket needs a Socket");
     if (sock instanceof SSLSocket) throw new TypeError("the socket is already an SSLSocket");
+    const sockTimeout = sock.gettimeout();
+    if (sockTimeout !== null && sockTimeout !== 0) {
+      throw new TypeError(
+        "wrapSocket takes a blocking or non-blocking socket, not one with a timeout (for now)",
+      );
+    }
     const serverSide = options.serverSide ?? false;
     const hostname = options.serverHostname ?? null;
     if (serverSide && hostname !== null) {
@@ -474,6 +490,7 @@ export class SSLSocket extends Socket {
     this.serverSide = serverSide;
     this.serverHostname = hostname;
     this.doHandshakeOnConnect = options.doHandshakeOnConnect ?? true;
+    this.suppressRaggedEofs = options.suppressRaggedEofs ?? true;
     this.handshakeTimeout = options.handshakeTimeout !== undefined
       ? options.handshakeTimeout
       : context.handshakeTimeout;
@@ -486,6 +503,7 @@ export class SSLSocket extends Socket {
         checkHostname: context.checkHostname,
         doHandshakeOnConnect: this.doHandshakeOnConnect,
         handshakeTimeout: this.handshakeTimeout,
+        suppressRaggedEofs: this.suppressRaggedEofs,
       });
     } catch (error) {
       super.close();
@@ -621,6 +639,22 @@ export class SSLSocket extends Socket {
     throw new TypeError("recvfrom is not allowed on an SSLSocket");
   }
 
+  /**
+   * `null` (blocking) and 0 (non-blocking) as on a `Socket`; a timeout in
+   * seconds is refused for now: the TLS calls do not wait under one yet.
+   */
+  override settimeout(seconds: number | null): void {
+    if (seconds !== null && seconds !== 0 && typeof seconds === "number" && seconds > 0) {
+      throw new TypeError("an SSLSocket takes settimeout(null) or settimeout(0) only, for now");
+    }
+    super.settimeout(seconds);
+  }
+
+  /** Refused, as in Python: two objects cannot share one TLS session. */
+  override dup(): never {
+    throw new TypeError("Can't dup() SSLSocket instances");
+  }
+
   /** Decrypted bytes OpenSSL already holds, readable without touching the socket. */
   pending(): number {
     return this.#tls.pending();
@@ -672,22 +706,10 @@ export class SSLSocket extends Socket {
       throw new OSError(E.EBADF, { message: "Bad file descriptor (SSLSocket is closed)" });
     }
     if (!this.#tls.handshakeDone) throw new Error("handshake not done yet");
-    const { ssl: lib, crypto } = openssl();
-    const x = lib.SSL_get1_peer_certificate(ssl);
-    if (x === null) return null;
-    try {
-      ptrOut[0] = 0n;
-      const len = crypto.i2d_X509(x, null);
-      if (len <= 0) throw new SSLError(SSLC.SSL_ERROR_SSL, "i2d_X509 failed");
-      const der = new Uint8Array(len);
-      ptrOut[0] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(der)));
-      crypto.i2d_X509(x, ptrOutBytes);
-      if (binaryForm) return der;
-      if (this.context.verifyMode === CERT_NONE) return {};
-      return decodeCertificate(der);
-    } finally {
-      crypto.X509_free(x);
-    }
+    const der = peerCertificateDer(ssl);
+    if (der === null || binaryForm) return der;
+    if (this.context.verifyMode === CERT_NONE) return {};
+    return decodeCertificate(der);
   }
 
   /** The negotiated protocol, e.g. `"TLSv1.3"`, or null before the handshake. */
@@ -730,4 +752,26 @@ export class SSLSocket extends Socket {
   override toString(): string {
     return `<SSLSocket fd=${this.fileno()}, family=${this.family}, type=${this.type}, proto=${this.proto}, serverSide=${this.serverSide}>`;
   }
+}
+
+// What would bypass TLS (ancillary data, datagrams) is refused, as Python's SSLSocket does.
+for (
+  const name of [
+    "recvfromInto",
+    "sendmsg",
+    "recvmsg",
+    "recvmmsgInto",
+    "tryRecvmmsgInto",
+    "sendmmsg",
+    "trySendmmsg",
+  ] as const
+) {
+  const shown = name.replace(/^try(.)/, (_, c: string) => c.toLowerCase());
+  Object.defineProperty(SSLSocket.prototype, name, {
+    value(): never {
+      throw new TypeError(`${shown} is not allowed on an SSLSocket`);
+    },
+    writable: true,
+    configurable: true,
+  });
 }
