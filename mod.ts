@@ -54,6 +54,16 @@ export {
   type StartTlsOptions,
 } from "./dispatcher/dispatcher.ts";
 export { DispatcherWithSend } from "./dispatcher/dispatcher_with_send.ts";
+export {
+  parseProxyHeader,
+  PROXY_V1_MAX_BYTES,
+  PROXY_V2_MAX_BYTES,
+  type ProxyHeader,
+  type ProxyParseResult,
+  type ProxyProtocolVersion,
+  type ProxyTlv,
+} from "./dispatcher/proxy_header.ts";
+export { proxyHeaderOf } from "./dispatcher/proxy_accept.ts";
 export { ByteQueue, type FifoEntry, ProducerFifo } from "./dispatcher/output_queue.ts";
 export {
   FileProducer,

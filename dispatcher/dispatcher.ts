@@ -32,6 +32,8 @@ import { compactTraceback, isDisconnect, isReraised } from "./errors.ts";
 import type { FileWrapper } from "./file_wrapper.ts";
 import { applyBackpressure, checkIdleSeconds, IdleWatch, pauseIfOver } from "./limits.ts";
 import { ACCEPT_BATCH, AcceptBackoff, admit, adoptSlot, ConnectionCounter } from "./listener.ts";
+import { awaitProxyHeader, proxySettings } from "./proxy_accept.ts";
+import type { ProxyProtocolVersion } from "./proxy_header.ts";
 import { recvBuffer, takeReceived } from "./recv_pool.ts";
 import { ChannelHooks } from "./_channel_hooks.ts";
 import { formatAddress, FrozenSet } from "./_repr.ts";
@@ -96,6 +98,26 @@ export class Dispatcher {
    * socket peers count as one host). Default Infinity.
    */
   maxConnectionsPerHost: number = Infinity;
+  /**
+   * A listener behind a proxy (HAProxy, nginx, a cloud load balancer): each
+   * connection starts with a PROXY protocol header, `"v1"` (text), `"v2"`
+   * (binary) or `"any"` (either: the first byte decides); null (default)
+   * for none. The header is read before `handleAccepted(sock, addr)`, and
+   * `addr` is the client's address from it (v2 `LOCAL`, v1 `UNKNOWN`: the
+   * socket's own peer). The limits count that address. A missing,
+   * malformed, oversized or late header closes that connection only
+   * (`logInfo(..., "warning")`). Bytes after the header stay for the
+   * channel's first `recv` (a TLS ClientHello too); `proxyHeaderOf(sock)`
+   * gives the whole header. Only trusted proxies may reach such a listener:
+   * the header is believed.
+   */
+  proxyProtocol: ProxyProtocolVersion | null = null;
+  /**
+   * Seconds an accepted connection has to deliver its whole PROXY header
+   * (default 5; the specification asks for at least 3, a TCP retransmit).
+   * Meanwhile it waits in the listener's map, not yet counted or handed over.
+   */
+  proxyProtocolTimeout = 5;
   /**
    * A byte was received or sent since the idle watch last looked.
    * @ignore
@@ -695,23 +717,34 @@ export class Dispatcher {
    * A listener is readable: accepts connections until none is left (or
    * {@linkcode ACCEPT_BATCH} were taken in this event), each passed to
    * `handleAccepted`, or to `handleAcceptRefused` when it would exceed
-   * `maxConnections` or `maxConnectionsPerHost`. If a handler throws before
-   * a channel adopted the socket, the socket is closed and the error goes on
-   * to `handleError`. (A subclass overriding this method keeps the
-   * reference's one accept per event.)
+   * `maxConnections` or `maxConnectionsPerHost`. With `proxyProtocol` set,
+   * each connection's header is read first (now, or as it arrives) and the
+   * connection is admitted under the client's address it gives. If a
+   * handler throws before a channel adopted the socket, the socket is
+   * closed and the error goes on to `handleError`. (A subclass overriding
+   * this method keeps the reference's one accept per event.)
    */
   handleAccept(): void {
+    // Checked before accepting: a bad setting strands no accepted socket.
+    const proxy = proxySettings(this);
+    const admitOne = proxy && ((sock: Socket, addr: Address) => this.#admit(sock, addr));
     for (let i = 0; i < ACCEPT_BATCH; i++) {
       const pair = this.accept();
       if (pair === null) return;
-      const [sock, addr] = pair;
-      const conns = this.#conns ??= new ConnectionCounter();
-      if (conns.admits(addr, this.maxConnections, this.maxConnectionsPerHost)) {
-        admit(sock, conns.take(addr), () => this.handleAccepted(sock, addr));
-      } else {
-        admit(sock, null, () => this.handleAcceptRefused(sock, addr));
-      }
+      // With the PROXY protocol, admission waits for the client's address.
+      if (proxy === null) this.#admit(pair[0], pair[1]);
+      else awaitProxyHeader(this, pair[0], pair[1], proxy, admitOne!);
       if (!this.accepting) return; // a handler closed the listener
+    }
+  }
+
+  /** Counts `sock` from `addr` under the limits and hands it to `handleAccepted` (or refuses it). */
+  #admit(sock: Socket, addr: Address): void {
+    const conns = this.#conns ??= new ConnectionCounter();
+    if (conns.admits(addr, this.maxConnections, this.maxConnectionsPerHost)) {
+      admit(sock, conns.take(addr), () => this.handleAccepted(sock, addr));
+    } else {
+      admit(sock, null, () => this.handleAcceptRefused(sock, addr));
     }
   }
 
