@@ -7,7 +7,7 @@
  */
 
 import type { Address } from "../ffi/structs.ts";
-import { type StreamChannel } from "./_channel.ts";
+import type { StreamChannel } from "./_channel.ts";
 
 /**
  * A connection made by {@linkcode connect} or accepted by a
