@@ -135,26 +135,32 @@ export class StreamChannel extends Dispatcher {
   override handleExpt(): void {}
 
   /**
-   * The loop saw a hang-up or a disconnect. A pending socket error (or one
-   * before the connection was up) fails the connection. A plain hang-up
-   * (the peer closed both ways) ends the write side only: what the peer
-   * sent before is still read.
+   * The loop saw a hang-up or an error on the socket. Before the connection
+   * is up, the connect failed. Afterwards the write side ends, and the read
+   * side finds out in order: `recv` returns what the peer sent first, then
+   * its error (a reset) or the end of stream. So the pending error is left
+   * for `recv` to report (reading `SO_ERROR` here would clear it, and a
+   * reset would then read as a clean end). Nothing spins meanwhile: a read
+   * side that waits for its consumer asks the loop for nothing.
    */
   override handleClose(): void {
     if (this.fileno() === null) return;
-    let err = 0;
-    try {
-      err = this.sock.getsockopt(C.SOL_SOCKET, C.SO_ERROR);
-    } catch (error) {
-      this.#fail(error);
-      return;
-    }
-    if (err !== 0 || !this.connected) {
-      this.#fail(new OSError(err || E.ECONNRESET, { syscall: "recv" }));
+    if (!this.connected) {
+      let err = 0;
+      try {
+        err = this.sock.getsockopt(C.SOL_SOCKET, C.SO_ERROR);
+      } catch (error) {
+        this.#fail(error);
+        return;
+      }
+      this.#fail(new OSError(err || E.ECONNRESET, { syscall: "connect" }));
       return;
     }
     this.writer.fail(
-      new OSError(E.EPIPE, { syscall: "send", message: "Broken pipe (the peer closed)" }),
+      new OSError(E.EPIPE, {
+        syscall: "send",
+        message: "Broken pipe (the peer closed the connection or reset it)",
+      }),
     );
   }
 
