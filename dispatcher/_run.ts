@@ -101,12 +101,18 @@ export async function runAsync(run: Run): Promise<void> {
   run.signal?.addEventListener("abort", stopped);
   const done = passes({ ...run, signal: stop.signal });
   core.serving.set(map, { background, stop: stopped, done: done.catch(() => {}) });
+  let ended = false;
   try {
     await done;
+    ended = true;
   } finally {
     run.signal?.removeEventListener("abort", stopped);
     core.serving.delete(map);
-    if (!background) serveInBackground(run);
+    // A program's run hands the map back to the background. A background run
+    // that saw the map empty starts again if a channel joined between its last
+    // pass and now (its handlers' promise reactions run before this line);
+    // not when a program's run took over, nor after an error.
+    if (!background || (ended && !stop.signal.aborted)) serveInBackground(run);
   }
 }
 
