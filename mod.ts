@@ -37,11 +37,34 @@ export type { Address } from "./ffi/structs.ts";
 export {
   type AddrInfo,
   getaddrinfo,
+  getaddrinfoAsync,
   getfqdn,
   gethostbyname,
   gethostname,
   getnameinfo,
 } from "./ffi/netdb.ts";
+export { TimeoutError } from "./ffi/timeout.ts";
+export {
+  type Ancillary,
+  type AncillaryInput,
+  CMSG_LEN,
+  CMSG_SPACE,
+  type MessageSocket,
+  recvFds,
+  type RecvFdsResult,
+  type RecvmsgResult,
+  sendFds,
+} from "./ffi/msg.ts";
+export { MAX_BATCH, MessageBatch } from "./ffi/mmsg.ts";
+export { inetAton, inetNtoa, inetNtop, inetPton } from "./ffi/inet.ts";
+export {
+  createConnection,
+  createServer,
+  type CreateServerOptions,
+  hasDualstackIpv6,
+  socketpair,
+} from "./ffi/create.ts";
+export { listenFds, listenFdsWithNames, SD_LISTEN_FDS_START } from "./ffi/activation.ts";
 export type { StopSignal } from "./ffi/signals.ts";
 export * from "./ffi/constants.ts";
 export { type BytesLike } from "./ffi/bytes.ts";
@@ -127,6 +150,17 @@ export {
   type TLSVersion,
   type WrapSocketOptions,
 } from "./tls/ssl.ts";
+export {
+  SSL_ERROR_EOF,
+  SSL_ERROR_INVALID_ERROR_CODE,
+  SSL_ERROR_SSL,
+  SSL_ERROR_SYSCALL,
+  SSL_ERROR_WANT_CONNECT,
+  SSL_ERROR_WANT_READ,
+  SSL_ERROR_WANT_WRITE,
+  SSL_ERROR_WANT_X509_LOOKUP,
+  SSL_ERROR_ZERO_RETURN,
+} from "./tls/constants.ts";
 export {
   SSLCertVerificationError,
   SSLEOFError,

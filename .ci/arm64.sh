@@ -121,7 +121,8 @@ run_tests() { # name, then the arguments of `deno task test`
 
 start=$(date +%s)
 run_tests "ffi tests" tests/ffi_platform_test.ts tests/ffi_structs_test.ts tests/ffi_socket_test.ts \
-  tests/ffi_pollers_test.ts tests/ffi_errors_test.ts
+  tests/ffi_pollers_test.ts tests/ffi_errors_test.ts tests/ffi_msg_test.ts tests/ffi_inet_test.ts \
+  tests/ffi_timeout_test.ts tests/ffi_mmsg_test.ts tests/ffi_activation_test.ts
 run_tests "asyncore matrix on poll and epoll" '--filter=/^TestAPI_Use\w+(Poll|Epoll):/' \
   tests/asyncore_matrix_test.ts
 run_tests "examples and interop" tests/examples_test.ts tests/interop_test.ts

@@ -104,6 +104,59 @@ export const NI_MAXHOST: number = C.NI_MAXHOST;
 /** getnameinfo: the longest service name, with its NUL. */
 export const NI_MAXSERV: number = C.NI_MAXSERV;
 
+/** Ancillary data type: passing fds (`sendFds`, `recvFds`). */
+export const SCM_RIGHTS: number = C.SCM_RIGHTS;
+/** Ancillary data type: the sender's pid, uid and gid (with `SO_PASSCRED`). */
+export const SCM_CREDENTIALS: number = C.SCM_CREDENTIALS;
+/** Receive `SCM_CREDENTIALS` with each message (Unix sockets). */
+export const SO_PASSCRED: number = C.SO_PASSCRED;
+/** Keep out-of-band (urgent) data in the normal stream. */
+export const SO_OOBINLINE: number = C.SO_OOBINLINE;
+/** The kernel's receive timeout (`struct timeval`); `settimeout` does not use it. */
+export const SO_RCVTIMEO: number = C.SO_RCVTIMEO;
+/** The kernel's send timeout (`struct timeval`); `settimeout` does not use it. */
+export const SO_SNDTIMEO: number = C.SO_SNDTIMEO;
+/** Allow sending to a broadcast address. */
+export const SO_BROADCAST: number = C.SO_BROADCAST;
+/** TCP keepalive: seconds idle before the first probe. */
+export const TCP_KEEPIDLE: number = C.TCP_KEEPIDLE;
+/** TCP keepalive: seconds between probes. */
+export const TCP_KEEPINTVL: number = C.TCP_KEEPINTVL;
+/** TCP keepalive: probes unanswered before the connection is dropped. */
+export const TCP_KEEPCNT: number = C.TCP_KEEPCNT;
+/** Milliseconds sent data may stay unacknowledged before the connection is dropped. */
+export const TCP_USER_TIMEOUT: number = C.TCP_USER_TIMEOUT;
+/** IPv4 protocol level (`IP_*` options). */
+export const IPPROTO_IP: number = C.IPPROTO_IP;
+/** UDP protocol number. */
+export const IPPROTO_UDP: number = C.IPPROTO_UDP;
+/** Join an IPv4 multicast group (an `ip_mreq`: group, then interface, from `inetAton`). */
+export const IP_ADD_MEMBERSHIP: number = C.IP_ADD_MEMBERSHIP;
+/** Leave an IPv4 multicast group (an `ip_mreq`). */
+export const IP_DROP_MEMBERSHIP: number = C.IP_DROP_MEMBERSHIP;
+/** Time to live of sent IPv4 multicast datagrams. */
+export const IP_MULTICAST_TTL: number = C.IP_MULTICAST_TTL;
+/** Whether sent IPv4 multicast comes back to this host's own members. */
+export const IP_MULTICAST_LOOP: number = C.IP_MULTICAST_LOOP;
+/** The interface (its address, 4 bytes) IPv4 multicast is sent from. */
+export const IP_MULTICAST_IF: number = C.IP_MULTICAST_IF;
+/** Join an IPv6 multicast group (an `ipv6_mreq`: group, then interface index). */
+export const IPV6_JOIN_GROUP: number = C.IPV6_JOIN_GROUP;
+/** Leave an IPv6 multicast group. */
+export const IPV6_LEAVE_GROUP: number = C.IPV6_LEAVE_GROUP;
+/** Whether sent IPv6 multicast comes back to this host's own members. */
+export const IPV6_MULTICAST_LOOP: number = C.IPV6_MULTICAST_LOOP;
+/** The IPv4 any-address as a number (0.0.0.0). */
+export const INADDR_ANY: number = C.INADDR_ANY;
+/** recv flag: return a datagram's real length; msg flag: the datagram was cut. */
+export const MSG_TRUNC: number = C.MSG_TRUNC;
+/** msg flag: ancillary data was cut (fds beyond the buffer were dropped). */
+export const MSG_CTRUNC: number = C.MSG_CTRUNC;
+/** recv flag: wait until the whole request is filled (stream sockets). */
+export const MSG_WAITALL: number = C.MSG_WAITALL;
+/** recvmsg flag: received fds are close-on-exec (this library always sets it). */
+export const MSG_CMSG_CLOEXEC: number = C.MSG_CMSG_CLOEXEC;
+
 /** Encodes a `struct linger` for `setsockopt(SOL_SOCKET, SO_LINGER, ...)`. */
 export function encodeLinger(onoff: boolean, seconds: number): Uint8Array {
   return new Uint8Array(new Int32Array([onoff ? 1 : 0, seconds]).buffer);

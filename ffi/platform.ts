@@ -99,7 +99,32 @@ export type ConstantName =
   | "SIGUSR1"
   | "SIGUSR2"
   | "SIGTERM"
-  | "SA_RESETHAND";
+  | "SA_RESETHAND"
+  | "SCM_RIGHTS"
+  | "SCM_CREDENTIALS"
+  | "SO_PASSCRED"
+  | "SO_OOBINLINE"
+  | "SO_RCVTIMEO"
+  | "SO_SNDTIMEO"
+  | "TCP_KEEPIDLE"
+  | "TCP_KEEPINTVL"
+  | "TCP_KEEPCNT"
+  | "TCP_USER_TIMEOUT"
+  | "IP_MULTICAST_IF"
+  | "IP_MULTICAST_TTL"
+  | "IP_MULTICAST_LOOP"
+  | "IP_ADD_MEMBERSHIP"
+  | "IP_DROP_MEMBERSHIP"
+  | "IPV6_MULTICAST_LOOP"
+  | "IPV6_JOIN_GROUP"
+  | "IPV6_LEAVE_GROUP"
+  | "INADDR_ANY"
+  | "MSG_TRUNC"
+  | "MSG_CTRUNC"
+  | "MSG_WAITALL"
+  | "MSG_WAITFORONE"
+  | "MSG_CMSG_CLOEXEC"
+  | "F_DUPFD_CLOEXEC";
 
 /** The numeric constants of one platform, by their C name. */
 export type Constants = Readonly<Record<ConstantName, number>>;
@@ -188,6 +213,43 @@ export interface StructLayouts {
     handler: number;
     flags: number;
   };
+  /**
+   * `struct msghdr` (`sendmsg`/`recvmsg`): size and offsets. `lengthSize` is
+   * the width of `msg_iovlen` and `msg_controllen` (`size_t` in glibc, 4
+   * bytes in musl and the BSDs).
+   */
+  msghdr: {
+    size: number;
+    name: number;
+    namelen: number;
+    iov: number;
+    iovlen: number;
+    control: number;
+    controllen: number;
+    flags: number;
+    lengthSize: 4 | 8;
+  };
+  /** `struct iovec { void *iov_base; size_t iov_len; }`: size and offsets. */
+  iovec: { size: number; base: number; len: number };
+  /**
+   * `struct cmsghdr`: the header's size (`CMSG_LEN(0)`, where the data
+   * starts) and offsets; `lenSize` is the width of `cmsg_len` (`size_t` in
+   * glibc, `socklen_t` elsewhere); `align` is `CMSG_ALIGN`'s unit.
+   */
+  cmsghdr: {
+    size: number;
+    len: number;
+    level: number;
+    type: number;
+    lenSize: 4 | 8;
+    align: number;
+  };
+  /** `struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; }` (Linux). */
+  mmsghdr: { size: number; len: number };
+  /** `sizeof(struct ip_mreq)` (`imr_multiaddr`, `imr_interface`). */
+  ipMreq: number;
+  /** `sizeof(struct ipv6_mreq)` (`ipv6mr_multiaddr`, `ipv6mr_interface`). */
+  ipv6Mreq: number;
 }
 
 /** One platform's table. */
@@ -329,6 +391,31 @@ const linuxConstants = {
   SIGUSR2: 12,
   SIGTERM: 15,
   SA_RESETHAND: 0x80000000,
+  SCM_RIGHTS: 1,
+  SCM_CREDENTIALS: 2,
+  SO_PASSCRED: 16,
+  SO_OOBINLINE: 10,
+  SO_RCVTIMEO: 20,
+  SO_SNDTIMEO: 21,
+  TCP_KEEPIDLE: 4,
+  TCP_KEEPINTVL: 5,
+  TCP_KEEPCNT: 6,
+  TCP_USER_TIMEOUT: 18,
+  IP_MULTICAST_IF: 32,
+  IP_MULTICAST_TTL: 33,
+  IP_MULTICAST_LOOP: 34,
+  IP_ADD_MEMBERSHIP: 35,
+  IP_DROP_MEMBERSHIP: 36,
+  IPV6_MULTICAST_LOOP: 19,
+  IPV6_JOIN_GROUP: 20,
+  IPV6_LEAVE_GROUP: 21,
+  INADDR_ANY: 0,
+  MSG_TRUNC: 0x20,
+  MSG_CTRUNC: 0x8,
+  MSG_WAITALL: 0x100,
+  MSG_WAITFORONE: 0x10000,
+  MSG_CMSG_CLOEXEC: 0x40000000,
+  F_DUPFD_CLOEXEC: 1030,
 } as const satisfies Record<ConstantName, number>;
 
 /** Linux errno values (asm-generic, shared by x86_64 and aarch64). */
@@ -508,6 +595,22 @@ const linux64Structs = {
   },
   hostent: { size: 32, name: 0, aliases: 8 },
   sigaction: { size: 152, handler: 0, flags: 136 },
+  msghdr: {
+    size: 56,
+    name: 0,
+    namelen: 8,
+    iov: 16,
+    iovlen: 24,
+    control: 32,
+    controllen: 40,
+    flags: 48,
+    lengthSize: 8,
+  },
+  iovec: { size: 16, base: 0, len: 8 },
+  cmsghdr: { size: 16, len: 0, level: 8, type: 12, lenSize: 8, align: 8 },
+  mmsghdr: { size: 64, len: 56 },
+  ipMreq: 8,
+  ipv6Mreq: 20,
 } as const satisfies Omit<StructLayouts, "epollEvent">;
 
 /** What every 64-bit glibc Linux table shares; the tables differ in name and `epoll_event`. */

@@ -16,10 +16,13 @@ import { C, platform } from "./platform.ts";
 import { encodeAddress } from "./resolve.ts";
 import { type Address, decodeSockaddr } from "./structs.ts";
 import { holdSpareFd } from "./spare_fd.ts";
-import { sendfileBlocking, type SendfileSource } from "./sendfile.ts";
+import { sendfileBlocking, type SendfileSource, type SendfileTarget } from "./sendfile.ts";
 import { libc } from "./symbols.ts";
 import { kTransport, SocketTransport, type Transport } from "./transport.ts";
 import { asBytes, type BytesLike } from "./bytes.ts";
+import { checkTimeout, TimeoutError, waitReady } from "./timeout.ts";
+import { type AncillaryInput, RecvMsg, type RecvmsgResult, SendMsg } from "./msg.ts";
+import { type MessageBatch, recvmmsgInto, sendmmsg } from "./mmsg.ts";
 
 const SOCK_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
 const MSG_NOSIGNAL = C.MSG_NOSIGNAL;
@@ -84,7 +87,10 @@ export function acceptedSocket(listener: Socket, fd: number): Socket {
  */
 export class Socket {
   #fd: number;
+  /** Whether the fd itself is in blocking mode (no `O_NONBLOCK`). */
   #blocking: boolean;
+  /** Seconds of a Python timeout (`settimeout`; the fd is then non-blocking), else null. */
+  #timeout: number | null = null;
   /** The address family: `AF_INET`, `AF_INET6` or `AF_UNIX`. */
   readonly family: number;
   /** The socket type (`SOCK_STREAM`, `SOCK_DGRAM`), without creation flags. */
@@ -152,15 +158,59 @@ export class Socket {
     return this.#fd;
   }
 
-  /** Whether the socket is in blocking mode. */
+  /**
+   * Whether the socket is in blocking mode: true also with a timeout, as in
+   * Python (`gettimeout() !== 0`).
+   */
   getblocking(): boolean {
-    return this.#blocking;
+    return this.#blocking || this.#timeout !== null;
   }
 
-  /** Sets blocking (`true`) or non-blocking (`false`) mode. */
+  /**
+   * Sets blocking (`true`) or non-blocking (`false`) mode; either clears a
+   * timeout (`setblocking(true)` is `settimeout(null)`, `setblocking(false)`
+   * is `settimeout(0)`).
+   */
   setblocking(flag: boolean): void {
     flag = Boolean(flag);
+    this.#timeout = null;
     if (flag === this.#blocking) return;
+    this.#setFdBlocking(flag);
+  }
+
+  /**
+   * Python's `settimeout`: `null` blocks without limit, `0` is non-blocking,
+   * and a number of seconds makes each blocking call (`accept`, `connect`,
+   * `recv*`, `send*`, `sendall` as a whole) wait at most that long, then
+   * throw {@linkcode TimeoutError}. As in CPython, the fd is then
+   * non-blocking and each call first waits for readiness with `poll(2)`
+   * (not `SO_RCVTIMEO`). The `try*` calls never wait. A dispatcher's socket
+   * is non-blocking (`settimeout(0)`).
+   *
+   * @param seconds `null`, 0, or a number of seconds.
+   * @throws {RangeError} For a negative or NaN value (Python's `ValueError`).
+   * @throws {TypeError} For a value that is not a number or null.
+   * @example
+   * ```ts ignore
+   * const sock = new Socket();
+   * sock.settimeout(5);
+   * sock.connect(["127.0.0.1", 8080]); // TimeoutError after 5 s without an answer
+   * ```
+   */
+  settimeout(seconds: number | null): void {
+    const timeout = checkTimeout(seconds);
+    if (timeout === null || timeout === 0) return this.setblocking(timeout === null);
+    if (this.#blocking) this.#setFdBlocking(false);
+    this.#timeout = timeout;
+  }
+
+  /** Python's `gettimeout`: the timeout in seconds, `null` when blocking, 0 when non-blocking. */
+  gettimeout(): number | null {
+    if (this.#timeout !== null) return this.#timeout;
+    return this.#blocking ? null : 0;
+  }
+
+  #setFdBlocking(flag: boolean): void {
     const lib = libc();
     const fd = this.#fd;
     const fl = this.#fcntlGetfl();
@@ -183,6 +233,33 @@ export class Socket {
   /** Makes `fn` by the errno policy; a failure throws `OSError`. */
   #call(syscall: string, fn: () => number, filename?: string): number {
     return check(attempt(fn, this.#expected()), syscall, filename);
+  }
+
+  /** Like `#call`, but -1 for "would block" (`EAGAIN`) instead of an `OSError`. */
+  #try(syscall: string, fn: () => number, filename?: string, eofKeepsError = false): number {
+    const r = attempt(fn, this.#expected(), eofKeepsError);
+    return r === -EAGAIN ? -1 : check(r, syscall, filename);
+  }
+
+  /** When a call started now must end under the timeout (`performance.now()` time), or NaN. */
+  #deadline(): number {
+    return this.#timeout === null ? NaN : performance.now() + this.#timeout * 1000;
+  }
+
+  /**
+   * Runs `tryOnce` (a call that returns -1 for "would block") under the
+   * timeout, as CPython's `sock_call`: without one, once; with one, after
+   * waiting for `events` until `deadline`, and again after a false
+   * readiness. Returns -1 only for a non-blocking socket.
+   */
+  #timed(events: number, syscall: string, tryOnce: () => number, deadline = NaN): number {
+    if (this.#timeout === null) return tryOnce();
+    const end = Number.isNaN(deadline) ? this.#deadline() : deadline;
+    for (;;) {
+      waitReady(this.#fd, events, end, syscall);
+      const r = tryOnce();
+      if (r !== -1) return r;
+    }
   }
 
   #encode(addr: Address): number {
@@ -215,7 +292,7 @@ export class Socket {
    * this socket's blocking mode (one `fcntl` less than Python).
    */
   accept(): [Socket, Address] {
-    const fd = this.tryAccept();
+    const fd = this.#timed(C.POLLIN, "accept", () => this.tryAccept());
     if (fd === -1) throw osError(EAGAIN, "accept");
     return [acceptedSocket(this, fd), this.#peer];
   }
@@ -234,7 +311,8 @@ export class Socket {
   tryAccept(): number {
     const lib = libc();
     const fd = this.#fd;
-    const flags = C.SOCK_CLOEXEC | (this.#blocking ? 0 : C.SOCK_NONBLOCK);
+    // A listener with a timeout gives blocking sockets, as in Python.
+    const flags = C.SOCK_CLOEXEC | (this.getblocking() ? 0 : C.SOCK_NONBLOCK);
     const r = attempt(() => {
       lenBuf[0] = addrBuf.length;
       return lib.accept4(fd, addrBuf, lenBuf, flags);
@@ -245,36 +323,64 @@ export class Socket {
     return r;
   }
 
-  /** Connects to `addr`; throws `OSError` on failure (`EINPROGRESS` when non-blocking). */
+  /**
+   * Connects to `addr`; throws `OSError` on failure (`EINPROGRESS` when
+   * non-blocking, {@linkcode TimeoutError} past a timeout).
+   */
   connect(addr: Address): void {
-    const err = this.connectEx(addr);
+    const err = this.#connect(addr);
     if (err !== 0) throw osError(err, "connect", this.#addrText(addr));
   }
 
-  /** Connects to `addr` and returns 0 or the errno (`EINPROGRESS` when non-blocking). */
+  /**
+   * Connects to `addr` and returns 0 or the errno (`EINPROGRESS` when
+   * non-blocking; `EAGAIN` past a timeout, as Python's `connect_ex`).
+   */
   connectEx(addr: Address): number {
+    try {
+      return this.#connect(addr);
+    } catch (error) {
+      if (error instanceof TimeoutError) return EAGAIN;
+      throw error;
+    }
+  }
+
+  #connect(addr: Address): number {
     const len = this.#encode(addr);
     const lib = libc();
     const fd = this.#fd;
+    const deadline = this.#deadline();
     const r = attempt(() => lib.connect(fd, addrBuf, len), this.#expected(E.EINPROGRESS));
     if (r >= 0) return 0;
     // A closed socket is a programming error, not a connect result.
     if (r === -E.EBADF && fd < 0) check(r, "connect");
+    if (r === -E.EINPROGRESS && this.#timeout !== null) {
+      waitReady(fd, C.POLLOUT | C.POLLERR, deadline, "connect");
+      return this.getsockopt(C.SOL_SOCKET, C.SO_ERROR);
+    }
     return -r;
   }
 
   /** Sends `data` (strings as UTF-8); returns the number of bytes sent. */
   send(data: BytesLike, flags = 0): number {
-    const n = this.trySend(data, flags);
+    const n = this.#timed(C.POLLOUT, "send", () => this.trySend(data, flags));
     if (n === -1) throw osError(EAGAIN, "send");
     return n;
   }
 
-  /** Sends all of `data`, looping over partial sends (blocking sockets). */
+  /**
+   * Sends all of `data`, looping over partial sends (blocking sockets). With
+   * a timeout, the whole of it must go within that time, as in Python.
+   */
   sendall(data: BytesLike, flags = 0): void {
     let bytes = asBytes(data);
+    const deadline = this.#deadline();
     while (bytes.length > 0) {
-      const n = this.send(bytes, flags);
+      const part = bytes;
+      const n = Number.isNaN(deadline)
+        ? this.send(part, flags)
+        : this.#timed(C.POLLOUT, "send", () => this.trySend(part, flags), deadline);
+      if (n === -1) throw osError(EAGAIN, "send");
       bytes = bytes.subarray(n);
     }
   }
@@ -307,12 +413,21 @@ export class Socket {
    * ```
    */
   sendfile(file: SendfileSource, offset = 0, count?: number): number {
-    if (!this.#blocking) {
+    if (!this.getblocking()) {
       throw new TypeError(
         "sendfile needs a blocking socket (as in Python); in a loop use trySendfile or DispatcherWithSend.sendFile",
       );
     }
-    return sendfileBlocking(this, file, offset, count);
+    if (this.#timeout === null) return sendfileBlocking(this, file, offset, count);
+    // With a timeout, each sendfile(2) waits for room first, as Python's does.
+    const target: SendfileTarget = {
+      type: this.type,
+      canSendfile: () => this.canSendfile(),
+      trySendfile: (fd, at, n) =>
+        this.#timed(C.POLLOUT, "sendfile", () => this.trySendfile(fd, at, n)),
+      sendall: (data) => this.sendall(data),
+    };
+    return sendfileBlocking(target, file, offset, count);
   }
 
   /**
@@ -355,14 +470,15 @@ export class Socket {
     checkSize(n, "recv size");
     if (n === 0) return new Uint8Array(0); // as Python: no system call, so never EAGAIN
     if (n > scratch.length) scratch = new Uint8Array(Math.min(n, MAX_IO));
-    const got = this.tryRecvInto(scratch, Math.min(n, MAX_IO), flags);
+    const len = Math.min(n, MAX_IO);
+    const got = this.#timed(C.POLLIN, "recv", () => this.tryRecvInto(scratch, len, flags));
     if (got === -1) throw osError(EAGAIN, "recv");
     return scratch.slice(0, got);
   }
 
   /** Receives into `buffer` (up to `n` bytes); returns the count. */
   recvInto(buffer: Uint8Array, n: number = buffer.length, flags = 0): number {
-    const got = this.tryRecvInto(buffer, n, flags);
+    const got = this.#timed(C.POLLIN, "recv", () => this.tryRecvInto(buffer, n, flags));
     if (got === -1) throw osError(EAGAIN, "recv");
     return got;
   }
@@ -386,11 +502,15 @@ export class Socket {
     const lib = libc();
     const fd = this.#fd;
     const n = Math.min(bytes.length, MAX_IO);
-    return this.#call(
-      "sendto",
-      () => lib.sendto(fd, bytes, BigInt(n), flags | MSG_NOSIGNAL, addrBuf, len),
-      this.#addrText(addr),
-    );
+    const text = this.#addrText(addr);
+    const sent = this.#timed(C.POLLOUT, "sendto", () =>
+      this.#try(
+        "sendto",
+        () => lib.sendto(fd, bytes, BigInt(n), flags | MSG_NOSIGNAL, addrBuf, len),
+        text,
+      ));
+    if (sent === -1) throw osError(EAGAIN, "sendto", text);
+    return sent;
   }
 
   /** Receives a datagram of up to `n` bytes: `[bytes, senderAddress]`. */
@@ -400,11 +520,175 @@ export class Socket {
     const lib = libc();
     const fd = this.#fd;
     const len = Math.min(n, MAX_IO);
-    const got = this.#call("recvfrom", () => {
-      lenBuf[0] = addrBuf.length;
-      return lib.recvfrom(fd, scratch, BigInt(len), flags, addrBuf, lenBuf);
-    });
+    const got = this.#timed(C.POLLIN, "recvfrom", () =>
+      this.#try("recvfrom", () => {
+        lenBuf[0] = addrBuf.length;
+        return lib.recvfrom(fd, scratch, BigInt(len), flags, addrBuf, lenBuf);
+      }));
+    if (got === -1) throw osError(EAGAIN, "recvfrom");
     return [scratch.slice(0, got), decodeSockaddr(addrBuf, lenBuf[0])];
+  }
+
+  /**
+   * Python's `recvfrom_into`: receives a datagram (or stream bytes) into
+   * `buffer`, up to `n` bytes (0, as in Python, means all of `buffer`); a
+   * longer datagram is cut. Returns `[nbytes, senderAddress]`.
+   *
+   * @throws {RangeError} When `n` is negative or more than `buffer` holds.
+   * @example
+   * ```ts ignore
+   * const buf = new Uint8Array(2048);
+   * const [n, from] = sock.recvfromInto(buf);
+   * sock.sendto(buf.subarray(0, n), from);
+   * ```
+   */
+  recvfromInto(buffer: Uint8Array, n: number = buffer.length, flags = 0): [number, Address] {
+    if (!(buffer instanceof Uint8Array)) throw new TypeError("recvfromInto needs a Uint8Array");
+    if (!Number.isInteger(n)) throw new TypeError(`nbytes must be an integer, not ${n}`);
+    if (n < 0) throw new RangeError("negative buffersize in recvfrom_into");
+    if (n > buffer.length) throw new RangeError("nbytes is greater than the length of the buffer");
+    const len = Math.min(n === 0 ? buffer.length : n, MAX_IO);
+    const lib = libc();
+    const fd = this.#fd;
+    const got = this.#timed(C.POLLIN, "recvfrom", () =>
+      this.#try("recvfrom", () => {
+        lenBuf[0] = addrBuf.length;
+        return lib.recvfrom(fd, buffer, BigInt(len), flags, addrBuf, lenBuf);
+      }));
+    if (got === -1) throw osError(EAGAIN, "recvfrom");
+    return [got, decodeSockaddr(addrBuf, lenBuf[0])];
+  }
+
+  /**
+   * Python's `sendmsg`: sends the bytes of `buffers` in order (one datagram
+   * on a datagram socket) with ancillary data, to `address` when given (an
+   * unconnected datagram socket). Returns the bytes of data sent.
+   *
+   * A stream socket needs at least one byte of data to carry ancillary data
+   * (`RangeError` otherwise: Linux would drop it, passed fds included).
+   *
+   * @param buffers The data (strings as UTF-8).
+   * @param ancdata `[level, type, data]` items; the data may be any typed
+   *   array (`[SOL_SOCKET, SCM_RIGHTS, new Int32Array(fds)]`).
+   * @param flags `MSG_*` flags.
+   * @param address The destination, for an unconnected datagram socket.
+   * @throws {OSError} From `sendmsg(2)`.
+   * @example
+   * ```ts ignore
+   * sock.sendmsg(["header", body], [[SOL_SOCKET, SCM_RIGHTS, new Int32Array([fd])]]);
+   * ```
+   */
+  sendmsg(
+    buffers: BytesLike[],
+    ancdata: AncillaryInput[] = [],
+    flags = 0,
+    address?: Address,
+  ): number {
+    const msg = new SendMsg(this.family, this.type, buffers, ancdata, address);
+    const lib = libc();
+    const fd = this.#fd;
+    const header = msg.header;
+    const fl = flags | MSG_NOSIGNAL;
+    try {
+      const n = this.#timed(
+        C.POLLOUT,
+        "sendmsg",
+        () => this.#try("sendmsg", () => lib.sendmsg(fd, header, fl)),
+      );
+      if (n === -1) throw osError(EAGAIN, "sendmsg");
+      return n;
+    } finally {
+      msg.release(); // keeps the buffers the header points at reachable until here
+    }
+  }
+
+  /**
+   * Python's `recvmsg`: up to `bufsize` bytes of data and up to
+   * `ancbufsize` bytes of ancillary data (size it with `CMSG_SPACE`):
+   * `[data, ancdata, msgFlags, address]`. `msgFlags` has `MSG_TRUNC` when
+   * a datagram was cut and `MSG_CTRUNC` when ancillary data was; `address`
+   * is null when the kernel gave none (a connected stream). Fds received
+   * (`SCM_RIGHTS`) are close-on-exec and the caller's to close (see
+   * `recvFds`).
+   *
+   * @throws {RangeError} For a negative size.
+   * @example
+   * ```ts ignore
+   * const [data, ancdata, flags] = sock.recvmsg(1024, CMSG_SPACE(4));
+   * ```
+   */
+  recvmsg(bufsize: number, ancbufsize = 0, flags = 0): RecvmsgResult {
+    const msg = new RecvMsg(bufsize, ancbufsize, flags);
+    const lib = libc();
+    const fd = this.#fd;
+    const header = msg.header;
+    const fl = msg.flags;
+    const n = this.#timed(
+      C.POLLIN,
+      "recvmsg",
+      () => this.#try("recvmsg", () => lib.recvmsg(fd, header, fl), undefined, true),
+    );
+    if (n === -1) throw osError(EAGAIN, "recvmsg");
+    return msg.result(n);
+  }
+
+  /**
+   * Receives up to `count` datagrams into `batch` with one `recvmmsg(2)`:
+   * returns how many arrived (message `i` is `batch.data(i)` from
+   * `batch.address(i)`). A blocking socket waits for the first only, then
+   * takes what is already queued; a non-blocking one throws `OSError(EAGAIN)`
+   * when none is (see {@linkcode tryRecvmmsgInto}).
+   *
+   * @param batch Preallocated room (see `MessageBatch`).
+   * @param count The most datagrams to take (default: the batch's capacity).
+   * @param flags `MSG_*` flags.
+   * @example
+   * ```ts ignore
+   * const batch = new MessageBatch(32, 1500);
+   * const n = sock.recvmmsgInto(batch);
+   * for (let i = 0; i < n; i++) console.log(batch.address(i), batch.data(i).length);
+   * ```
+   */
+  recvmmsgInto(batch: MessageBatch, count: number = batch.capacity, flags = 0): number {
+    const n = this.#timed(C.POLLIN, "recvmmsg", () => this.tryRecvmmsgInto(batch, count, flags));
+    if (n === -1) throw osError(EAGAIN, "recvmmsg");
+    return n;
+  }
+
+  /** Like `recvmmsgInto`, but returns -1 instead of throwing when nothing is queued. */
+  tryRecvmmsgInto(batch: MessageBatch, count: number = batch.capacity, flags = 0): number {
+    return recvmmsgInto(this.#fd, batch, count, flags, this.#expected());
+  }
+
+  /**
+   * Sends messages `start` to `start + count - 1` of `batch` with one
+   * `sendmmsg(2)`, each `batch.lengths[i]` bytes to `batch.address(i)` (none
+   * on a connected socket): returns how many went. Fewer go when the socket
+   * buffer fills; send the rest from `start + n`.
+   *
+   * @param batch The messages (see `MessageBatch`).
+   * @param count How many to send.
+   * @param flags `MSG_*` flags.
+   * @param start The first message to send (default 0).
+   * @example Echo what arrived, each datagram to its sender
+   * ```ts ignore
+   * const n = sock.recvmmsgInto(batch);
+   * for (let sent = 0; sent < n;) sent += sock.sendmmsg(batch, n - sent, 0, sent);
+   * ```
+   */
+  sendmmsg(batch: MessageBatch, count: number, flags = 0, start = 0): number {
+    const n = this.#timed(
+      C.POLLOUT,
+      "sendmmsg",
+      () => this.trySendmmsg(batch, count, flags, start),
+    );
+    if (n === -1) throw osError(EAGAIN, "sendmmsg");
+    return n;
+  }
+
+  /** Like `sendmmsg`, but returns -1 instead of throwing when none could go. */
+  trySendmmsg(batch: MessageBatch, count: number, flags = 0, start = 0): number {
+    return sendmmsg(this.#fd, batch, count, flags, start, this.#expected());
   }
 
   /** Sets an option: an integer value, or raw bytes (e.g. a `struct linger`). */
@@ -471,6 +755,26 @@ export class Socket {
     if (fd < 0) return;
     this.#fd = -1;
     libc().close(fd);
+  }
+
+  /**
+   * Python's `dup`: a new socket on a duplicate of the fd (close-on-exec),
+   * with the same family, type, protocol and timeout. Closing either leaves
+   * the other open; both share the connection and its blocking mode.
+   *
+   * @example
+   * ```ts ignore
+   * const copy = sock.dup();
+   * sock.close(); // copy still works
+   * ```
+   */
+  dup(): Socket {
+    const lib = libc();
+    const fd = this.#fd;
+    const copy = this.#call("dup", () => lib.fcntl(fd, C.F_DUPFD_CLOEXEC, 0));
+    const sock = new Socket(this.family, this.type, this.proto, copy);
+    sock.settimeout(this.gettimeout());
+    return sock;
   }
 
   /** Gives up the fd without closing it and returns it. */

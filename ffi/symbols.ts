@@ -82,6 +82,33 @@ const symbols = {
     nonblocking: true,
     optional: true,
   },
+  /** int socketpair(int domain, int type, int protocol, int sv[2]); */
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  /** ssize_t sendmsg(int fd, const struct msghdr *msg, int flags); */
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  /** ssize_t recvmsg(int fd, struct msghdr *msg, int flags); */
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  /** int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags); (Linux, FreeBSD) */
+  sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32", optional: true },
+  /**
+   * int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags,
+   *              struct timespec *timeout); (Linux, FreeBSD)
+   */
+  recvmmsg: {
+    parameters: ["i32", "buffer", "u32", "i32", "pointer"],
+    result: "i32",
+    optional: true,
+  },
+  /** int inet_aton(const char *cp, struct in_addr *inp); */
+  inet_aton: { parameters: ["buffer", "buffer"], result: "i32" },
+  /** int inet_pton(int af, const char *src, void *dst); */
+  inet_pton: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  /** const char *inet_ntop(int af, const void *src, char *dst, socklen_t size); */
+  inet_ntop: { parameters: ["i32", "buffer", "buffer", "u32"], result: "pointer" },
+  /** char *getenv(const char *name); (read through libc: --allow-ffi is the one permission) */
+  getenv: { parameters: ["buffer"], result: "pointer" },
+  /** int unsetenv(const char *name); */
+  unsetenv: { parameters: ["buffer"], result: "i32" },
   /** int dup(int fd); */
   dup: { parameters: ["i32"], result: "i32" },
   /** int pipe2(int fds[2], int flags); (Linux, the BSDs) */
@@ -121,6 +148,18 @@ const symbols = {
   getaddrinfo: {
     parameters: ["buffer", "buffer", "buffer", "buffer"],
     result: "i32",
+  },
+  /**
+   * The same getaddrinfo(3), run on a worker thread so the loop's thread
+   * goes on meanwhile (a lookup can take seconds). Each call costs about
+   * 47 us more than the synchronous one, so only promise-returning paths
+   * use it. errno of its EAI_SYSTEM failures lives on the worker thread.
+   */
+  getaddrinfoAsync: {
+    name: "getaddrinfo",
+    parameters: ["buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+    nonblocking: true,
   },
   /** void freeaddrinfo(struct addrinfo *res); */
   freeaddrinfo: { parameters: ["pointer"], result: "void" },

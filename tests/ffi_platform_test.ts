@@ -85,6 +85,13 @@ Deno.test({
     for (const [k, v] of Object.entries(S.addrinfo)) expect(`addrinfo.${k}`, v);
     for (const [k, v] of Object.entries(S.hostent)) expect(`hostent.${k}`, v);
     for (const [k, v] of Object.entries(S.sigaction)) expect(`sigaction.${k}`, v);
+    for (const [k, v] of Object.entries(S.msghdr)) expect(`msghdr.${k}`, v);
+    expect("msghdr.controllenSize", S.msghdr.lengthSize);
+    for (const [k, v] of Object.entries(S.iovec)) expect(`iovec.${k}`, v);
+    for (const [k, v] of Object.entries(S.cmsghdr)) expect(`cmsghdr.${k}`, v);
+    for (const [k, v] of Object.entries(S.mmsghdr)) expect(`mmsghdr.${k}`, v);
+    expect("ipMreq", S.ipMreq);
+    expect("ipv6Mreq", S.ipv6Mreq);
     assertEquals(mismatches, []);
   },
 });

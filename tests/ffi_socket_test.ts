@@ -39,6 +39,7 @@ import {
   delay,
   leakTest,
   python,
+  PythonPeer,
   randomBytes,
   sha256,
   tempSocketPath,
@@ -151,67 +152,6 @@ async function expectEof(sock: Socket, ms = 5000): Promise<void> {
     "end of stream",
     ms,
   );
-}
-
-/** A python3 subprocess whose stdout is read line by line. */
-class PythonPeer implements AsyncDisposable {
-  readonly child: Deno.ChildProcess;
-  #reader: ReadableStreamDefaultReader<string>;
-  #buffer = "";
-  #stderr: Promise<string>;
-  #done = false;
-
-  constructor(script: string, args: string[]) {
-    this.child = new Deno.Command(python!, {
-      args: ["-c", script, ...args],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#reader = this.child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    this.#stderr = new Response(this.child.stderr).text();
-  }
-
-  /** The next line of output. */
-  async line(ms = 10000): Promise<string> {
-    while (!this.#buffer.includes("\n")) {
-      const { value, done } = await withTimeout(this.#reader.read(), ms, "python output");
-      if (done) throw new Error(`python exited early: ${await this.#stderr}`);
-      this.#buffer += value;
-    }
-    const i = this.#buffer.indexOf("\n");
-    const line = this.#buffer.slice(0, i);
-    this.#buffer = this.#buffer.slice(i + 1);
-    return line;
-  }
-
-  /** Waits for exit; returns the rest of stdout. Throws unless it exited with 0. */
-  async finish(ms = 10000): Promise<string> {
-    this.#done = true;
-    let rest = this.#buffer;
-    for (;;) {
-      const { value, done } = await withTimeout(this.#reader.read(), ms, "python exit");
-      if (done) break;
-      rest += value;
-    }
-    const status = await this.child.status;
-    const stderr = await this.#stderr;
-    assertEquals(status.code, 0, `python failed: ${stderr}`);
-    return rest;
-  }
-
-  /** Kills the process if `finish` was not reached (a failed test), and reaps it. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    if (this.#done) return;
-    try {
-      this.child.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-    await this.#reader.cancel().catch(() => {});
-    await this.child.status;
-    await this.#stderr.catch(() => {});
-  }
 }
 
 async function withPython(

@@ -1,6 +1,7 @@
 /**
  * The numbers of Python's `ssl` module this library uses: protocol sides,
- * verification modes, and the default handshake timeout.
+ * verification modes, the `SSL_ERROR_*` codes (an `SSLError`'s `errno`),
+ * and the default handshake timeout.
  *
  * @module
  */
@@ -17,3 +18,22 @@ export const CERT_OPTIONAL = 1;
 export const CERT_REQUIRED = 2;
 /** How long, in seconds, a dispatcher waits for a handshake by default. */
 export const HANDSHAKE_TIMEOUT = 30;
+
+/** `SSLError.errno` of a protocol error (`ssl.SSL_ERROR_SSL`). */
+export const SSL_ERROR_SSL = 1;
+/** `SSLWantReadError.errno`: the operation waits for the socket to be readable. */
+export const SSL_ERROR_WANT_READ = 2;
+/** `SSLWantWriteError.errno`: the operation waits for the socket to be writable. */
+export const SSL_ERROR_WANT_WRITE = 3;
+/** `ssl.SSL_ERROR_WANT_X509_LOOKUP` (a certificate callback is pending; unused here). */
+export const SSL_ERROR_WANT_X509_LOOKUP = 4;
+/** `ssl.SSL_ERROR_SYSCALL`: a system call failed under OpenSSL. */
+export const SSL_ERROR_SYSCALL = 5;
+/** `SSLZeroReturnError.errno`: the peer closed the session with close_notify. */
+export const SSL_ERROR_ZERO_RETURN = 6;
+/** `ssl.SSL_ERROR_WANT_CONNECT` (unused here). */
+export const SSL_ERROR_WANT_CONNECT = 7;
+/** `SSLEOFError.errno`: the connection ended without close_notify. */
+export const SSL_ERROR_EOF = 8;
+/** `ssl.SSL_ERROR_INVALID_ERROR_CODE`. */
+export const SSL_ERROR_INVALID_ERROR_CODE = 10;

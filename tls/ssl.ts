@@ -364,6 +364,14 @@ export interface WrapSocketOptions {
   doHandshakeOnConnect?: boolean;
   /** Seconds a dispatcher-run handshake may take (default: the context's `handshakeTimeout`). */
   handshakeTimeout?: number | null;
+  /**
+   * What a read sees when the peer closes the connection without
+   * close_notify (a "ragged EOF"): true (default, as Python's
+   * `suppress_ragged_eofs`), the end of the stream (an empty read); false,
+   * an {@linkcode SSLEOFError}, so a truncation attack is not mistaken for
+   * the end.
+   */
+  suppressRaggedEofs?: boolean;
 }
 
 /**
@@ -394,11 +402,19 @@ export class SSLSocket extends Socket {
   readonly doHandshakeOnConnect: boolean;
   /** Seconds a dispatcher-run handshake may take, null for no limit. */
   readonly handshakeTimeout: number | null;
+  /** Whether a read takes an EOF without close_notify as the end (see `WrapSocketOptions`). */
+  readonly suppressRaggedEofs: boolean;
 
   /** @ignore Use `SSLContext.wrapSocket`. */
   constructor(sock: Socket, context: SSLContext, options: WrapSocketOptions = {}) {
     if (!(sock instanceof Socket)) throw new TypeError("wrapSocket needs a Socket");
     if (sock instanceof SSLSocket) throw new TypeError("the socket is already an SSLSocket");
+    const sockTimeout = sock.gettimeout();
+    if (sockTimeout !== null && sockTimeout !== 0) {
+      throw new TypeError(
+        "wrapSocket takes a blocking or non-blocking socket, not one with a timeout (for now)",
+      );
+    }
     const serverSide = options.serverSide ?? false;
     const hostname = options.serverHostname ?? null;
     if (serverSide && hostname !== null) {
@@ -426,6 +442,7 @@ export class SSLSocket extends Socket {
     this.handshakeTimeout = options.handshakeTimeout !== undefined
       ? options.handshakeTimeout
       : context.handshakeTimeout;
+    this.suppressRaggedEofs = options.suppressRaggedEofs ?? true;
     try {
       this.#noDelay();
       this.#tls = new TlsTransport(this, () => super.close(), {
@@ -435,6 +452,7 @@ export class SSLSocket extends Socket {
         checkHostname: context.checkHostname,
         doHandshakeOnConnect: this.doHandshakeOnConnect,
         handshakeTimeout: this.handshakeTimeout,
+        suppressRaggedEofs: this.suppressRaggedEofs,
       });
     } catch (error) {
       super.close();
@@ -568,6 +586,57 @@ export class SSLSocket extends Socket {
   /** Datagrams have no TLS here. */
   override recvfrom(): [Uint8Array, never] {
     throw new TypeError("recvfrom is not allowed on an SSLSocket");
+  }
+
+  /** Datagrams have no TLS here. */
+  override recvfromInto(..._args: Parameters<Socket["recvfromInto"]>): [number, never] {
+    throw new TypeError("recvfromInto is not allowed on an SSLSocket");
+  }
+
+  /** Refused, as in Python: the bytes would bypass TLS. */
+  override sendmsg(..._args: Parameters<Socket["sendmsg"]>): number {
+    throw new TypeError("sendmsg is not allowed on an SSLSocket");
+  }
+
+  /** Refused, as in Python: the bytes would bypass TLS. */
+  override recvmsg(..._args: Parameters<Socket["recvmsg"]>): never {
+    throw new TypeError("recvmsg is not allowed on an SSLSocket");
+  }
+
+  /** Datagrams have no TLS here. */
+  override recvmmsgInto(..._args: Parameters<Socket["recvmmsgInto"]>): number {
+    throw new TypeError("recvmmsgInto is not allowed on an SSLSocket");
+  }
+
+  /** Datagrams have no TLS here. */
+  override tryRecvmmsgInto(..._args: Parameters<Socket["tryRecvmmsgInto"]>): number {
+    throw new TypeError("recvmmsgInto is not allowed on an SSLSocket");
+  }
+
+  /** Datagrams have no TLS here. */
+  override sendmmsg(..._args: Parameters<Socket["sendmmsg"]>): number {
+    throw new TypeError("sendmmsg is not allowed on an SSLSocket");
+  }
+
+  /** Datagrams have no TLS here. */
+  override trySendmmsg(..._args: Parameters<Socket["trySendmmsg"]>): number {
+    throw new TypeError("sendmmsg is not allowed on an SSLSocket");
+  }
+
+  /**
+   * `null` (blocking) and 0 (non-blocking) as on a `Socket`; a timeout in
+   * seconds is refused for now: the TLS calls do not wait under one yet.
+   */
+  override settimeout(seconds: number | null): void {
+    if (seconds !== null && seconds !== 0 && typeof seconds === "number" && seconds > 0) {
+      throw new TypeError("an SSLSocket takes settimeout(null) or settimeout(0) only, for now");
+    }
+    super.settimeout(seconds);
+  }
+
+  /** Refused, as in Python: two objects cannot share one TLS session. */
+  override dup(): never {
+    throw new TypeError("Can't dup() SSLSocket instances");
   }
 
   /** Decrypted bytes OpenSSL already holds, readable without touching the socket. */

@@ -45,6 +45,8 @@ export interface TlsSessionOptions {
   doHandshakeOnConnect: boolean;
   /** Seconds a channel-run handshake may take; null for no limit. */
   handshakeTimeout: number | null;
+  /** A read takes an EOF without close_notify as the end (else it throws `SSLEOFError`). */
+  suppressRaggedEofs?: boolean;
 }
 
 /**
@@ -58,6 +60,9 @@ export class TlsTransport implements Transport {
   #ssl: Deno.PointerObject | null;
   readonly #hostname: string | null;
   readonly #timeout: number | null;
+  readonly #suppressRaggedEofs: boolean;
+  /** The last failure `#settle` read as the end of stream was a ragged EOF. */
+  #raggedEof = false;
   #handshakeDone = false;
   /** What the unfinished handshake waits for: READ or WRITE. */
   #hsWants: number;
@@ -90,6 +95,7 @@ export class TlsTransport implements Transport {
     this.#closeFd = closeFd;
     this.#hostname = options.serverHostname;
     this.#timeout = options.handshakeTimeout;
+    this.#suppressRaggedEofs = options.suppressRaggedEofs ?? true;
     this.doHandshakeOnConnect = options.doHandshakeOnConnect;
     this.#hsWants = options.serverSide ? READ : WRITE;
     const { ssl: lib, crypto } = openssl();
@@ -151,6 +157,7 @@ export class TlsTransport implements Transport {
     const lib = openssl().ssl;
     const ssl = this.#ssl!;
     const err = lib.SSL_get_error(ssl, r);
+    this.#raggedEof = false;
     if (err === SSLC.SSL_ERROR_WANT_READ) return READ;
     if (err === SSLC.SSL_ERROR_WANT_WRITE) return WRITE;
     if (err === SSLC.SSL_ERROR_ZERO_RETURN) return 0;
@@ -160,10 +167,14 @@ export class TlsTransport implements Transport {
       if (q.code === 0n && errno !== 0 && errno !== E.EAGAIN) {
         throw new OSError(errno, { syscall: call });
       }
+      this.#raggedEof = true;
       return 0; // EOF with no close_notify: Python's suppress_ragged_eofs
     }
     const q = takeQueuedError();
-    if (q.reasonCode === SSLC.SSL_R_UNEXPECTED_EOF_WHILE_READING) return 0; // ragged EOF, as above
+    if (q.reasonCode === SSLC.SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+      this.#raggedEof = true;
+      return 0; // ragged EOF, as above
+    }
     if (q.reasonCode === SSLC.SSL_R_CERTIFICATE_VERIFY_FAILED) {
       const code = Number(lib.SSL_get_verify_result(ssl));
       const text = readCString(openssl().crypto.X509_verify_cert_error_string(BigInt(code))) ??
@@ -269,7 +280,12 @@ export class TlsTransport implements Transport {
         break;
       }
       const want = this.#settle(r, "SSL_read");
-      if (want === 0) return 0;
+      if (want === 0) {
+        if (this.#raggedEof && !this.#suppressRaggedEofs) {
+          throw new SSLEOFError("EOF occurred in violation of protocol", { syscall: "SSL_read" });
+        }
+        return 0;
+      }
       this.#readWants = want;
       if (!this.#handshakeDone) this.#noteHandshake();
       return -1;
