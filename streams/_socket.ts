@@ -25,6 +25,5 @@ export function inetFamily(host: string): number {
  */
 export function setStreamOptions(sock: Socket): void {
   sock.setsockopt(C.IPPROTO_TCP, C.TCP_NODELAY, 1);
-  // TEMPORARY until prodffi (SO_OOBINLINE) is merged
-  sock.setsockopt(C.SOL_SOCKET, 10, 1);
+  sock.setsockopt(C.SOL_SOCKET, C.SO_OOBINLINE, 1);
 }

@@ -7,10 +7,7 @@
  */
 
 import { errno as E, OSError } from "../ffi/errno.ts";
-import { getaddrinfo } from "../ffi/netdb.ts";
-// TEMPORARY until prodffi is merged
-const getaddrinfoAsync = (h: string, p: number, f: number, t: number) =>
-  Promise.resolve(getaddrinfo(h, p, f, t));
+import { getaddrinfoAsync } from "../ffi/netdb.ts";
 import { C } from "../ffi/platform.ts";
 import { Socket } from "../ffi/socket.ts";
 import type { Address } from "../ffi/structs.ts";
