@@ -31,9 +31,12 @@
  * @module
  */
 
+// First: on a Deno too old for the library, this stops the program with one sentence.
+export { MIN_DENO_VERSION } from "./ffi/deno_version.ts";
 export { errno, GaiError, OSError, type OSErrorOptions } from "./ffi/errno.ts";
 export { Socket } from "./ffi/socket.ts";
 export type { Address } from "./ffi/structs.ts";
+export { formatAddress, type InetAddress, inetAddress, isInetAddress } from "./ffi/address.ts";
 export {
   type AddrInfo,
   getaddrinfo,
@@ -131,7 +134,9 @@ export {
   loopAsync,
   type LoopAsyncOptions,
   SPIN_MS,
+  SPIN_SECONDS,
   YIELD_EVERY_MS,
+  YIELD_EVERY_SECONDS,
 } from "./dispatcher/loop_async.ts";
 export { AsyncChat, findPrefixAtEnd, type Terminator } from "./dispatcher/asynchat.ts";
 export {
@@ -143,6 +148,7 @@ export {
   PROTOCOL_TLS_SERVER,
 } from "./tls/constants.ts";
 export {
+  type CertChainOptions,
   createDefaultContext,
   type DefaultContextOptions,
   SSLContext,
@@ -150,6 +156,7 @@ export {
   type TLSVersion,
   type WrapSocketOptions,
 } from "./tls/ssl.ts";
+export type { DistinguishedName, PeerCertificate } from "./tls/peer_certificate.ts";
 export {
   SSL_ERROR_EOF,
   SSL_ERROR_INVALID_ERROR_CODE,

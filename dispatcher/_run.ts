@@ -21,11 +21,30 @@ import { LoopSession } from "./_loop_session.ts";
 import { createBackend, type PollerName } from "./_pollers.ts";
 import type { TimerQueue } from "./timers.ts";
 
-/** While passes keep finding work, Deno's event loop still gets a turn this often (ms). */
-export const YIELD_EVERY_MS = 5;
+/** While passes keep finding work, Deno's event loop still gets a turn this often (seconds). */
+export const YIELD_EVERY_SECONDS = 0.005;
 
-/** After a pass that found work, how long (ms) quick passes go on before waiting on a thread. */
-export const SPIN_MS = 0.1;
+/** After a pass that found work, how long (seconds) quick passes go on before waiting on a thread. */
+export const SPIN_SECONDS = 0.0001;
+
+/**
+ * {@linkcode YIELD_EVERY_SECONDS} in milliseconds.
+ *
+ * @deprecated Milliseconds, unlike every other time in the API: use
+ * {@linkcode YIELD_EVERY_SECONDS}.
+ */
+export const YIELD_EVERY_MS = YIELD_EVERY_SECONDS * 1000;
+
+/**
+ * {@linkcode SPIN_SECONDS} in milliseconds.
+ *
+ * @deprecated Milliseconds, unlike every other time in the API: use {@linkcode SPIN_SECONDS}.
+ */
+export const SPIN_MS = SPIN_SECONDS * 1000;
+
+// performance.now() counts milliseconds.
+const YIELD_MS = YIELD_EVERY_SECONDS * 1000;
+const SPIN_FOR_MS = SPIN_SECONDS * 1000;
 
 /** What one run is asked to do. */
 export interface Run {
@@ -81,7 +100,7 @@ export function runSync({ map, poller, timeout, count, stopSignals }: Run): void
  * the epoll fd) plus a wake-up pipe. The pipe is written when the signal
  * aborts, a channel joins or leaves the map or changes what it waits for,
  * or a timer is scheduled, so those are noticed at once. While busy, it
- * still yields to Deno's event loop every {@linkcode YIELD_EVERY_MS} ms.
+ * still yields to Deno's event loop every {@linkcode YIELD_EVERY_SECONDS} seconds.
  */
 export async function runAsync(run: Run): Promise<void> {
   const { map, background = false } = run;
@@ -170,7 +189,7 @@ async function passes({ map, poller, timeout, count, signal }: Run): Promise<voi
     let lastYield = performance.now();
     let lastActive = -Infinity;
     for (let left = count; map.size > 0 && left > 0 && !signal?.aborted; left--) {
-      if (!busy || performance.now() - lastYield >= YIELD_EVERY_MS) {
+      if (!busy || performance.now() - lastYield >= YIELD_MS) {
         await waitReady(busy ? 0 : timeoutWithTimers(timers, timeout));
         lastYield = performance.now();
         if (signal?.aborted || map.size === 0) break;
@@ -184,7 +203,7 @@ async function passes({ map, poller, timeout, count, signal }: Run): Promise<voi
         // Right after activity the next event usually follows within a round
         // trip: a few more quick passes beat a thread hop. Never when passes
         // are counted, nor once the channels have gone quiet.
-        busy = count === Infinity && performance.now() - lastActive < SPIN_MS;
+        busy = count === Infinity && performance.now() - lastActive < SPIN_FOR_MS;
       }
     }
   } finally {

@@ -15,12 +15,10 @@ import { C } from "../ffi/platform.ts";
 import { acceptedSocket, Socket } from "../ffi/socket.ts";
 import type { Address } from "../ffi/structs.ts";
 import { READ, type Transport, transportOf, WRITE } from "../ffi/transport.ts";
-import type { SSLContext } from "../tls/ssl.ts";
-import { handleErrorSafely } from "./_events.ts";
+import type { SSLContext, WrapSocketOptions } from "../tls/ssl.ts";
 import { trackPredicates } from "./_interest.ts";
 import {
   announceAdded,
-  type Channel,
   ChannelCore,
   defaultCore,
   kCore,
@@ -28,17 +26,16 @@ import {
   notifyInterest,
   removeFromMap,
 } from "./_loop_core.ts";
-import { compactTraceback, isDisconnect, isReraised } from "./errors.ts";
+import { compactTraceback, isDisconnect } from "./errors.ts";
 import type { FileWrapper } from "./file_wrapper.ts";
-import { applyBackpressure, checkIdleSeconds, IdleWatch, pauseIfOver } from "./limits.ts";
+import { applyBackpressure, checkIdleSeconds, guarded, IdleWatch, pauseIfOver } from "./limits.ts";
 import { ACCEPT_BATCH, AcceptBackoff, admit, adoptSlot, ConnectionCounter } from "./listener.ts";
 import { awaitProxyHeader, proxySettings } from "./proxy_accept.ts";
 import type { ProxyProtocolVersion } from "./proxy_header.ts";
 import { recvBuffer, takeReceived } from "./recv_pool.ts";
 import { ChannelHooks } from "./_channel_hooks.ts";
-import { formatAddress, FrozenSet } from "./_repr.ts";
-
-export { formatAddress };
+import { FrozenSet } from "./_frozen_set.ts";
+import { formatAddress } from "../ffi/address.ts";
 
 export { ACCEPT_BACKOFF_SECONDS, ACCEPT_BATCH } from "./listener.ts";
 
@@ -108,8 +105,10 @@ export class Dispatcher {
    * malformed, oversized or late header closes that connection only
    * (`logInfo(..., "warning")`). Bytes after the header stay for the
    * channel's first `recv` (a TLS ClientHello too); `proxyHeaderOf(sock)`
-   * gives the whole header. Only trusted proxies may reach such a listener:
-   * the header is believed.
+   * gives the whole header. Connections still waiting when the listener
+   * closes are handed over once their header is in (`closeAll` closes
+   * them). Only trusted proxies may reach such a listener: the header is
+   * believed.
    */
   proxyProtocol: ProxyProtocolVersion | null = null;
   /**
@@ -185,7 +184,11 @@ export class Dispatcher {
     const status = [this.constructor.name];
     if (this.accepting && this.addr) status.push("listening");
     else if (this.connected) status.push("connected");
-    if (this.addr !== null) status.push(formatAddress(this.addr));
+    // Python's repr: host:port, or the repr of a Unix path (quoted).
+    const addr = this.addr;
+    if (addr !== null) {
+      status.push(typeof addr === "string" ? JSON.stringify(addr) : formatAddress(addr));
+    }
     return `<${status.join(" ")} at #${this.#id}>`;
   }
 
@@ -410,12 +413,7 @@ export class Dispatcher {
         `startTls with ${this.queuedBytes} plaintext bytes still queued: call it once the queue is empty`,
       );
     }
-    const tls = context.wrapSocket(sock as Socket, {
-      serverSide: options.serverSide ?? false,
-      serverHostname: options.serverHostname,
-      doHandshakeOnConnect: options.doHandshakeOnConnect ?? true,
-      handshakeTimeout: options.handshakeTimeout,
-    });
+    const tls = context.wrapSocket(sock as Socket, options);
     if (tls.getblocking()) tls.setblocking(false);
     this.socket = tls;
   }
@@ -727,13 +725,13 @@ export class Dispatcher {
   handleAccept(): void {
     // Checked before accepting: a bad setting strands no accepted socket.
     const proxy = proxySettings(this);
-    const admitOne = proxy && ((sock: Socket, addr: Address) => this.#admit(sock, addr));
+    const admitLater = (sock: Socket, addr: Address) => this.#admit(sock, addr);
     for (let i = 0; i < ACCEPT_BATCH; i++) {
       const pair = this.accept();
       if (pair === null) return;
       // With the PROXY protocol, admission waits for the client's address.
       if (proxy === null) this.#admit(pair[0], pair[1]);
-      else awaitProxyHeader(this, pair[0], pair[1], proxy, admitOne!);
+      else awaitProxyHeader(this, pair[0], pair[1], proxy, admitLater);
       if (!this.accepting) return; // a handler closed the listener
     }
   }
@@ -809,17 +807,7 @@ export class Dispatcher {
     this.#idle?.stop();
     this.#idle = s === null
       ? null
-      : new IdleWatch(this, s, this[kCore].loop.timers, (_ch, fn) => this.#guarded(fn));
-  }
-
-  // An idle hook's error goes where an event handler's would.
-  #guarded(fn: () => void): void {
-    try {
-      fn();
-    } catch (error) {
-      if (isReraised(error)) throw error;
-      handleErrorSafely(this as unknown as Channel, error);
-    }
+      : new IdleWatch(this, s, this[kCore].loop.timers, (fn) => guarded(this, fn));
   }
 
   /** The idle timeout in seconds, or null when none is set. */
@@ -838,17 +826,8 @@ export class Dispatcher {
   }
 }
 
-/** Options of `Dispatcher.startTls`. */
-export interface StartTlsOptions {
-  /** Act as the TLS server. Default: false. */
-  serverSide?: boolean;
-  /** The server's name for SNI and certificate checking (clients). */
-  serverHostname?: string;
-  /** false: the program calls `doHandshake()` itself. Default true. */
-  doHandshakeOnConnect?: boolean;
-  /** Seconds the handshake may take (default: the context's `handshakeTimeout`). */
-  handshakeTimeout?: number | null;
-}
+/** Options of `Dispatcher.startTls`: those of `SSLContext.wrapSocket`. */
+export type StartTlsOptions = WrapSocketOptions;
 
 /** Log types `logInfo` stays silent about (assign a new Set to change it). */
 export interface Dispatcher {

@@ -9,7 +9,9 @@
  */
 
 import { READ } from "../ffi/transport.ts";
-import { type ChannelCore, type kCore, notifyInterest } from "./_loop_core.ts";
+import { handleErrorSafely } from "./_events.ts";
+import { type Channel, type ChannelCore, type kCore, notifyInterest } from "./_loop_core.ts";
+import { isReraised } from "./errors.ts";
 import type { TimerHandle, TimerQueue } from "./timers.ts";
 
 // ---- backpressure ----
@@ -78,6 +80,16 @@ export function applyBackpressure(ch: Sender, want: number): number {
 
 // ---- idle timeouts ----
 
+/** Runs `fn` (a hook the loop calls outside an event) for `ch`: an error goes where an event handler's would. */
+export function guarded(ch: Channel, fn: () => void): void {
+  try {
+    fn();
+  } catch (error) {
+    if (isReraised(error)) throw error;
+    handleErrorSafely(ch, error);
+  }
+}
+
 /** The part of a channel the idle watch uses. */
 export interface Watched {
   fileno(): number | null;
@@ -104,7 +116,7 @@ export class IdleWatch {
   readonly #ch: Watched;
   readonly #ms: number;
   readonly #timer: TimerHandle;
-  readonly #guard: (ch: Watched, fn: () => void) => void;
+  readonly #guard: (fn: () => void) => void;
   #lastSeen: number;
 
   /** Starts watching `ch` on `timers` (`guard` runs the hook, errors to `handleError`). */
@@ -112,7 +124,7 @@ export class IdleWatch {
     ch: Watched,
     seconds: number,
     timers: TimerQueue,
-    guard: (ch: Watched, fn: () => void) => void,
+    guard: (fn: () => void) => void,
   ) {
     this.#ch = ch;
     this.#ms = seconds * 1000;
@@ -145,7 +157,7 @@ export class IdleWatch {
       this.#timer.reset(Math.min(left, this.#ms / LOOKS) / 1000);
       return;
     }
-    this.#guard(ch, () => ch.handleIdleTimeout());
+    this.#guard(() => ch.handleIdleTimeout());
     if (ch.fileno() !== null && !this.#timer.cancelled) {
       // The hook kept the channel open: a whole new period before the next call.
       this.#lastSeen = performance.now();

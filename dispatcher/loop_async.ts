@@ -8,10 +8,10 @@
  */
 
 import { type LoopAsyncOptions, resolveLoopOptions } from "./_options.ts";
-import { runAsync, SPIN_MS, YIELD_EVERY_MS } from "./_run.ts";
+import { runAsync, SPIN_MS, SPIN_SECONDS, YIELD_EVERY_MS, YIELD_EVERY_SECONDS } from "./_run.ts";
 import { socketMap } from "./loop.ts";
 
-export { type LoopAsyncOptions, SPIN_MS, YIELD_EVERY_MS };
+export { type LoopAsyncOptions, SPIN_MS, SPIN_SECONDS, YIELD_EVERY_MS, YIELD_EVERY_SECONDS };
 
 /**
  * Runs passes like `loop()` without blocking Deno's event loop. Resolves when

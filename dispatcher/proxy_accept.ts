@@ -23,6 +23,7 @@ import { handleErrorSafely } from "./_events.ts";
 import { trackPredicates } from "./_interest.ts";
 import { announceAdded, type Channel, ChannelCore, kCore, removeFromMap } from "./_loop_core.ts";
 import { isReraised } from "./errors.ts";
+import { formatAddress } from "../ffi/address.ts";
 import {
   checkProxyProtocol,
   parseProxyHeader,
@@ -217,13 +218,16 @@ class HeaderWait implements Channel {
       return false;
     }
     if (r.status === "incomplete") {
-      // Everything there is header: take it out of the kernel, or a
-      // level-triggered poller would report the same bytes every pass.
-      if (n === room || !this.#consume(n)) {
+      // The parser refuses what outgrows the limit; this is a second fence.
+      if (n === room) {
         this.#drop("a PROXY header over the size limit");
         return false;
       }
-      this.#got = have === 0 ? data.slice() : data;
+      // Everything there is header: take it out of the kernel, or a
+      // level-triggered poller would report the same bytes every pass.
+      const kept = have === 0 ? data.slice() : data;
+      if (!this.#consume(n)) return false;
+      this.#got = kept;
       return true;
     }
     if (!this.#consume(r.header.length - have)) return false;
@@ -276,7 +280,7 @@ class HeaderWait implements Channel {
     this.close();
     try {
       listener.logInfo(
-        `${listener} dropped a connection from ${describe(peer)}: ${reason}`,
+        `${listener} dropped a connection from ${formatAddress(peer)}: ${reason}`,
         "warning",
       );
     } catch (error) {
@@ -310,9 +314,12 @@ class HeaderWait implements Channel {
   /** Not watched for writing. */
   handleWriteEvent(): void {}
 
-  /** Urgent data before the header: read it as any byte. */
+  /**
+   * Urgent (out-of-band) data: nothing a proxy sends before its header, and
+   * a peek would leave it pending (select and poll would report it every pass).
+   */
   handleExptEvent(): void {
-    this.handleReadEvent();
+    this.#drop("urgent (out-of-band) data before the PROXY header");
   }
 
   /** The peer hung up without data. */
@@ -333,7 +340,7 @@ class HeaderWait implements Channel {
 
   /** `<PROXY header wait 127.0.0.1:40000 for <Server listening ...>>`. */
   toString(): string {
-    return `<PROXY header wait ${describe(this.addr)} for ${this.#listener}>`;
+    return `<PROXY header wait ${formatAddress(this.addr)} for ${this.#listener}>`;
   }
 }
 trackPredicates(HeaderWait.prototype.readable, HeaderWait.prototype.writable);
@@ -343,9 +350,4 @@ function join(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(a);
   out.set(b, a.length);
   return out;
-}
-
-function describe(addr: Address): string {
-  if (typeof addr === "string") return JSON.stringify(addr);
-  return addr[0].includes(":") ? `[${addr[0]}]:${addr[1]}` : `${addr[0]}:${addr[1]}`;
 }

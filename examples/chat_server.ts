@@ -28,16 +28,22 @@ import {
   type Address,
   AI_PASSIVE,
   AsyncChat,
-  closeAll,
   Dispatcher,
+  formatAddress,
   getaddrinfo,
-  KeyboardInterrupt,
-  loop,
   SOCK_STREAM,
   type Socket,
-  socketMap,
 } from "../mod.ts";
-import { openOrExit, parseCommandLine, parsePort, parsePositive } from "./_cli.ts";
+import {
+  type Command,
+  DEFAULT_POLLER,
+  openOrExit,
+  parseCommandLine,
+  parsePort,
+  pollerFlag,
+  runLoop,
+  SERVER_NOTES,
+} from "./_cli.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -52,10 +58,6 @@ export const MAX_LINE = 1024;
 export const MAX_QUEUED_BYTES = 256 * 1024;
 
 const NICK = /^[\p{L}\p{N}_-]{1,20}$/u;
-
-function formatAddress(addr: Address): string {
-  return typeof addr === "string" ? addr || "unix" : `${addr[0]}:${addr[1]}`;
-}
 
 /** One connected client. */
 export class ChatSession extends AsyncChat {
@@ -274,42 +276,47 @@ export class ChatServer extends Dispatcher {
   }
 }
 
-const HELP = `
-Usage: deno run --allow-ffi examples/chat_server.ts [host] [port] [--poller=select|poll|epoll]
-
-A multi-user line chat: connect with \`nc 127.0.0.1 8090\`; the first line is your
-nickname, then /nick NAME, /who, /me ACTION, /help, /quit [MESSAGE].
-  host      address or name to listen on (default 127.0.0.1)
-  port      0-65535 (default 8090; 0 picks a free port)
-  --poller  readiness backend (default epoll on Linux, poll elsewhere)
-  --idle=SECONDS        close a connection silent for this long (default 600)
-  --max-per-host=N      connections one address may hold (default 16)
-  -h, --help
-Ctrl-C (SIGINT) or SIGTERM closes every connection and exits 0.
-`;
+/** The command line: `--help` is written from this table. */
+export const CLI = {
+  prog: "chat_server",
+  file: "examples/chat_server.ts",
+  summary: `A multi-user line chat: connect with \`nc 127.0.0.1 8090\`; the first line is your
+nickname, then /nick NAME, /who, /me ACTION, /help, /quit [MESSAGE].`,
+  arguments: [
+    { name: "host", help: "address or name to listen on", default: "127.0.0.1" },
+    { name: "port", help: "0-65535; 0 picks a free port", default: "8090" },
+  ],
+  flags: {
+    poller: pollerFlag(DEFAULT_POLLER),
+    idle: {
+      type: "number",
+      min: 0,
+      exclusiveMin: true,
+      default: 600,
+      metavar: "SECONDS",
+      help: "close a connection silent for this long",
+    },
+    "max-per-host": {
+      type: "number",
+      integer: true,
+      min: 1,
+      default: 16,
+      help: "connections one address may hold",
+    },
+  },
+  notes: SERVER_NOTES,
+} as const satisfies Command;
 
 if (import.meta.main) {
-  const prog = "chat_server";
-  const { positionals, poller, options } = parseCommandLine(prog, HELP, Deno.args, {
-    maxPositionals: 2,
-    poller: Deno.build.os === "linux" ? "epoll" : "poll",
-    extra: ["idle", "max-per-host"],
-  });
-  const host = positionals[0] ?? "127.0.0.1";
-  const port = parsePort(prog, positionals[1] ?? "8090");
-  const idle = parsePositive(prog, "idle", options.idle, 600);
-  const perHost = parsePositive(prog, "max-per-host", options["max-per-host"], 16);
-  const server = openOrExit(prog, () => new ChatServer(host, port));
-  server.idleSeconds = idle;
-  server.maxConnectionsPerHost = perHost;
+  const { prog } = CLI;
+  const { args: [host, portText], flags } = parseCommandLine(CLI);
+  const port = parsePort(prog, portText!);
+  const server = openOrExit(prog, () => new ChatServer(host!, port));
+  server.idleSeconds = flags.idle;
+  server.maxConnectionsPerHost = flags["max-per-host"];
   console.log(`chat server listening on ${formatAddress(server.address())}`);
-  // Python: try: asyncore.loop() except KeyboardInterrupt: ... finally: asyncore.close_all()
-  try {
-    loop({ poller, stopSignals: ["SIGINT", "SIGTERM"] });
-  } catch (error) {
-    if (!(error instanceof KeyboardInterrupt)) throw error;
-    console.log(`chat server stopping (${error.signal}): closing ${socketMap.size} channel(s)`);
-  } finally {
-    closeAll(socketMap, true);
-  }
+  runLoop({
+    poller: flags.poller,
+    onStop: (signal, n) => console.log(`chat server stopping (${signal}): closing ${n} channel(s)`),
+  });
 }

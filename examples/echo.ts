@@ -3,9 +3,12 @@
  *
  *     deno run --allow-ffi examples/echo.ts [host] [port]     (default localhost 8080)
  *
- * Options: --poller=select|poll|epoll (default epoll on Linux), --help.
+ * Options: --poller=select|poll|epoll (default epoll on Linux),
+ * --proxy-protocol=v1|v2|any (behind HAProxy's `send-proxy`/`send-proxy-v2`:
+ * each connection starts with a PROXY header, and the address printed is the
+ * client's from it), --help.
  * Ctrl-C or SIGTERM closes every connection and exits 0; a bad argument
- * prints one line and exits 2.
+ * prints one line and exits 2; a port in use, one line and exit status 1.
  *
  * @module
  */
@@ -13,17 +16,23 @@
 import {
   type Address,
   AI_PASSIVE,
-  closeAll,
   Dispatcher,
   DispatcherWithSend,
+  formatAddress,
   getaddrinfo,
-  KeyboardInterrupt,
-  loop,
   SOCK_STREAM,
   type Socket,
-  socketMap,
 } from "../mod.ts";
-import { openOrExit, parseCommandLine, parsePort } from "./_cli.ts";
+import {
+  type Command,
+  DEFAULT_POLLER,
+  openOrExit,
+  parseCommandLine,
+  parsePort,
+  pollerFlag,
+  runLoop,
+  SERVER_NOTES,
+} from "./_cli.ts";
 
 /** Sends back whatever arrives. */
 export class EchoHandler extends DispatcherWithSend {
@@ -56,39 +65,41 @@ export class EchoServer extends Dispatcher {
   }
 
   override handleAccepted(sock: Socket, addr: Address): void {
-    console.log(`Incoming connection from ${JSON.stringify(addr)}`);
+    console.log(`Incoming connection from ${formatAddress(addr)}`);
     new EchoHandler(sock);
   }
 }
 
-const HELP = `
-Usage: deno run --allow-ffi examples/echo.ts [host] [port] [--poller=select|poll|epoll]
-
-The classic asyncore echo server: every connection gets back what it sends.
-  host      address or name to listen on (default localhost)
-  port      0-65535 (default 8080; 0 picks a free port)
-  --poller  readiness backend (default epoll)
-  -h, --help
-Ctrl-C (SIGINT) or SIGTERM closes every connection and exits 0.
-`;
+/** The command line: `--help` is written from this table. */
+export const CLI = {
+  prog: "echo",
+  file: "examples/echo.ts",
+  summary: "The classic asyncore echo server: every connection gets back what it sends.",
+  arguments: [
+    { name: "host", help: "address or name to listen on", default: "localhost" },
+    { name: "port", help: "0-65535; 0 picks a free port", default: "8080" },
+  ],
+  flags: {
+    poller: pollerFlag(DEFAULT_POLLER),
+    "proxy-protocol": {
+      type: "choice",
+      choices: ["v1", "v2", "any"],
+      help:
+        "behind a proxy that sends PROXY headers (HAProxy's send-proxy: v1, send-proxy-v2: v2); the address printed is the client's",
+    },
+  },
+  notes: SERVER_NOTES,
+} as const satisfies Command;
 
 if (import.meta.main) {
-  const prog = "echo";
-  const { positionals, poller } = parseCommandLine(prog, HELP, Deno.args, {
-    maxPositionals: 2,
-    poller: "epoll",
+  const { prog } = CLI;
+  const { args: [host, portText], flags } = parseCommandLine(CLI);
+  const port = parsePort(prog, portText!);
+  const server = openOrExit(prog, () => new EchoServer(host!, port));
+  server.proxyProtocol = flags["proxy-protocol"] ?? null;
+  console.log(`echo server listening on ${formatAddress(server.sock.getsockname())}`);
+  runLoop({
+    poller: flags.poller,
+    onStop: (signal, n) => console.log(`echo server stopping (${signal}): closing ${n} channel(s)`),
   });
-  const host = positionals[0] ?? "localhost";
-  const port = parsePort(prog, positionals[1] ?? "8080");
-  const server = openOrExit(prog, () => new EchoServer(host, port));
-  console.log(`echo server listening on ${JSON.stringify(server.sock.getsockname())}`);
-  // Python: try: asyncore.loop() except KeyboardInterrupt: ... finally: asyncore.close_all()
-  try {
-    loop({ poller, stopSignals: ["SIGINT", "SIGTERM"] });
-  } catch (error) {
-    if (!(error instanceof KeyboardInterrupt)) throw error;
-    console.log(`echo server stopping (${error.signal}): closing ${socketMap.size} channel(s)`);
-  } finally {
-    closeAll(socketMap, true);
-  }
 }

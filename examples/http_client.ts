@@ -7,15 +7,29 @@
  *     deno run --allow-ffi examples/http_client.ts host [path]        (port 80, path "/")
  *
  * Options: --poller=select|poll|epoll (default select, as asyncore's loop()).
- * Exits 1 when the connection fails.
+ * Exits 1 when the connection fails, 2 for a bad argument; piped into a
+ * reader that stops early (`| head`), it stops quietly; Ctrl-C or SIGTERM
+ * closes the connection and exits 0.
  *
  * @module
  */
 
-import { Dispatcher, GaiError, getaddrinfo, loop, SOCK_STREAM, type SocketMap } from "../mod.ts";
-import { parseCommandLine, parsePort, usageError } from "./_cli.ts";
+import { Dispatcher, getaddrinfo, SOCK_STREAM, type SocketMap } from "../mod.ts";
+import {
+  type Command,
+  errorText,
+  openOrExit,
+  parseCommandLine,
+  parsePort,
+  pollerFlag,
+  runLoop,
+  usageError,
+} from "./_cli.ts";
 
-/** Writes all of `data` to stdout; `writeSync` may take only part of it. */
+/**
+ * Writes all of `data` to stdout; `writeSync` may take only part of it.
+ * Throws `Deno.errors.BrokenPipe` once the reader has gone.
+ */
 export function writeAllStdout(data: Uint8Array): void {
   let off = 0;
   while (off < data.length) off += Deno.stdout.writeSync(data.subarray(off));
@@ -32,6 +46,10 @@ export class HTTPClient extends Dispatcher {
   sink: (data: Uint8Array) => void = writeAllStdout;
   /** The error that closed the channel, if one did (a refused connect, say). */
   error: unknown = null;
+  /** The sink's reader went away (stdout was a pipe whose reader closed it): not an error. */
+  sinkClosed = false;
+  /** The name error lines start with. */
+  prog = "http_client";
 
   /**
    * Connects to `[host, port]` and queues the request. The first address
@@ -75,10 +93,18 @@ export class HTTPClient extends Dispatcher {
     this.buffer = this.buffer.subarray(sent);
   }
 
-  /** Remembers the error and reports it on stderr, so stdout holds only the response. */
+  /**
+   * Remembers the error and reports it on stderr in one line, so stdout
+   * holds only the response. A reader that closed stdout early (`| head`)
+   * wants no more: the channel closes quietly.
+   */
   override handleError(error: unknown): void {
-    this.error = error;
-    console.error(`http_client: ${error instanceof Error ? error.message : String(error)}`);
+    if (error instanceof Deno.errors.BrokenPipe) {
+      this.sinkClosed = true;
+    } else {
+      this.error = error;
+      console.error(`${this.prog}: ${errorText(error)}`);
+    }
     this.close();
   }
 }
@@ -90,6 +116,8 @@ export class HTTPClient extends Dispatcher {
 export function parseTarget(args: string[]): [host: string, port: number, path: string] {
   if (args.length === 0) throw new TypeError("usage: http_client.ts URL | host [path]");
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(args[0])) {
+    // A URL carries its own path.
+    if (args.length > 1) throw new TypeError(`unexpected argument '${args[1]}' after a URL`);
     const url = new URL(args[0]);
     if (url.protocol !== "http:") throw new TypeError(`only http:// URLs, not ${url.protocol}`);
     const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
@@ -99,42 +127,37 @@ export function parseTarget(args: string[]): [host: string, port: number, path: 
   return [args[0], 80, args[1] ?? "/"];
 }
 
-const HELP = `
-Usage: deno run --allow-ffi examples/http_client.ts URL | host [path] [--poller=select|poll|epoll]
-
-Sends one HTTP/1.0 GET and writes the whole response (status line and headers
-included) to stdout, byte for byte.
-  URL       http://host[:port]/path
-  host      with an optional path (port 80, path "/")
-  --poller  readiness backend (default select, as asyncore's loop())
-  -h, --help
-Exit status: 0 when a response arrived, 1 when the connection failed, 2 for a
-bad argument or a host that does not resolve.
-`;
+/** The command line: `--help` is written from this table. */
+export const CLI = {
+  prog: "http_client",
+  file: "examples/http_client.ts",
+  summary: `Sends one HTTP/1.0 GET and writes the whole response (status line and headers
+included) to stdout, byte for byte.`,
+  synopsis: "URL | host [path]",
+  arguments: [
+    { name: "URL", help: "http://host[:port]/path, or a host (port 80)", required: true },
+    { name: "path", help: "with a host: the path to fetch (default: /)" },
+  ],
+  flags: {
+    poller: pollerFlag("select"),
+  },
+  notes: `Exit status: 0 when a response arrived (or stdout's reader stopped early, or
+SIGINT/SIGTERM closed the connection), 1 when the connection failed, 2 for a bad
+argument or a host that does not resolve.`,
+} as const satisfies Command;
 
 if (import.meta.main) {
-  const prog = "http_client";
-  const { positionals, poller } = parseCommandLine(prog, HELP, Deno.args, {
-    maxPositionals: 2,
-    poller: "select",
-  });
+  const { prog } = CLI;
+  const { args, flags } = parseCommandLine(CLI);
   let target: [string, number, string];
   try {
-    target = parseTarget(positionals);
+    target = parseTarget(args.filter((a) => a !== undefined));
   } catch (error) {
-    usageError(prog, (error as Error).message);
+    usageError(prog, errorText(error));
   }
   const [host, port, path] = target;
   parsePort(prog, String(port));
-  let client: HTTPClient;
-  try {
-    client = new HTTPClient(host, path, port);
-  } catch (error) {
-    if (error instanceof GaiError) usageError(prog, `unknown host: ${error.message}`);
-    // A connect refused at once.
-    console.error(`${prog}: ${(error as Error).message}`);
-    Deno.exit(1);
-  }
-  loop({ poller });
+  const client = openOrExit(prog, () => new HTTPClient(host, path, port));
+  runLoop({ poller: flags.poller });
   if (client.error !== null) Deno.exit(1);
 }

@@ -38,6 +38,10 @@ const sslSymbols = {
   SSL_CTX_use_certificate_chain_file: { parameters: ["pointer", "buffer"], result: "i32" },
   /** int SSL_CTX_use_PrivateKey_file(SSL_CTX *ctx, const char *file, int type); */
   SSL_CTX_use_PrivateKey_file: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  /** int SSL_CTX_use_certificate(SSL_CTX *ctx, X509 *x); (takes its own reference) */
+  SSL_CTX_use_certificate: { parameters: ["pointer", "pointer"], result: "i32" },
+  /** int SSL_CTX_use_PrivateKey(SSL_CTX *ctx, EVP_PKEY *pkey); (takes its own reference) */
+  SSL_CTX_use_PrivateKey: { parameters: ["pointer", "pointer"], result: "i32" },
   /** int SSL_CTX_check_private_key(const SSL_CTX *ctx); */
   SSL_CTX_check_private_key: { parameters: ["pointer"], result: "i32" },
   /** void SSL_CTX_set_default_passwd_cb_userdata(SSL_CTX *ctx, void *u); */
@@ -139,6 +143,21 @@ const cryptoSymbols = {
     parameters: ["pointer", "pointer", "pointer", "pointer"],
     result: "pointer",
   },
+  /** X509 *PEM_read_bio_X509_AUX(BIO *bp, X509 **x, pem_password_cb *cb, void *u); */
+  PEM_read_bio_X509_AUX: {
+    parameters: ["pointer", "pointer", "pointer", "pointer"],
+    result: "pointer",
+  },
+  /**
+   * EVP_PKEY *PEM_read_bio_PrivateKey(BIO *bp, EVP_PKEY **x, pem_password_cb *cb, void *u);
+   * (with cb NULL, OpenSSL's default callback takes `u` as the password: it never prompts)
+   */
+  PEM_read_bio_PrivateKey: {
+    parameters: ["pointer", "pointer", "pointer", "buffer"],
+    result: "pointer",
+  },
+  /** void EVP_PKEY_free(EVP_PKEY *pkey); */
+  EVP_PKEY_free: { parameters: ["pointer"], result: "void" },
   /** int OBJ_txt2nid(const char *s); */
   OBJ_txt2nid: { parameters: ["buffer"], result: "i32" },
   /** const char *OBJ_nid2ln(int n); */
@@ -159,6 +178,10 @@ export const SSLC = {
   SSL_VERIFY_FAIL_IF_NO_PEER_CERT: 2,
   SSL_FILETYPE_PEM: 1,
   SSL_CTRL_MODE: 33,
+  /** SSL_CTX_clear_chain_certs(ctx) is SSL_CTX_ctrl(ctx, SSL_CTRL_CHAIN, 0, NULL). */
+  SSL_CTRL_CHAIN: 88,
+  /** SSL_CTX_add0_chain_cert(ctx, x509) is SSL_CTX_ctrl(ctx, SSL_CTRL_CHAIN_CERT, 0, x509). */
+  SSL_CTRL_CHAIN_CERT: 89,
   SSL_CTRL_SET_TLSEXT_HOSTNAME: 55,
   SSL_CTRL_SET_MIN_PROTO_VERSION: 123,
   SSL_CTRL_SET_MAX_PROTO_VERSION: 124,

@@ -777,6 +777,15 @@ export class Socket {
     return sock;
   }
 
+  /**
+   * Closes the socket when the block of a `using` declaration ends
+   * (`using sock = new Socket()`), as `close()` does (an `SSLSocket` sends
+   * its close_notify first).
+   */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
   /** Gives up the fd without closing it and returns it. */
   detach(): number {
     const fd = this.#fd;

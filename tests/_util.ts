@@ -106,6 +106,26 @@ export function leakTest(
   Deno.test({ name, ignore, fn: () => assertNoFdLeak(fn) });
 }
 
+/**
+ * A test that must leave no fd behind (see {@linkcode assertNoFdLeak}) and
+ * no timer of `defaultLoop` scheduled.
+ */
+export function leakAndTimerTest(
+  name: string,
+  fn: () => unknown | Promise<unknown>,
+  ignore = false,
+): void {
+  Deno.test({
+    name,
+    ignore,
+    fn: async () => {
+      const timers = pendingTimers();
+      await assertNoFdLeak(fn);
+      assertEquals(pendingTimers(), timers, "timers left scheduled");
+    },
+  });
+}
+
 /** `p`, or a rejection naming `what` after `ms` milliseconds (the timer is always cleared). */
 export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;

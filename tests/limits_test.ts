@@ -205,7 +205,7 @@ async function floodCase(
   }
 }
 
-const ECHO_READY = /^echo server listening on \["127\.0\.0\.1",(\d+)\]$/;
+const ECHO_READY = /^echo server listening on 127\.0\.0\.1:(\d+)$/;
 const FIXTURE_READY = /^LISTENING (\d+)$/;
 
 for (const poller of POLLERS) {

@@ -6,19 +6,19 @@
 // (garbage, oversized, truncated, a header that never comes, a flood).
 // Every test leaves no fd and no timer behind.
 import { assert, assertEquals, assertGreater, assertLess, assertMatch } from "@std/assert";
-import { type Address, closeAll, type Socket, type SocketMap } from "../mod.ts";
+import { type Address, closeAll, Loop, type Socket, type SocketMap } from "../mod.ts";
 import {
-  assertNoFdLeak,
   cpuSeconds,
   delay,
   EchoHandler,
   hasIPv6,
+  leakAndTimerTest,
   pendingTimers,
   POLLERS,
   python,
   serveWhile,
 } from "./_util.ts";
-import { freePort } from "./fixtures/subprocess.ts";
+import { freePort, run } from "./fixtures/subprocess.ts";
 import {
   closedByServer,
   hasHaproxy,
@@ -31,47 +31,21 @@ import {
   startHaproxy,
   v1,
   v2,
+  withProxyEchoServer,
 } from "./fixtures/proxy.ts";
 import { serverContext, tlsCerts } from "./fixtures/tls_certs.ts";
 
 const noPython = python === null;
 const encoder = new TextEncoder();
-
-/** A test that must leave no fd and no timer behind. */
-function proxyTest(name: string, fn: () => Promise<void>, ignore = false): void {
-  Deno.test({
-    name,
-    ignore,
-    fn: async () => {
-      const timers = pendingTimers();
-      await assertNoFdLeak(fn);
-      assertEquals(pendingTimers(), timers, "timers left scheduled");
-    },
-  });
-}
-
-/** Serves a fresh map with a ProxyEchoServer while `work` runs; closes everything after. */
-async function withServer(
-  poller: (typeof POLLERS)[number],
-  options: Omit<ConstructorParameters<typeof ProxyEchoServer>[0], "map">,
-  work: (server: ProxyEchoServer, map: SocketMap) => Promise<void>,
-): Promise<void> {
-  const map: SocketMap = new Map();
-  const server = new ProxyEchoServer({ map, ...options });
-  try {
-    await serveWhile(map, poller, work(server, map));
-  } finally {
-    closeAll(map);
-  }
-}
+const decoder = new TextDecoder();
 
 const TEST_NET_V6 = Uint8Array.of(0x20, 0x01, 0x0d, 0xb8, ...new Array(11).fill(0), 7);
 
 for (const poller of POLLERS) {
-  proxyTest(
+  leakAndTimerTest(
     `PROXY v1 (${poller}): the header's client reaches handleAccepted; bytes in the same segment are echoed hash-exact`,
     () =>
-      withServer(poller, { proxyProtocol: "v1" }, async (server) => {
+      withProxyEchoServer(poller, { proxyProtocol: "v1" }, async (server) => {
         const header = v1("TCP4 203.0.113.7 127.0.0.1 40001 80");
         const [r] = await proxyClient(python!, "127.0.0.1", server.port, 300_000, { header });
         assertEquals(r.error, undefined);
@@ -85,10 +59,10 @@ for (const poller of POLLERS) {
     noPython,
   );
 
-  proxyTest(
+  leakAndTimerTest(
     `PROXY v2 (${poller}): TCP4, TCP6 with TLVs, LOCAL, UNSPEC, AF_UNIX; proxyHeaderOf gives the TLVs`,
     () =>
-      withServer(poller, { proxyProtocol: "v2" }, async (server) => {
+      withProxyEchoServer(poller, { proxyProtocol: "v2" }, async (server) => {
         const cases: [Uint8Array, (peer: Address) => Address][] = [
           [v2({ addresses: ipv4Block([198, 51, 100, 9], [127, 0, 0, 1], 65535, 443) }), () => [
             "198.51.100.9",
@@ -139,10 +113,10 @@ for (const poller of POLLERS) {
     noPython,
   );
 
-  proxyTest(
+  leakAndTimerTest(
     `PROXY any (${poller}): v1 and v2 on one listener, v1 UNKNOWN gives the socket's peer`,
     () =>
-      withServer(poller, { proxyProtocol: "any" }, async (server) => {
+      withProxyEchoServer(poller, { proxyProtocol: "any" }, async (server) => {
         const headers = [v1("TCP6 2001:db8::7 ::1 5 6"), v2(), v1("UNKNOWN"), v1("UNKNOWN x y")];
         for (const [i, header] of headers.entries()) {
           const [r] = await proxyClient(python!, "127.0.0.1", server.port, 1000, { header });
@@ -158,10 +132,53 @@ for (const poller of POLLERS) {
     noPython,
   );
 
-  proxyTest(
+  leakAndTimerTest(
+    `PROXY (${poller}): the channel's first recv gets exactly the bytes that followed the header`,
+    async () => {
+      const map: SocketMap = new Map();
+      const firstReads: string[] = [];
+      class FirstRead extends EchoHandler {
+        #first = true;
+        override handleRead(): void {
+          const data = this.recv(65536);
+          if (this.#first) firstReads.push(new TextDecoder().decode(data));
+          this.#first = false;
+          if (data.length > 0) this.send(data);
+        }
+      }
+      class Server extends ProxyEchoServer {
+        override handleAccepted(sock: Socket): void {
+          new FirstRead(sock, this.map);
+        }
+      }
+      const server = new Server({ map, proxyProtocol: "any" });
+      try {
+        await serveWhile(
+          map,
+          poller,
+          (async () => {
+            for (const header of [v1("TCP4 192.0.2.1 192.0.2.2 1 2"), v2()]) {
+              const body = encoder.encode("\r\nQUIT\nPROXY after the header");
+              const conn = await rawClient(server.port, new Uint8Array([...header, ...body]));
+              assertEquals(await readUpTo(conn, body.length), body);
+              conn.close();
+            }
+          })(),
+        );
+        assertEquals(firstReads, [
+          "\r\nQUIT\nPROXY after the header",
+          "\r\nQUIT\nPROXY after the header",
+        ]);
+      } finally {
+        closeAll(map);
+      }
+    },
+  );
+
+  leakAndTimerTest(
     `PROXY (${poller}): a header dribbled byte by byte is waited for without spinning, then admitted`,
     () =>
-      withServer(poller, { proxyProtocol: "any" }, async (server) => {
+      withProxyEchoServer(poller, { proxyProtocol: "any" }, async (server) => {
         const header = v2({ tlvs: [[0x05, encoder.encode("id-1")]] });
         const cpu0 = cpuSeconds();
         const t0 = performance.now();
@@ -180,10 +197,10 @@ for (const poller of POLLERS) {
     noPython,
   );
 
-  proxyTest(
+  leakAndTimerTest(
     `PROXY (${poller}): garbage, the wrong version, oversized and truncated headers close that connection only, at once`,
     () =>
-      withServer(poller, { proxyProtocol: "v1" }, async (server) => {
+      withProxyEchoServer(poller, { proxyProtocol: "v1" }, async (server) => {
         const bad: [string, Uint8Array, boolean][] = [
           ["garbage", encoder.encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), false],
           ["v2 on a v1 listener", v2(), false],
@@ -214,10 +231,10 @@ for (const poller of POLLERS) {
     noPython,
   );
 
-  proxyTest(
+  leakAndTimerTest(
     `PROXY v2 (${poller}): a bad signature, version, command, family, length, TLV or CRC32C is refused`,
     () =>
-      withServer(poller, { proxyProtocol: "v2" }, async (server) => {
+      withProxyEchoServer(poller, { proxyProtocol: "v2" }, async (server) => {
         const sigOff = v2();
         sigOff[11] = 0x0b;
         const bad = [
@@ -242,10 +259,10 @@ for (const poller of POLLERS) {
       }),
   );
 
-  proxyTest(
+  leakAndTimerTest(
     `PROXY (${poller}): a header that never comes is dropped after proxyProtocolTimeout`,
     () =>
-      withServer(poller, { proxyProtocol: "any", timeout: 0.3 }, async (server, map) => {
+      withProxyEchoServer(poller, { proxyProtocol: "any", timeout: 0.3 }, async (server, map) => {
         const t0 = performance.now();
         const silent = await rawClient(server.port, new Uint8Array(0));
         const partial = await rawClient(server.port, encoder.encode("PROXY TCP4 "));
@@ -264,14 +281,22 @@ for (const poller of POLLERS) {
       }),
   );
 
-  proxyTest(
+  leakAndTimerTest(
     `PROXY (${poller}): maxConnectionsPerHost and maxConnections count the header's client`,
     () =>
-      withServer(poller, { proxyProtocol: "v1" }, async (server) => {
+      withProxyEchoServer(poller, { proxyProtocol: "v1" }, async (server) => {
         server.maxConnectionsPerHost = 1;
         server.maxConnections = 2;
-        const from = (ip: string, port: number) =>
-          rawClient(server.port, v1(`TCP4 ${ip} 127.0.0.1 ${port} 80`));
+        // One at a time: which one a limit refuses depends on the order of admission.
+        const from = async (ip: string, port: number) => {
+          const decided = server.admitted.length + server.refused.length;
+          const conn = await rawClient(server.port, v1(`TCP4 ${ip} 127.0.0.1 ${port} 80`));
+          for (let i = 0; i < 500; i++) {
+            if (server.admitted.length + server.refused.length > decided) break;
+            await delay(10);
+          }
+          return conn;
+        };
         const a = await from("198.51.100.1", 1000);
         const b = await from("198.51.100.1", 1001); // same client host: refused
         const c = await from("198.51.100.2", 1002);
@@ -288,10 +313,10 @@ for (const poller of POLLERS) {
       }),
   );
 
-  proxyTest(
+  leakAndTimerTest(
     `PROXY (${poller}): a flood of bad and stalled headers costs bounded memory; good clients are served meanwhile`,
     () =>
-      withServer(poller, { proxyProtocol: "any", timeout: 1 }, async (server, map) => {
+      withProxyEchoServer(poller, { proxyProtocol: "any", timeout: 1 }, async (server, map) => {
         const garbage = proxyClient(python!, "127.0.0.1", server.port, 64, {
           header: encoder.encode("\x16\x03\x01 not a proxy header"),
           clients: 150,
@@ -319,7 +344,7 @@ for (const poller of POLLERS) {
     noPython,
   );
 
-  proxyTest(
+  leakAndTimerTest(
     `PROXY (${poller}): TLS begun after the header: the ClientHello reaches the TLS channel`,
     async () => {
       const certs = await tlsCerts();
@@ -369,7 +394,7 @@ for (const poller of POLLERS) {
       ],
     ] as const
   ) {
-    proxyTest(
+    leakAndTimerTest(
       `PROXY with HAProxy ${label} (${poller}): the client's own address, bytes hash-exact`,
       async () => {
         const map: SocketMap = new Map();
@@ -412,7 +437,7 @@ for (const poller of POLLERS) {
     );
   }
 
-  proxyTest(
+  leakAndTimerTest(
     `PROXY with HAProxy on IPv6 (${poller}): a TCP6 client address`,
     async () => {
       const map: SocketMap = new Map();
@@ -441,47 +466,107 @@ for (const poller of POLLERS) {
   );
 }
 
-proxyTest("PROXY: a bad setting goes to the listener's handleError before any accept", async () => {
-  const map: SocketMap = new Map();
-  const server = new ProxyEchoServer({ map, proxyProtocol: "v1" });
-  const errors: unknown[] = [];
-  server.handleError = (e) => {
-    errors.push(e);
-    server.close();
-  };
-  // deno-lint-ignore no-explicit-any
-  (server as any).proxyProtocol = "v3";
-  const conn = await rawClient(server.port, v1("UNKNOWN"));
-  try {
-    await serveWhile(
-      map,
-      "poll",
-      (async () => {
-        for (let i = 0; i < 200 && errors.length === 0; i++) await delay(10);
-      })(),
-    );
-    assertEquals(errors.length, 1);
-    assertMatch(String(errors[0]), /proxyProtocol must be "v1", "v2", "any" or null, not "v3"/);
-  } finally {
-    conn.close();
-    closeAll(map);
-  }
-  // deno-lint-ignore no-explicit-any
-  (server as any).proxyProtocol = "v1";
-  server.proxyProtocolTimeout = -1;
-  assertMatch(
-    String((() => {
-      try {
-        server.handleAccept();
-      } catch (e) {
-        return e;
-      }
-    })()),
-    /proxyProtocolTimeout must be a finite number of seconds > 0, not -1/,
+for (const poller of POLLERS) {
+  leakAndTimerTest(
+    `PROXY (${poller}): urgent (out-of-band) data before the header closes the connection at once`,
+    () =>
+      withProxyEchoServer(poller, { proxyProtocol: "any" }, async (server) => {
+        const script = [
+          "import socket, sys",
+          "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=10)",
+          "s.send(b'!', socket.MSG_OOB)",
+          "try: print('closed' if s.recv(16) == b'' else 'data')",
+          "except ConnectionResetError: print('closed')",
+        ].join("\n");
+        const t0 = performance.now();
+        const r = await run(python!, ["-c", script, String(server.port)]);
+        assertEquals(decoder.decode(r.stdout).trim(), "closed", r.stderr);
+        assertLess(performance.now() - t0, 4000);
+        assertMatch(
+          server.warnings[0] ?? "",
+          /urgent \(out-of-band\) data before the PROXY header/,
+        );
+        assertEquals(server.admitted, []);
+      }),
+    noPython,
   );
-});
+}
 
-proxyTest(
+leakAndTimerTest(
+  "PROXY: on a Loop of its own, the header's deadline runs on that loop; a closed listener still hands over what it accepted",
+  async () => {
+    const loop = new Loop();
+    const server = new ProxyEchoServer({ map: loop.map, proxyProtocol: "v1", timeout: 0.3 });
+    const stop = new AbortController();
+    const running = loop.runAsync({ timeout: 0.05, signal: stop.signal });
+    try {
+      const silent = await rawClient(server.port, new Uint8Array(0));
+      const header = v1("TCP4 192.0.2.5 192.0.2.6 7 8");
+      const late = await rawClient(server.port, header.subarray(0, 10));
+      for (let i = 0; i < 200 && loop.map.size < 3; i++) await delay(10);
+      assertEquals(loop.map.size, 3);
+      assertEquals(pendingTimers(), 0, "nothing on the default loop");
+      // The listener closes; the connection it accepted is still served once its header is in.
+      server.close();
+      await late.write(Uint8Array.of(...header.subarray(10), ...encoder.encode("ping")));
+      assertEquals(decoder.decode(await readUpTo(late, 4)), "ping");
+      assertEquals(server.admitted.map((a) => a.addr), [["192.0.2.5", 7]]);
+      assert(await closedByServer(silent, 5000), "the silent one timed out");
+      assertMatch(server.warnings[0], /within 0\.3s/);
+      silent.close();
+      late.close();
+    } finally {
+      stop.abort();
+      await running;
+      loop.close();
+    }
+  },
+);
+
+leakAndTimerTest(
+  "PROXY: a bad setting goes to the listener's handleError before any accept",
+  async () => {
+    const map: SocketMap = new Map();
+    const server = new ProxyEchoServer({ map, proxyProtocol: "v1" });
+    const errors: unknown[] = [];
+    server.handleError = (e) => {
+      errors.push(e);
+      server.close();
+    };
+    // deno-lint-ignore no-explicit-any
+    (server as any).proxyProtocol = "v3";
+    const conn = await rawClient(server.port, v1("UNKNOWN"));
+    try {
+      await serveWhile(
+        map,
+        "poll",
+        (async () => {
+          for (let i = 0; i < 200 && errors.length === 0; i++) await delay(10);
+        })(),
+      );
+      assertEquals(errors.length, 1);
+      assertMatch(String(errors[0]), /proxyProtocol must be "v1", "v2", "any" or null, not "v3"/);
+    } finally {
+      conn.close();
+      closeAll(map);
+    }
+    // deno-lint-ignore no-explicit-any
+    (server as any).proxyProtocol = "v1";
+    server.proxyProtocolTimeout = -1;
+    assertMatch(
+      String((() => {
+        try {
+          server.handleAccept();
+        } catch (e) {
+          return e;
+        }
+      })()),
+      /proxyProtocolTimeout must be a finite number of seconds > 0, not -1/,
+    );
+  },
+);
+
+leakAndTimerTest(
   "PROXY: handleAccepted throwing goes to the listener's handleError; the socket is closed",
   async () => {
     const map: SocketMap = new Map();
@@ -513,26 +598,29 @@ proxyTest(
   },
 );
 
-proxyTest("PROXY: closing the map closes connections still waiting for their header", async () => {
-  const map: SocketMap = new Map();
-  const server = new ProxyEchoServer({ map, proxyProtocol: "v2" });
-  const conns: Deno.TcpConn[] = [];
-  try {
-    await serveWhile(
-      map,
-      "select",
-      (async () => {
-        for (let i = 0; i < 3; i++) conns.push(await rawClient(server.port, v2().subarray(0, 5)));
-        for (let i = 0; i < 200 && map.size < 4; i++) await delay(10);
-        assertEquals(map.size, 4);
-      })(),
-    );
-  } finally {
-    closeAll(map);
-  }
-  for (const conn of conns) {
-    assert(await closedByServer(conn));
-    conn.close();
-  }
-  assertEquals(server.warnings, []);
-});
+leakAndTimerTest(
+  "PROXY: closing the map closes connections still waiting for their header",
+  async () => {
+    const map: SocketMap = new Map();
+    const server = new ProxyEchoServer({ map, proxyProtocol: "v2" });
+    const conns: Deno.TcpConn[] = [];
+    try {
+      await serveWhile(
+        map,
+        "select",
+        (async () => {
+          for (let i = 0; i < 3; i++) conns.push(await rawClient(server.port, v2().subarray(0, 5)));
+          for (let i = 0; i < 200 && map.size < 4; i++) await delay(10);
+          assertEquals(map.size, 4);
+        })(),
+      );
+    } finally {
+      closeAll(map);
+    }
+    for (const conn of conns) {
+      assert(await closedByServer(conn));
+      conn.close();
+    }
+    assertEquals(server.warnings, []);
+  },
+);

@@ -2,7 +2,7 @@
 // nonblocking getaddrinfo), each address tried in turn, a name that does not
 // resolve is a GaiError; and a slow DNS answer (a resolver made slow in a
 // network namespace of its own) leaves the other connections running.
-import { assert, assertEquals, assertInstanceOf, assertRejects } from "@std/assert";
+import { assert, assertEquals, assertInstanceOf } from "@std/assert";
 import { connect, GaiError, listen } from "../mod.ts";
 import { loopSettled, portOf, readAll } from "./_streams.ts";
 import { hasCommand, leakTest, python, withTimeout } from "./_util.ts";

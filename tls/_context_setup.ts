@@ -9,11 +9,11 @@
 
 import { OSError } from "../ffi/errno.ts";
 import { openssl, SSLC } from "../ffi/openssl.ts";
-import { toCString } from "../ffi/bytes.ts";
+import { asBytes, toCString } from "../ffi/bytes.ts";
 import { queuedSSLError, SSLError, takeQueuedError } from "./errors.ts";
 
 /** Throws what OpenSSL queued when `ok` is false: `OSError` for a file error, else `SSLError`. */
-export function check(ok: boolean, what: string, filename?: string): void {
+export function check(ok: boolean, what: string, filename?: string): asserts ok {
   if (ok) return;
   const q = takeQueuedError();
   // A system error (bit 31 in OpenSSL 3): the file is missing or unreadable.
@@ -61,6 +61,91 @@ export function useCertChainFiles(
     check(lib.SSL_CTX_check_private_key(ctx) === 1, "SSL_CTX_check_private_key");
   } finally {
     lib.SSL_CTX_set_default_passwd_cb_userdata(ctx, null);
+    pwBuf.fill(0);
+  }
+}
+
+/** `text` as bytes, checked to look like PEM (a path here is a mistake worth naming). */
+export function pemText(text: unknown, what: string): Uint8Array {
+  const bytes = asBytes(text, what);
+  if (!new TextDecoder().decode(bytes.subarray(0, 64 * 1024)).includes("-----BEGIN ")) {
+    throw new TypeError(
+      `${what} must be PEM text ("-----BEGIN ..."); to load files, call loadCertChain(certfile, keyfile)`,
+    );
+  }
+  return bytes;
+}
+
+/** Runs `fn` with a read-only memory BIO over `bytes`, freed after. */
+function withMemBio(bytes: Uint8Array, fn: (bio: Deno.PointerObject) => void): void {
+  const { crypto } = openssl();
+  crypto.ERR_clear_error();
+  const bio = crypto.BIO_new_mem_buf(bytes, bytes.length);
+  if (bio === null) throw queuedSSLError("BIO_new_mem_buf");
+  try {
+    fn(bio);
+  } finally {
+    crypto.BIO_free(bio);
+  }
+}
+
+/**
+ * Loads the certificate chain in `certPem` (this end's certificate first,
+ * then intermediates, which replace any chain loaded before, as the file
+ * form does) and the private key in `keyPem` (PEM text), decrypting the key
+ * with `password`, and checks that they match.
+ */
+export function useCertChainPem(
+  ctx: Deno.PointerObject,
+  certPem: Uint8Array,
+  keyPem: Uint8Array,
+  password: string,
+): void {
+  const { ssl: lib, crypto } = openssl();
+  // With no callback, OpenSSL's default one takes this as the password ("" fails, never prompts).
+  const pwBuf = toCString(password, "password");
+  try {
+    withMemBio(certPem, (bio) => {
+      crypto.ERR_clear_error();
+      const leaf = crypto.PEM_read_bio_X509_AUX(bio, null, null, null);
+      check(leaf !== null, "PEM_read_bio_X509_AUX");
+      try {
+        check(lib.SSL_CTX_use_certificate(ctx, leaf) === 1, "SSL_CTX_use_certificate");
+      } finally {
+        crypto.X509_free(leaf);
+      }
+      lib.SSL_CTX_ctrl(ctx, SSLC.SSL_CTRL_CHAIN, 0n, null);
+      for (;;) {
+        const x = crypto.PEM_read_bio_X509(bio, null, null, null);
+        if (x === null) break;
+        if (lib.SSL_CTX_ctrl(ctx, SSLC.SSL_CTRL_CHAIN_CERT, 0n, x) !== 1n) {
+          crypto.X509_free(x);
+          check(false, "SSL_CTX_add0_chain_cert");
+        }
+      }
+      // The list ends with "no start line"; any other error is a broken certificate.
+      const q = takeQueuedError();
+      if (q.code !== 0n && q.reason !== "NO_START_LINE") {
+        throw new SSLError(SSLC.SSL_ERROR_SSL, `[${q.library}: ${q.reason}] ${q.reasonText}`, {
+          library: q.library,
+          reason: q.reason,
+          syscall: "PEM_read_bio_X509",
+        });
+      }
+    });
+    withMemBio(keyPem, (bio) => {
+      crypto.ERR_clear_error();
+      const pkey = crypto.PEM_read_bio_PrivateKey(bio, null, null, pwBuf);
+      check(pkey !== null, "PEM_read_bio_PrivateKey");
+      try {
+        check(lib.SSL_CTX_use_PrivateKey(ctx, pkey) === 1, "SSL_CTX_use_PrivateKey");
+      } finally {
+        crypto.EVP_PKEY_free(pkey);
+      }
+    });
+    crypto.ERR_clear_error();
+    check(lib.SSL_CTX_check_private_key(ctx) === 1, "SSL_CTX_check_private_key");
+  } finally {
     pwBuf.fill(0);
   }
 }

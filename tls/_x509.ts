@@ -10,6 +10,7 @@
 
 import { openssl } from "../ffi/openssl.ts";
 import { readCString, toCString } from "../ffi/bytes.ts";
+import type { DistinguishedName, PeerCertificate } from "./peer_certificate.ts";
 
 interface Tlv {
   tag: number;
@@ -97,7 +98,7 @@ function stringValue(der: Uint8Array, t: Tlv): string {
 }
 
 /** A Name as Python shows it: an array of RDNs, each an array of `[name, value]`. */
-function decodeName(der: Uint8Array, t: Tlv): [string, string][][] {
+function decodeName(der: Uint8Array, t: Tlv): DistinguishedName {
   return children(der, t).map((rdn) =>
     children(der, rdn).map((atv) => {
       const [oid, value] = children(der, atv);
@@ -168,7 +169,7 @@ function decodeAltNames(der: Uint8Array, octets: Tlv): [string, unknown][] {
 }
 
 /** Python's certificate dictionary for the DER certificate `der`. */
-export function decodeCertificate(der: Uint8Array): Record<string, unknown> {
+export function decodeCertificate(der: Uint8Array): PeerCertificate {
   const cert = readTlv(der, 0);
   const tbs = children(der, cert)[0];
   const fields = children(der, tbs);
@@ -185,7 +186,7 @@ export function decodeCertificate(der: Uint8Array): Record<string, unknown> {
   const issuer = fields[i + 2];
   const [notBefore, notAfter] = children(der, fields[i + 3]);
   const subject = fields[i + 4];
-  const out: Record<string, unknown> = {
+  const out: PeerCertificate = {
     subject: decodeName(der, subject),
     issuer: decodeName(der, issuer),
     version,

@@ -16,22 +16,19 @@ import { C } from "../ffi/platform.ts";
 import { type BytesLike, Socket } from "../ffi/socket.ts";
 import { kTransport, type Transport, WRITE } from "../ffi/transport.ts";
 import { asBytes, readCString } from "../ffi/bytes.ts";
-import {
-  queuedSSLError,
-  SSLError,
-  SSLWantReadError,
-  SSLWantWriteError,
-  takeQueuedError,
-} from "./errors.ts";
+import { queuedSSLError, SSLError, SSLWantReadError, SSLWantWriteError } from "./errors.ts";
 import { decodeCertificate } from "./_x509.ts";
 import {
   check,
+  pemText,
   setAlpn,
   trustDefaultPaths,
   trustLocations,
   trustPemText,
   useCertChainFiles,
+  useCertChainPem,
 } from "./_context_setup.ts";
+import type { PeerCertificate } from "./peer_certificate.ts";
 import { TlsTransport } from "./transport.ts";
 import {
   CERT_NONE,
@@ -73,6 +70,16 @@ const freeContext = new FinalizationRegistry<Deno.PointerObject>((ptr) => {
 
 /** The `SSL_CTX` of a context (set by `SSLContext`'s static block). */
 let contextPointer: (context: SSLContext) => Deno.PointerObject;
+
+/** PEM text for the options form of {@linkcode SSLContext.loadCertChain}. */
+export interface CertChainOptions {
+  /** The certificate chain as PEM text: this end's certificate first, then intermediates. */
+  cert: string | Uint8Array;
+  /** The private key as PEM text; default: the key in `cert`. */
+  key?: string | Uint8Array | null;
+  /** The password of an encrypted key, or a function that returns it. */
+  password?: string | (() => string) | null;
+}
 
 /** Options of {@linkcode createDefaultContext}: trust these CAs instead of the system's. */
 export interface DefaultContextOptions {
@@ -220,12 +227,56 @@ export class SSLContext {
    * intermediates) and private key (`keyfile`, default: in `certfile`). An
    * encrypted key needs `password` (a string or a function returning one);
    * without one it fails instead of prompting.
+   *
+   * @example From files, as Python's `load_cert_chain`
+   * ```ts ignore
+   * const ctx = new SSLContext(PROTOCOL_TLS_SERVER);
+   * ctx.loadCertChain("cert.pem", "key.pem");
+   * ```
+   *
+   * @throws {OSError} When a file is missing or unreadable (`ENOENT`, `EACCES`, `EISDIR`).
+   * @throws {SSLError} When a file holds no PEM certificate or key, the key
+   *   does not match the certificate (`KEY_VALUES_MISMATCH`), or the
+   *   password is wrong.
    */
   loadCertChain(
     certfile: string,
     keyfile?: string | null,
     password?: string | (() => string) | null,
+  ): void;
+  /**
+   * Loads this end's certificate chain and private key from PEM text (as
+   * `Deno.listenTls` takes them), e.g. from an environment variable or a
+   * secret store: `cert` holds the certificate first, then intermediates;
+   * `key` the private key (default: the key in `cert`).
+   *
+   * @example From PEM text
+   * ```ts ignore
+   * const ctx = new SSLContext(PROTOCOL_TLS_SERVER);
+   * ctx.loadCertChain({
+   *   cert: Deno.readTextFileSync("cert.pem"),
+   *   key: Deno.env.get("TLS_KEY")!,
+   * });
+   * ```
+   *
+   * @throws {TypeError} When `cert` or `key` is not PEM text (a path given here, say).
+   * @throws {SSLError} As the file form does.
+   */
+  loadCertChain(options: CertChainOptions): void;
+  loadCertChain(
+    certfile: string | CertChainOptions,
+    keyfile?: string | null,
+    password?: string | (() => string) | null,
   ): void {
+    if (typeof certfile === "object" && certfile !== null) {
+      const certPem = pemText(certfile.cert, "cert");
+      const keyPem = certfile.key == null ? certPem : pemText(certfile.key, "key");
+      const pass = certfile.password;
+      const pw = typeof pass === "function" ? pass() : pass ?? "";
+      if (typeof pw !== "string") throw new TypeError("password must be a string");
+      useCertChainPem(this.#pointer(), certPem, keyPem, pw);
+      return;
+    }
     if (typeof certfile !== "string") throw new TypeError("certfile must be a path string");
     const pw = typeof password === "function" ? password() : password ?? "";
     if (typeof pw !== "string") throw new TypeError("password must be a string");
@@ -679,7 +730,12 @@ export class SSLSocket extends Socket {
    * `binaryForm`, or null when the peer sent none. Throws before the
    * handshake is done.
    */
-  getpeercert(binaryForm = false): Record<string, unknown> | Uint8Array | null {
+  getpeercert(binaryForm?: false): PeerCertificate | null;
+  /** The peer's certificate as DER bytes, or null when the peer sent none. */
+  getpeercert(binaryForm: true): Uint8Array | null;
+  /** The dictionary, or the DER bytes with `binaryForm`, or null. */
+  getpeercert(binaryForm?: boolean): PeerCertificate | Uint8Array | null;
+  getpeercert(binaryForm = false): PeerCertificate | Uint8Array | null {
     const ssl = this.#tls.session();
     if (ssl === null) {
       throw new OSError(E.EBADF, { message: "Bad file descriptor (SSLSocket is closed)" });

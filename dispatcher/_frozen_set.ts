@@ -1,17 +1,8 @@
 /**
- * How channels present themselves: addresses in log lines and `toString()`,
- * and the read-only default of `ignoreLogTypes`.
+ * The read-only default of `ignoreLogTypes`.
  *
  * @module
  */
-
-import type { Address } from "../ffi/structs.ts";
-
-/** `host:port`, `[v6]:port`, or a Unix path as it is. */
-export function formatAddress(addr: Address): string {
-  if (typeof addr === "string") return JSON.stringify(addr);
-  return addr[0].includes(":") ? `[${addr[0]}]:${addr[1]}` : `${addr[0]}:${addr[1]}`;
-}
 
 /** A Set that refuses changes once built, like Python's frozenset (the message says what to do instead). */
 export class FrozenSet<T> extends Set<T> {
