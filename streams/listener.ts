@@ -182,21 +182,28 @@ class StreamListener implements Listener {
     this.#ch.close();
   }
 
-  /** The connections, until the listener is closed; leaving the loop closes it. */
+  /**
+   * The connections, until the listener is closed. Leaving the loop early
+   * (`break`, or an exception in its body) closes the listener, as Deno's
+   * does; an error of `accept()` itself ends the loop with that error and
+   * leaves the listener open.
+   */
   async *[Symbol.asyncIterator](): AsyncGenerator<Conn, void, undefined> {
-    try {
-      for (;;) {
-        let conn: Conn;
-        try {
-          conn = await this.#ch.take();
-        } catch (error) {
-          if (this.#ch.closed) return;
-          throw error;
-        }
-        yield conn;
+    for (;;) {
+      let conn: Conn;
+      try {
+        conn = await this.#ch.take();
+      } catch (error) {
+        if (this.#ch.closed) return;
+        throw error;
       }
-    } finally {
-      this.close();
+      let resumed = false;
+      try {
+        yield conn;
+        resumed = true;
+      } finally {
+        if (!resumed) this.close(); // the consumer left the loop
+      }
     }
   }
 

@@ -157,6 +157,25 @@ leakTest("streams: leaving `for await` with break closes the listener", async ()
   await loopSettled();
 });
 
+leakTest("streams: an exception in the `for await` body closes the listener", async () => {
+  const listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const port = portOf(listener);
+  const client = connect({ hostname: "127.0.0.1", port });
+  await assertRejects(
+    async () => {
+      for await (const conn of listener) {
+        conn.close();
+        throw new Error("in the body");
+      }
+    },
+    Error,
+    "in the body",
+  );
+  (await client).close();
+  await assertRejects(() => listener.accept(), OSError);
+  await loopSettled();
+});
+
 leakTest("streams: `await using` sends what is queued, then closes", async () => {
   const deno = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const data = randomBytes(SIZE, 15);
