@@ -217,7 +217,9 @@ export class SendMsg {
     }
     this.#keep = [iov, ...parts];
     view.setBigUint64(M.iov, addressOf(iov), true);
-    writeLength(view, M.iovlen, M.lengthSize, parts.length);
+    // No buffers is one empty iovec (zeroed above): the kernel sends the same empty message,
+    // and qemu-user (the arm64 CI) sends nothing at all for msg_iovlen 0.
+    writeLength(view, M.iovlen, M.lengthSize, Math.max(1, parts.length));
     if (items.length > 0) {
       let size = 0;
       for (const [, , data] of items) size += CMSG_SPACE(data.length);

@@ -151,9 +151,9 @@ const symbols = {
   },
   /**
    * The same getaddrinfo(3), run on a worker thread so the loop's thread
-   * goes on meanwhile (a lookup can take seconds). Each call costs about
-   * 47 us more than the synchronous one, so only promise-returning paths
-   * use it. errno of its EAI_SYSTEM failures lives on the worker thread.
+   * goes on meanwhile (a lookup can take seconds). The thread hop costs
+   * 20-50 us per call more than the synchronous one, so only promise-returning
+   * paths use it. errno of its EAI_SYSTEM failures lives on the worker thread.
    */
   getaddrinfoAsync: {
     name: "getaddrinfo",

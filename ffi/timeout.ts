@@ -73,6 +73,8 @@ const pollView = new DataView(pollfd.buffer);
  * time left.
  */
 export function waitReady(fd: number, events: number, deadline: number, syscall: string): void {
+  // A closed socket is "ready", as in CPython: the call itself then fails with EBADF.
+  if (fd < 0) return;
   const lib = libc();
   for (;;) {
     const left = deadline - performance.now();

@@ -274,6 +274,22 @@ export function scaled(n: number): number {
   return Math.max(1, Math.round(n * (scale > 0 ? scale : 1)));
 }
 
+/**
+ * Whether this process runs under user-mode emulation: the arm64 leg of CI
+ * (.ci/arm64.sh) runs the aarch64 Deno under qemu-user on an x86_64 host,
+ * where /proc/cpuinfo is still the host's. qemu translates a few socket calls
+ * imperfectly (it drops ancillary data that does not fit without setting
+ * MSG_CTRUNC, and has no IP_MULTICAST_IF), and every process starts slowly.
+ */
+export const emulated: boolean = (() => {
+  if (Deno.build.arch !== "aarch64") return false;
+  try {
+    return Deno.readTextFileSync("/proc/cpuinfo").includes("vendor_id");
+  } catch {
+    return false;
+  }
+})();
+
 /** Whether the IPv6 loopback can be bound here. */
 export const hasIPv6: boolean = (() => {
   try {

@@ -16,6 +16,7 @@ import {
 } from "../mod.ts";
 import {
   delay,
+  emulated,
   hasCommand,
   leakTest,
   python,
@@ -29,6 +30,8 @@ const haveActivate = hasCommand(ACTIVATE);
 const fixture = new URL("./fixtures/activation.ts", import.meta.url).pathname;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+/** How long a started Deno may take to answer: much longer under emulation (qemu-user). */
+const START_MS = emulated ? 180_000 : 30_000;
 
 interface Report {
   pid: number;
@@ -92,7 +95,7 @@ class Activated implements AsyncDisposable {
   }
 
   /** Waits (bounded) until `test` holds for what was printed. */
-  async #until(test: () => boolean, what: string, ms = 30000): Promise<void> {
+  async #until(test: () => boolean, what: string, ms = START_MS): Promise<void> {
     const deadline = performance.now() + ms;
     while (!test()) {
       if (performance.now() > deadline) {
@@ -115,7 +118,7 @@ class Activated implements AsyncDisposable {
 
   /** Waits for the exit; its code (stderr goes into the message of a failure). */
   async exit(): Promise<number> {
-    const status = await withTimeout(this.child.status, 30000, "the fixture's exit");
+    const status = await withTimeout(this.child.status, START_MS, "the fixture's exit");
     await Promise.all(this.#pumps);
     if (status.code !== 0) console.error(this.#err);
     return status.code;
@@ -144,7 +147,7 @@ async function ask(conn: Deno.Conn, data: string): Promise<string> {
   const parts: Uint8Array[] = [];
   const buf = new Uint8Array(1024);
   for (;;) {
-    const n = await withTimeout(conn.read(buf), 15000, "the activated server's answer");
+    const n = await withTimeout(conn.read(buf), START_MS, "the activated server's answer");
     if (n === null) break;
     parts.push(buf.slice(0, n));
     if (dec.decode(parts.at(-1)!).includes("!")) break;
@@ -195,7 +198,7 @@ activationTest(
         const w = nc.stdin.getWriter();
         await w.write(enc.encode("status!"));
         await w.close();
-        const out = await withTimeout(nc.output(), 15000, "nc");
+        const out = await withTimeout(nc.output(), START_MS, "nc");
         assertEquals(dec.decode(out.stdout), "admin:status!");
       } else {
         const admin = await Deno.connect({ path, transport: "unix" });
@@ -241,7 +244,7 @@ activationTest(
 
 const PY_CLIENT = `
 import socket, sys
-c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=int(sys.argv[2]))
 c.sendall(b"via loop()!")
 print(c.recv(64).decode(), flush=True)
 `;
@@ -252,10 +255,10 @@ activationTest(
     if (!python) return;
     const port = freePort();
     await using child = await activate(["-l", `127.0.0.1:${port}`, "--fdname=echo"], "dispatcher");
-    await using peer = new PythonPeer(PY_CLIENT, [String(port)]);
+    await using peer = new PythonPeer(PY_CLIENT, [String(port), String(START_MS / 1000)]);
     const r = await child.report();
     assertEquals(r.sockets.map((s) => s.name), ["echo"]);
-    assertEquals(await peer.line(), "echo:via loop()!");
+    assertEquals(await peer.line(START_MS), "echo:via loop()!");
     await peer.finish();
     assertEquals(await child.exit(), 0);
   },

@@ -32,7 +32,7 @@ import {
 import { C } from "../ffi/platform.ts";
 import { libc } from "../ffi/symbols.ts";
 import * as os from "../ffi/os.ts";
-import { delay, leakTest, python, PythonPeer, tempSocketPath } from "./_util.ts";
+import { delay, emulated, leakTest, python, PythonPeer, tempSocketPath } from "./_util.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -55,6 +55,17 @@ async function eventually<T>(fn: () => T, what: string, ms = 10000): Promise<T> 
     if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await delay(2);
   }
+}
+
+/**
+ * A connected pair whose blocking calls give up after 10 s (TimeoutError), so
+ * a test that waits for a message that never comes fails instead of hanging.
+ */
+function pair(type = SOCK_STREAM): [Socket, Socket] {
+  const [a, b] = socketpair(AF_UNIX, type);
+  a.settimeout(10);
+  b.settimeout(10);
+  return [a, b];
 }
 
 /** `n` fds of new temp files, file i holding the text `${i}` (CPython's newFDs). */
@@ -122,7 +133,7 @@ Deno.test("msg: CMSG_LEN and CMSG_SPACE are Python's, with Python's range errors
 
 leakTest("msg: socketpair makes connected pairs; AF_INET is EOPNOTSUPP, as in Python", () => {
   for (const type of [SOCK_STREAM, SOCK_DGRAM]) {
-    const [a, b] = socketpair(AF_UNIX, type);
+    const [a, b] = pair(type);
     try {
       assertEquals([a.family, a.type, b.type], [AF_UNIX, type, type]);
       assert(a.getblocking() && isCloexec(a.fileno()) && isCloexec(b.fileno()));
@@ -149,7 +160,7 @@ leakTest("msg: socketpair makes connected pairs; AF_INET is EOPNOTSUPP, as in Py
 });
 
 leakTest("msg: dup shares the connection, is close-on-exec and keeps the timeout", () => {
-  const [a, b] = socketpair();
+  const [a, b] = pair();
   const copies: Socket[] = [];
   try {
     a.settimeout(2.5);
@@ -170,8 +181,8 @@ leakTest("msg: dup shares the connection, is close-on-exec and keeps the timeout
 });
 
 leakTest("msg: sendmsg gathers buffers; recvmsg reports MSG_TRUNC, peeks, sees EOF", () => {
-  const [a, b] = socketpair(AF_UNIX, SOCK_DGRAM);
-  const [s1, s2] = socketpair(AF_UNIX, SOCK_STREAM);
+  const [a, b] = pair(SOCK_DGRAM);
+  const [s1, s2] = pair(SOCK_STREAM);
   try {
     // CPython testSendmsgDataGenerator / testRecvmsgShorter / testRecvmsgPeek.
     assertEquals(a.sendmsg(["Mess", enc.encode("age!"), "", "\n"]), MSG.length);
@@ -319,9 +330,11 @@ const RIGHTS_CASES: RightsCase[] = [
 
 leakTest("msg: SCM_RIGHTS cases of CPython's SCMRightsTest (stream and datagram)", () => {
   for (const type of [SOCK_STREAM, SOCK_DGRAM]) {
-    for (const c of RIGHTS_CASES) {
+    // Under qemu-user a control buffer too small for the fds loses them without MSG_CTRUNC
+    // (and leaves them open): only the cases where everything fits say anything there.
+    for (const c of RIGHTS_CASES.filter((c) => !emulated || c.want.ctrunc === false)) {
       const what = `${c.name} (${type === SOCK_STREAM ? "stream" : "dgram"})`;
-      const [cli, serv] = socketpair(AF_UNIX, type);
+      const [cli, serv] = pair(type);
       const made = newFDs(c.nfds);
       let got: number[] = [];
       try {
@@ -349,7 +362,7 @@ leakTest("msg: SCM_RIGHTS cases of CPython's SCMRightsTest (stream and datagram)
 
 leakTest("msg: an empty or cut SCM_RIGHTS item delivers no fd (FDPassEmpty, PartialInt)", () => {
   for (const data of [new Uint8Array(0), ints(-0x5555).subarray(0, 3)]) {
-    const [cli, serv] = socketpair(AF_UNIX, SOCK_DGRAM);
+    const [cli, serv] = pair(SOCK_DGRAM);
     let fds: number[] = [];
     try {
       try {
@@ -371,7 +384,8 @@ leakTest("msg: an empty or cut SCM_RIGHTS item delivers no fd (FDPassEmpty, Part
 });
 
 leakTest("msg: recvFds closes a set the kernel cut (MSG_CTRUNC): no fd is left open", () => {
-  const [cli, serv] = socketpair();
+  if (emulated) return; // qemu-user drops the fds that do not fit without MSG_CTRUNC
+  const [cli, serv] = pair();
   const made = newFDs(3);
   try {
     const before = [...Deno.readDirSync("/proc/self/fd")].length;
@@ -406,7 +420,7 @@ leakTest("msg: recvFds closes a set the kernel cut (MSG_CTRUNC): no fd is left o
 });
 
 leakTest("msg: bad fd-passing input is a clear error, never a silent loss", () => {
-  const [cli, serv] = socketpair();
+  const [cli, serv] = pair();
   const made = newFDs(1);
   try {
     // Linux sends nothing for an empty stream write: the fds would vanish while "0 sent".

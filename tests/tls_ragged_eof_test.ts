@@ -4,12 +4,16 @@
 import { assert, assertEquals, assertThrows } from "@std/assert";
 import {
   MessageBatch,
+  SO_RCVTIMEO,
+  SO_SNDTIMEO,
   Socket,
   socketpair,
+  SOL_SOCKET,
   SSL_ERROR_EOF,
   SSLEOFError,
   type SSLSocket,
 } from "../mod.ts";
+import { encodeTimeval } from "../ffi/structs.ts";
 import { clientContext, serverContext, tlsCerts } from "./fixtures/tls_certs.ts";
 import { leakTest, python, PythonPeer } from "./_util.ts";
 
@@ -39,6 +43,12 @@ for clean in (False, True):
 function connect(port: number, suppressRaggedEofs?: boolean): SSLSocket {
   const raw = new Socket();
   raw.connect(["127.0.0.1", port]);
+  // The kernel's own timeouts bound every blocking TLS call (an SSLSocket takes no settimeout):
+  // a peer that never answers fails the test with SSLWantReadError instead of hanging it.
+  const tenSeconds = new Uint8Array(16);
+  encodeTimeval(tenSeconds, 10);
+  raw.setsockopt(SOL_SOCKET, SO_RCVTIMEO, tenSeconds);
+  raw.setsockopt(SOL_SOCKET, SO_SNDTIMEO, tenSeconds);
   return clientContext(certs).wrapSocket(raw, {
     serverHostname: "localhost",
     suppressRaggedEofs,
