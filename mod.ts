@@ -177,3 +177,15 @@ export {
   SSLWantWriteError,
   SSLZeroReturnError,
 } from "./tls/errors.ts";
+export { connect } from "./streams/connect.ts";
+export { listen, type Listener } from "./streams/listener.ts";
+export type { Conn } from "./streams/conn.ts";
+export type {
+  ConnectOptions,
+  ListenOptions,
+  ProxyProtocolOption,
+  TcpConnectOptions,
+  TcpListenOptions,
+  UnixConnectOptions,
+  UnixListenOptions,
+} from "./streams/_options.ts";

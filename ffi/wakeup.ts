@@ -38,16 +38,20 @@ export class Wakeup {
     }
   }
 
-  /** Empties the pipe after a wait. */
+  /**
+   * Empties the pipe after a wait. A wake-up writes one byte while none is
+   * pending, so one read nearly always empties it; "would block" ends the
+   * loop without building an exception (this runs after every wait that
+   * was woken).
+   */
   drain(): void {
     if (!this.#pending) return;
     this.#pending = false;
-    for (;;) {
-      try {
-        if (os.read(this.readFd, this.#drainBuf.length).length === 0) return;
-      } catch {
-        return; // EAGAIN: drained
-      }
+    const buf = this.#drainBuf;
+    try {
+      while (os.tryRead(this.readFd, buf) === buf.length);
+    } catch {
+      // The pipe is gone: nothing left to drain.
     }
   }
 

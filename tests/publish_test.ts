@@ -16,8 +16,9 @@ Deno.test("publish: deno publish --dry-run ships the library and nothing else", 
   const files = [...text.matchAll(/file:\/\/(\S+) \(/g)].map((m) => m[1].slice(root.length));
   assert(files.includes("mod.ts"), text);
   assert(files.some((f) => f.startsWith("tls/")), "tls/ is shipped");
+  assert(files.some((f) => f.startsWith("streams/")), "streams/ is shipped");
   const stray = files.filter((f) =>
-    !/^(mod\.ts|deno\.json|README\.md|LICENSE|(ffi|dispatcher|tls)\/.*\.ts)$/.test(f)
+    !/^(mod\.ts|deno\.json|README\.md|LICENSE|(ffi|dispatcher|tls|streams)\/.*\.ts)$/.test(f)
   );
   assertEquals(stray, [], "only the library is shipped");
 });

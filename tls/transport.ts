@@ -60,6 +60,9 @@ export class TlsTransport implements Transport {
   #ssl: Deno.PointerObject | null;
   readonly #hostname: string | null;
   readonly #timeout: number | null;
+  readonly #suppressRaggedEofs: boolean;
+  /** The last failure `#settle` read as the end of stream was a ragged EOF. */
+  #raggedEof = false;
   #handshakeDone = false;
   /** What the unfinished handshake waits for: READ or WRITE. */
   #hsWants: number;
@@ -69,9 +72,8 @@ export class TlsTransport implements Transport {
   #writeWants = 0;
   /** Close without close_notify (a handshake that timed out: the peer is not reading). */
   #noShutdown = false;
-  /** The last end of stream `#settle` saw came without close_notify. */
-  #raggedEof = false;
-  readonly #suppressRaggedEofs: boolean;
+  /** `sendCloseNotify` has sent close_notify. */
+  #closeNotifySent = false;
 
   // ---- the loop's side ----
   #hooks: TransportHooks | null = null;
@@ -335,6 +337,27 @@ export class TlsTransport implements Transport {
       return 0; // the peer is gone: nothing more to exchange
     }
     return READ;
+  }
+
+  /**
+   * Sends close_notify without waiting for the peer's (TLS's half-close:
+   * reading goes on until the peer's own close_notify or end of stream):
+   * 0 once it is sent (or the peer is gone), else READ or WRITE for what
+   * the send waits for: call it again on that event. Never called again
+   * once it returned 0, since a further `SSL_shutdown` would read the
+   * peer's application data and drop it.
+   */
+  sendCloseNotify(): number {
+    if (this.#closeNotifySent) return 0;
+    const ssl = this.#live();
+    const { ssl: lib, crypto } = openssl();
+    crypto.ERR_clear_error();
+    const r = lib.SSL_shutdown(ssl);
+    // 0: ours sent, theirs not read yet; 1: both. A first call that could not
+    // write leaves the alert pending in OpenSSL: the next call only sends it.
+    const want = r >= 0 ? 0 : this.#settle(r, "SSL_shutdown");
+    if (want === 0) this.#closeNotifySent = true;
+    return want;
   }
 
   /** Frees the session, leaving the fd open (after `unwrap`). */
