@@ -16,7 +16,7 @@
 
 import { C } from "../ffi/platform.ts";
 import { Poller, timeoutMs } from "../ffi/poll.ts";
-import * as os from "../ffi/os.ts";
+import { Wakeup } from "../ffi/wakeup.ts";
 import { createBackend, resolveLoopOptions, runPass, timeoutWithTimers } from "./_backend.ts";
 import type { LoopOptions } from "./loop.ts";
 import { type SocketMap, watchMap } from "./map.ts";
@@ -35,45 +35,13 @@ export const YIELD_EVERY_MS = 5;
 export const SPIN_MS = 0.1;
 
 const serving = new WeakSet<SocketMap>();
-const ONE = new Uint8Array([1]);
 
-/** A pipe whose read end wakes a waiting poll. */
-class Waker {
-  readonly readFd: number;
-  readonly #writeFd: number;
+/** The wake-up of a waiting poll (ffi/wakeup.ts), written only while a wait is under way. */
+class Waker extends Wakeup {
   waiting = false;
-  #pending = false;
-  readonly #drainBuf = new Uint8Array(64);
 
-  constructor() {
-    [this.readFd, this.#writeFd] = os.pipe(true);
-  }
-
-  wake(): void {
-    if (!this.waiting || this.#pending) return;
-    this.#pending = true;
-    try {
-      os.write(this.#writeFd, ONE);
-    } catch {
-      // The pipe is full: a wake-up is already pending.
-    }
-  }
-
-  drain(): void {
-    if (!this.#pending) return;
-    this.#pending = false;
-    for (;;) {
-      try {
-        if (os.read(this.readFd, this.#drainBuf.length).length === 0) return;
-      } catch {
-        return; // EAGAIN: drained
-      }
-    }
-  }
-
-  close(): void {
-    os.close(this.readFd);
-    os.close(this.#writeFd);
+  override wake(): void {
+    if (this.waiting) super.wake();
   }
 }
 
@@ -164,7 +132,7 @@ export async function loopAsync(options: LoopAsyncOptions = {}): Promise<void> {
   async function waitReady(seconds: number | null): Promise<void> {
     const readyNow = backend.prepare();
     let n = backend.fillWaitSet(waitSet.fds, 0);
-    waitSet.fds.set(n++, waker.readFd, C.POLLIN);
+    waitSet.fds.set(n++, waker.fd, C.POLLIN);
     waker.waiting = true;
     try {
       await waitSet.pollAsync(n, readyNow ? 0 : timeoutMs(seconds));

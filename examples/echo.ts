@@ -3,7 +3,7 @@
  *
  *     deno run --allow-ffi examples/echo.ts [host] [port]     (default localhost 8080)
  *
- * Options: --poller=select|poll|epoll (default epoll on Linux), --help.
+ * Options: --poller=select|poll|epoll (default epoll on Linux, poll elsewhere), --help.
  * Ctrl-C or SIGTERM closes every connection and exits 0; a bad argument
  * prints one line and exits 2.
  *
@@ -67,7 +67,7 @@ Usage: deno run --allow-ffi examples/echo.ts [host] [port] [--poller=select|poll
 The classic asyncore echo server: every connection gets back what it sends.
   host      address or name to listen on (default localhost)
   port      0-65535 (default 8080; 0 picks a free port)
-  --poller  readiness backend (default epoll)
+  --poller  readiness backend (default epoll on Linux, poll elsewhere)
   -h, --help
 Ctrl-C (SIGINT) or SIGTERM closes every connection and exits 0.
 `;
@@ -76,7 +76,7 @@ if (import.meta.main) {
   const prog = "echo";
   const { positionals, poller } = parseCommandLine(prog, HELP, Deno.args, {
     maxPositionals: 2,
-    poller: "epoll",
+    poller: Deno.build.os === "linux" ? "epoll" : "poll",
   });
   const host = positionals[0] ?? "localhost";
   const port = parsePort(prog, positionals[1] ?? "8080");

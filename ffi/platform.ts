@@ -2,15 +2,18 @@
  * Platform facts: everything that differs between operating systems and
  * architectures lives in this one file, as one table per platform: the libc
  * name, the constants, errno, struct layouts and the calling convention of
- * variadic functions. Linux x86_64 and Linux aarch64 are implemented; another
- * platform is a new {@linkcode Platform} table added to {@linkcode PLATFORMS},
- * and the compiler names every fact it is missing.
+ * variadic functions. Linux x86_64, Linux aarch64 and Windows x86_64 are
+ * implemented (Windows' table is in `ffi/platform_windows.ts`, plain data
+ * typed here); another platform is a new {@linkcode Platform} table added to
+ * {@linkcode PLATFORMS}, and the compiler names every fact it is missing.
  *
  * What is optional in libc (`accept4`, `pipe2`, the `epoll` family) is not a
  * table entry: `ffi/symbols.ts` binds it as `optional` and checks for it.
  *
  * @module
  */
+
+import { windowsX86_64 as windows } from "./platform_windows.ts";
 
 /**
  * The name of every numeric constant the library reads. A table that lacks
@@ -151,8 +154,12 @@ export interface StructLayouts {
   sunPathMax: number;
   /** `offsetof(struct sockaddr_un, sun_path)`. */
   sunPathOffset: number;
-  /** `struct pollfd { int fd; short events; short revents; }`: size and offsets. */
-  pollfd: { size: number; fd: number; events: number; revents: number };
+  /**
+   * `struct pollfd { int fd; short events; short revents; }`: size and
+   * offsets; `fdSize` is 8 where `fd` is a 64-bit handle (Windows'
+   * `WSAPOLLFD`), absent for a 32-bit fd.
+   */
+  pollfd: { size: number; fd: number; events: number; revents: number; fdSize?: 8 };
   /**
    * `struct epoll_event { uint32_t events; epoll_data_t data; }`: size and
    * offsets. glibc declares it packed on x86_64 only (12 bytes, `data` at 4);
@@ -160,10 +167,17 @@ export interface StructLayouts {
    * library keeps the fd in the low 32 bits of `data`.
    */
   epollEvent: { size: number; events: number; data: number };
-  /** `sizeof(struct timeval)` (two 64-bit fields). */
+  /** `sizeof(struct timeval)`: two 64-bit fields (16), or two 32-bit ones (8, Windows). */
   timeval: number;
-  /** `FD_SETSIZE`: the number of bits in an `fd_set`. */
+  /**
+   * `FD_SETSIZE`: the number of bits in an `fd_set`; where `fdSetIsArray`,
+   * the number of handles it holds.
+   */
   fdSetSize: number;
+  /** Whether an `fd_set` is a count and an array of handles (Winsock), not a bitmap. */
+  fdSetIsArray?: boolean;
+  /** The width in bytes of each field of `struct linger`: 2 on Windows; absent: 4. */
+  lingerField?: 2;
   /** Offsets inside `struct addrinfo`. */
   addrinfo: {
     size: number;
@@ -229,6 +243,13 @@ export interface Platform {
    * read and send instead. Absent means true.
    */
   hasSendfile?: boolean;
+  /**
+   * Whether sockets are Winsock's (`ws2_32.dll`, bound by `ffi/winsock.ts`
+   * as a libc look-alike) instead of the C library's. Absent means false.
+   */
+  winsock?: boolean;
+  /** Whether `AF_UNIX` sockets are offered (false on Windows, as in Python). Absent means true. */
+  hasUnixSockets?: boolean;
   /** Numeric constants by their C name. */
   constants: Constants;
   /** Errno values by their C name. */
@@ -539,10 +560,17 @@ const linuxAarch64: Platform = {
   structs: { ...linux64Structs, epollEvent: { size: 16, events: 0, data: 8 } },
 };
 
+const windowsX86_64: Platform = {
+  ...windows,
+  constants: windows.constants satisfies Record<ConstantName, number>,
+  errno: windows.errno satisfies Record<ErrnoName, number>,
+};
+
 /** Every implemented platform, keyed by `${Deno.build.os}-${Deno.build.arch}`. */
 export const PLATFORMS: Readonly<Record<string, Platform>> = {
   "linux-x86_64": linuxX86_64,
   "linux-aarch64": linuxAarch64,
+  "windows-x86_64": windowsX86_64,
 };
 
 function currentPlatform(): Platform {

@@ -11,7 +11,7 @@
  */
 
 import { attempt, check, osError } from "./_syscall.ts";
-import { errno as E } from "./errno.ts";
+import { errno as E, OSError } from "./errno.ts";
 import { C, platform } from "./platform.ts";
 import { encodeAddress } from "./resolve.ts";
 import { type Address, decodeSockaddr } from "./structs.ts";
@@ -125,6 +125,12 @@ export class Socket {
       this.#blocking = known ?? (this.#fcntlGetfl() & C.O_NONBLOCK) === 0;
       return;
     }
+    if (family === C.AF_UNIX && platform.hasUnixSockets === false) {
+      throw new OSError(E.EAFNOSUPPORT, {
+        syscall: "socket",
+        message: `AF_UNIX sockets are Unix-only (as in Python); not available on ${platform.name}`,
+      });
+    }
     holdSpareFd();
     const lib = libc();
     const flags = this.type | C.SOCK_CLOEXEC | (type & C.SOCK_NONBLOCK);
@@ -137,6 +143,13 @@ export class Socket {
   static fromFd(fd: number): Socket {
     if (!Number.isInteger(fd) || fd < 0) {
       throw new RangeError(`fd must be a non-negative integer, not ${fd}`);
+    }
+    if (C.SO_DOMAIN < 0) {
+      throw new OSError(E.ENOPROTOOPT, {
+        syscall: "getsockopt",
+        message: `${platform.name} cannot tell a socket's family (no SO_DOMAIN): ` +
+          "use new Socket(family, type, proto, fd)",
+      });
     }
     const probe = new Socket(C.AF_UNIX, C.SOCK_STREAM, 0, fd);
     const family = probe.getsockopt(C.SOL_SOCKET, C.SO_DOMAIN);

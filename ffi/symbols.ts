@@ -14,6 +14,7 @@
  */
 
 import { C, platform } from "./platform.ts";
+import { winsockLibc } from "./winsock.ts";
 
 const symbols = {
   /** int socket(int domain, int type, int protocol); */
@@ -236,6 +237,8 @@ function load(): Libc {
     );
   }
   try {
+    // Windows: Winsock dressed as libc (see ffi/winsock.ts), checked against the same type.
+    if (platform.winsock) return winsockLibc() satisfies Libc;
     return withFallbacks(Deno.dlopen(platform.libc, symbols).symbols);
   } catch (error) {
     if (isPermissionError(error)) {
