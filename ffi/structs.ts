@@ -273,8 +273,9 @@ export class PollFdArray {
   set(i: number, fd: number, events: number): void {
     const o = i * P.size;
     if (FD64) {
-      this.#view.setUint32(o + P.fd, fd % TWO32, true);
-      this.#view.setUint32(o + P.fd + 4, Math.floor(fd / TWO32), true);
+      // A negative fd is INVALID_SOCKET (all ones), which WSAPoll skips as poll(2) skips -1.
+      this.#view.setUint32(o + P.fd, fd < 0 ? 0xffff_ffff : fd % TWO32, true);
+      this.#view.setUint32(o + P.fd + 4, fd < 0 ? 0xffff_ffff : Math.floor(fd / TWO32), true);
     } else {
       this.#view.setInt32(o + P.fd, fd, true);
     }
@@ -285,7 +286,10 @@ export class PollFdArray {
   /** The `fd` of entry `i`. */
   fd(i: number): number {
     const o = i * P.size + P.fd;
-    if (FD64) return this.#view.getUint32(o, true) + this.#view.getUint32(o + 4, true) * TWO32;
+    if (FD64) {
+      const high = this.#view.getUint32(o + 4, true);
+      return high === 0xffff_ffff ? -1 : this.#view.getUint32(o, true) + high * TWO32;
+    }
     return this.#view.getInt32(o, true);
   }
 

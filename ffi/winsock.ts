@@ -25,6 +25,10 @@
  *   a hang-up or error also reports the read/write interest it ends, as
  *   `poll(2)` does on Linux (libuv does the same), so the next `recv`,
  *   `send` or `SO_ERROR` tells what happened and no byte is lost.
+ * - A datagram longer than the buffer is cut, as on Unix: Winsock fills the
+ *   buffer, drops the rest and fails with `WSAEMSGSIZE`, which is reported
+ *   as the length received (a repeat of the call, as the errno policy makes
+ *   for an unexpected error, would find the datagram gone).
  * - Files, pipes, `sendfile`, signals and epoll are Unix-only: those
  *   entries fail with `ENOSYS`, and the callers say so in words.
  *
@@ -132,6 +136,7 @@ const WSA_FLAG_NO_HANDLE_INHERIT = 0x80;
 const INFINITE = 0xffff_ffff;
 const WSAEWOULDBLOCK = 10035;
 const WSAEINPROGRESS = 10036;
+const WSAEMSGSIZE = 10040;
 /** The bits WSAPoll accepts in `events`: POLLRDNORM, POLLRDBAND, POLLWRNORM, POLLWRBAND. */
 const POLL_ALLOWED = 0x100 | 0x200 | 0x10 | 0x20;
 
@@ -189,14 +194,20 @@ function checked(r: number): number {
   return r === SOCKET_ERROR ? fail() : r;
 }
 
+/** A receive's result: a cut datagram is its cut length (see the module doc). */
+function received(r: number, len: number): number {
+  if (r !== SOCKET_ERROR) return r;
+  return ws.WSAGetLastError() === WSAEMSGSIZE ? len : fail();
+}
+
 // Handles made non-blocking here: Winsock has no call that reports it.
 const nonBlocking = new Set<number>();
 // Every socket opened through this module and not yet closed (for leak checks).
 const open = new Set<number>();
 
-/** How many sockets opened here are still open (tests check for leaks with it). */
-export function openSocketCount(): number {
-  return open.size;
+/** The sockets opened here and not closed yet (tests check for leaks with it). */
+export function openSocketHandles(): number[] {
+  return [...open];
 }
 
 function toFd(handle: bigint): number {
@@ -366,6 +377,8 @@ const wsaTexts: Record<number, string> = {
   10037:
     "An operation was attempted on a non-blocking socket that already had an operation in progress",
   10038: "An operation was attempted on something that is not a socket",
+  10042:
+    "An unknown, invalid, or unsupported option or level was specified in a getsockopt or setsockopt call",
   10047: "An address incompatible with the requested protocol was used",
   10048:
     "Only one usage of each socket address (protocol/network address/port) is normally permitted",
@@ -430,7 +443,7 @@ export function winsockLibc() {
     send: (fd: number, b: Buf, len: number | bigint, fl: number) =>
       checked(ws.send(BigInt(fd), b, n(len), fl)),
     recv: (fd: number, b: Buf, len: number | bigint, fl: number) =>
-      checked(ws.recv(BigInt(fd), b, n(len), fl)),
+      received(ws.recv(BigInt(fd), b, n(len), fl), n(len)),
     sendto: (
       fd: number,
       b: Buf,
@@ -446,7 +459,7 @@ export function winsockLibc() {
       fl: number,
       from: Buf,
       fromlen: Buf,
-    ) => checked(ws.recvfrom(BigInt(fd), b, n(len), fl, from, fromlen)),
+    ) => received(ws.recvfrom(BigInt(fd), b, n(len), fl, from, fromlen), n(len)),
     setsockopt: (fd: number, level: number, name: number, v: Buf, len: number) =>
       checked(ws.setsockopt(BigInt(fd), level, optionName(level, name), v, len)),
     getsockopt: (
