@@ -18,6 +18,7 @@ import { type Address, decodeSockaddr } from "./structs.ts";
 import { holdSpareFd } from "./spare_fd.ts";
 import { sendfileBlocking, type SendfileSource } from "./sendfile.ts";
 import { libc } from "./symbols.ts";
+import { socketIdentity } from "./winsock.ts";
 import { asBytes, type BytesLike } from "./bytes.ts";
 
 const SOCK_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
@@ -144,12 +145,11 @@ export class Socket {
     if (!Number.isInteger(fd) || fd < 0) {
       throw new RangeError(`fd must be a non-negative integer, not ${fd}`);
     }
-    if (C.SO_DOMAIN < 0) {
-      throw new OSError(E.ENOPROTOOPT, {
-        syscall: "getsockopt",
-        message: `${platform.name} cannot tell a socket's family (no SO_DOMAIN): ` +
-          "use new Socket(family, type, proto, fd)",
-      });
+    if (platform.winsock) {
+      // No SO_DOMAIN on Windows: the protocol info holds all three (as Python reads them).
+      const id = new Int32Array(3);
+      check(attempt(() => socketIdentity(fd, id)), "getsockopt");
+      return new Socket(id[0], id[1], id[2], fd);
     }
     const probe = new Socket(C.AF_UNIX, C.SOCK_STREAM, 0, fd);
     const family = probe.getsockopt(C.SOL_SOCKET, C.SO_DOMAIN);

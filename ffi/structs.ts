@@ -392,7 +392,7 @@ export class HandleSet implements SelectSet {
 
   /** Empties the set. */
   clear(): void {
-    this.#words[0] = 0;
+    this.bytes.fill(0, 0, 8 + 8 * this.#words[0]);
     if (this.#members === null) this.#members = new Set();
     else this.#members.clear();
   }

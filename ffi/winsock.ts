@@ -194,6 +194,20 @@ function checked(r: number): number {
   return r === SOCKET_ERROR ? fail() : r;
 }
 
+/**
+ * `BigInt(fd)` for a call on socket `fd`. A closed `Socket` passes -1: the
+ * kernel answers that with EBADF on Unix, and so does this module, without
+ * asking Winsock (which would say WSAENOTSOCK of INVALID_SOCKET).
+ */
+function h(fd: number): bigint {
+  return fd < 0 ? INVALID_SOCKET : BigInt(fd);
+}
+
+/** `f(handle)`, EBADF for a negative fd (see {@linkcode h}), or -1 with the Winsock error. */
+function onSocket(fd: number, f: (s: bigint) => number): number {
+  return fd < 0 ? failWith(E.EBADF) : checked(f(BigInt(fd)));
+}
+
 /** A receive's result: a cut datagram is its cut length (see the module doc). */
 function received(r: number, len: number): number {
   if (r !== SOCKET_ERROR) return r;
@@ -237,6 +251,7 @@ function adopt(fd: number, nonblock: boolean): number {
 }
 
 function closeSocket(fd: number): number {
+  if (fd < 0) return failWith(E.EBADF);
   nonBlocking.delete(fd);
   open.delete(fd);
   return checked(ws.closesocket(BigInt(fd)));
@@ -254,12 +269,14 @@ function socket(domain: number, type: number, proto: number): number {
 }
 
 function accept4(fd: number, addr: Buf, len: Buf, flags: number) {
+  if (fd < 0) return failWith(E.EBADF);
   const conn = toFd(ws.accept(BigInt(fd), addr, len));
   if (conn < 0) return fail();
   return adopt(conn, (flags & SOCK_NONBLOCK) !== 0);
 }
 
 function connect(fd: number, addr: Buf, len: number): number {
+  if (fd < 0) return failWith(E.EBADF);
   if (ws.connect(BigInt(fd), addr, len) !== SOCKET_ERROR) return 0;
   fail();
   if (errnoCell[0] === WSAEWOULDBLOCK) errnoCell[0] = WSAEINPROGRESS;
@@ -272,6 +289,7 @@ function optionName(level: number, name: number): number {
 }
 
 function fcntl(fd: number, cmd: number, arg: number): number {
+  if (fd < 0) return failWith(E.EBADF);
   if (cmd === F_GETFL) {
     // Validates the handle as F_GETFL would (a non-socket fails with ENOTSOCK).
     const len = new Int32Array([4]);
@@ -297,16 +315,51 @@ function preparePoll(view: DataView, n: number): void {
   }
 }
 
-/** A hang-up or error also reports the read/write interest it ends (see the module doc). */
-function finishPoll(view: DataView, n: number): void {
+/**
+ * A hang-up or error also reports the read/write interest it ends (see the
+ * module doc); readable data reports all of the POLLIN asked for (POLLIN is
+ * two bits here, POLLRDNORM | POLLRDBAND, and WSAPoll sets one). Returns
+ * the entries with events, which is what WSAPoll's result means (Wine's
+ * miscounts a socket listed twice).
+ */
+function finishPoll(view: DataView, n: number): number {
   const P = platform.structs.pollfd;
   const ends = C.POLLHUP | C.POLLERR;
+  let ready = 0;
   for (let i = 0, o = 0; i < n; i++, o += P.size) {
     const revents = view.getUint16(o + P.revents, true);
-    if ((revents & ends) === 0) continue;
+    if (revents === 0) continue;
+    ready++;
     const events = view.getUint16(o + P.events, true);
-    view.setUint16(o + P.revents, revents | (events & (C.POLLIN | C.POLLOUT)), true);
+    let add = revents & C.POLLIN ? events & C.POLLIN : 0;
+    if (revents & ends) add |= events & (C.POLLIN | C.POLLOUT);
+    if ((revents | add) !== revents) view.setUint16(o + P.revents, revents | add, true);
   }
+  return ready;
+}
+
+/** The count at the head of a Winsock fd_set (0 for none). */
+function setCount(set: Buf): number {
+  if (set === null) return 0;
+  const b = set as Uint8Array;
+  return new DataView(b.buffer, b.byteOffset, 4).getUint32(0, true);
+}
+
+/**
+ * Winsock's select refuses three empty sets; Unix sleeps, and so does this
+ * (Python's `select.select([], [], [], t)` fails on Windows instead).
+ */
+function select(r: Buf, w: Buf, e: Buf, tv: Buf): number {
+  if (setCount(r) + setCount(w) + setCount(e) === 0) {
+    let ms = INFINITE;
+    if (tv !== null) {
+      const t = viewOf(tv);
+      ms = t.getInt32(0, true) * 1000 + Math.ceil(t.getInt32(4, true) / 1000);
+    }
+    k32.Sleep(ms);
+    return 0;
+  }
+  return checked(ws.select(0, r, w, e, tv));
 }
 
 function viewOf(buf: Buf): DataView {
@@ -328,8 +381,7 @@ function poll(fds: Buf, count: number | bigint, ms: number): number {
   preparePoll(view, n);
   const r = ws.WSAPoll(fds, n, ms);
   if (r === SOCKET_ERROR) return fail();
-  if (r > 0) finishPoll(view, n);
-  return r;
+  return r > 0 ? finishPoll(view, n) : r;
 }
 
 async function pollAsync(fds: Buf, count: number | bigint, ms: number) {
@@ -342,8 +394,7 @@ async function pollAsync(fds: Buf, count: number | bigint, ms: number) {
   preparePoll(view, n);
   // The error of a worker thread's call is that thread's: the caller treats it as "nothing ready".
   const r = await ws.WSAPollAsync(fds, n, ms);
-  if (r > 0) finishPoll(view, n);
-  return r;
+  return r > 0 ? finishPoll(view, n) : r;
 }
 
 function gethostbyaddrR(
@@ -417,6 +468,30 @@ function strerror(err: number): Deno.PointerValue {
 
 const unixOnly = () => failWith(E.ENOSYS);
 
+/** SO_PROTOCOL_INFOW: a WSAPROTOCOL_INFOW (628 bytes) describes the socket. */
+const SO_PROTOCOL_INFOW = 0x2005;
+const protocolInfo = new Int32Array(628 / 4);
+
+/**
+ * The family, type and protocol of socket `fd` into `out`, as Python's
+ * `socket(fileno=...)` reads them on Windows (there is no SO_DOMAIN):
+ * 0, or -1 with the error.
+ */
+export function socketIdentity(fd: number, out: Int32Array): number {
+  openWinsock();
+  const len = new Int32Array([protocolInfo.byteLength]);
+  const r = onSocket(
+    fd,
+    (s) => ws.getsockopt(s, C.SOL_SOCKET, SO_PROTOCOL_INFOW, protocolInfo, len),
+  );
+  if (r < 0) return r;
+  // iAddressFamily, iSocketType and iProtocol sit at bytes 76, 88 and 92.
+  out[0] = protocolInfo[19];
+  out[1] = protocolInfo[22];
+  out[2] = protocolInfo[23];
+  return 0;
+}
+
 /** Opens the libraries and starts Winsock 2.2, once. */
 function openWinsock(): void {
   if (ws !== undefined) return;
@@ -435,15 +510,15 @@ export function winsockLibc() {
   const n = (len: number | bigint) => Number(len);
   return {
     socket,
-    bind: (fd: number, a: Buf, len: number) => checked(ws.bind(BigInt(fd), a, len)),
-    listen: (fd: number, backlog: number) => checked(ws.listen(BigInt(fd), backlog)),
+    bind: (fd: number, a: Buf, len: number) => onSocket(fd, (s) => ws.bind(s, a, len)),
+    listen: (fd: number, backlog: number) => onSocket(fd, (s) => ws.listen(s, backlog)),
     accept4,
     accept: (fd: number, a: Buf, len: Buf) => accept4(fd, a, len, 0),
     connect,
     send: (fd: number, b: Buf, len: number | bigint, fl: number) =>
-      checked(ws.send(BigInt(fd), b, n(len), fl)),
+      onSocket(fd, (s) => ws.send(s, b, n(len), fl)),
     recv: (fd: number, b: Buf, len: number | bigint, fl: number) =>
-      received(ws.recv(BigInt(fd), b, n(len), fl), n(len)),
+      fd < 0 ? failWith(E.EBADF) : received(ws.recv(h(fd), b, n(len), fl), n(len)),
     sendto: (
       fd: number,
       b: Buf,
@@ -451,7 +526,7 @@ export function winsockLibc() {
       fl: number,
       to: Buf,
       tolen: number,
-    ) => checked(ws.sendto(BigInt(fd), b, n(len), fl, to, tolen)),
+    ) => onSocket(fd, (s) => ws.sendto(s, b, n(len), fl, to, tolen)),
     recvfrom: (
       fd: number,
       b: Buf,
@@ -459,27 +534,24 @@ export function winsockLibc() {
       fl: number,
       from: Buf,
       fromlen: Buf,
-    ) => received(ws.recvfrom(BigInt(fd), b, n(len), fl, from, fromlen), n(len)),
+    ) =>
+      fd < 0
+        ? failWith(E.EBADF)
+        : received(ws.recvfrom(h(fd), b, n(len), fl, from, fromlen), n(len)),
     setsockopt: (fd: number, level: number, name: number, v: Buf, len: number) =>
-      checked(ws.setsockopt(BigInt(fd), level, optionName(level, name), v, len)),
+      onSocket(fd, (s) => ws.setsockopt(s, level, optionName(level, name), v, len)),
     getsockopt: (
       fd: number,
       level: number,
       name: number,
       v: Buf,
       len: Buf,
-    ) => checked(ws.getsockopt(BigInt(fd), level, optionName(level, name), v, len)),
-    getsockname: (fd: number, a: Buf, len: Buf) => checked(ws.getsockname(BigInt(fd), a, len)),
-    getpeername: (fd: number, a: Buf, len: Buf) => checked(ws.getpeername(BigInt(fd), a, len)),
-    shutdown: (fd: number, how: number) => checked(ws.shutdown(BigInt(fd), how)),
+    ) => onSocket(fd, (s) => ws.getsockopt(s, level, optionName(level, name), v, len)),
+    getsockname: (fd: number, a: Buf, len: Buf) => onSocket(fd, (s) => ws.getsockname(s, a, len)),
+    getpeername: (fd: number, a: Buf, len: Buf) => onSocket(fd, (s) => ws.getpeername(s, a, len)),
+    shutdown: (fd: number, how: number) => onSocket(fd, (s) => ws.shutdown(s, how)),
     close: closeSocket,
-    select: (
-      _nfds: number,
-      r: Buf,
-      w: Buf,
-      e: Buf,
-      tv: Buf,
-    ) => checked(ws.select(0, r, w, e, tv)),
+    select: (_nfds: number, r: Buf, w: Buf, e: Buf, tv: Buf) => select(r, w, e, tv),
     poll,
     pollAsync,
     epoll_create1: null,
