@@ -33,6 +33,9 @@ export function fdCount(): number {
 /** The test runs on Windows (under Wine in CI), where some Linux facts do not apply. */
 export const onWindows: boolean = windows;
 
+/** The poller a test picks for speed: epoll, or poll (WSAPoll) where there is no epoll. */
+export const BEST_POLLER: PollerName = windows ? "poll" : "epoll";
+
 /** The open fd numbers of this process, with what they point at. */
 export function openFds(): Map<number, string> {
   const out = new Map<number, string>();

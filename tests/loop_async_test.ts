@@ -19,11 +19,13 @@ import {
 } from "../mod.ts";
 import * as os from "../ffi/os.ts";
 import {
+  BEST_POLLER,
   delay,
   EchoHandler,
   EchoServer,
   leakTest,
   Listener,
+  onWindows,
   POLLERS,
   randomBytes,
   withTimeout,
@@ -148,7 +150,7 @@ leakTest(
       },
     );
     const client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
-    const running = start(map, { poller: "epoll" });
+    const running = start(map, { poller: BEST_POLLER });
     const log: string[] = [];
     try {
       const base = `http://${HOST}:${server.addr.port}`;
@@ -332,7 +334,8 @@ leakTest("loopAsync: count limits the passes, idle or busy", async () => {
     os.close(r);
     os.close(w);
   }
-});
+  // FileDispatcher is Unix-only.
+}, onWindows);
 
 leakTest("loopAsync: resolves when the last channel closes itself", async () => {
   const map: SocketMap = new Map();
@@ -500,7 +503,7 @@ leakTest(
     const l = new BombServer({ map });
     const conn = await Deno.connect({ hostname: HOST, port: l.port });
     try {
-      const looping = loopAsync({ map, timeout: 30, poller: "epoll" });
+      const looping = loopAsync({ map, timeout: 30, poller: BEST_POLLER });
       await delay(20);
       await writeAll(conn, new Uint8Array(3));
       await withTimeout(
@@ -528,7 +531,7 @@ leakTest(
     const runA = start(mapA);
     try {
       await assertRejects(() => loopAsync({ map: mapA, timeout: 30 }), Error, "already serving");
-      const runB = start(mapB, { poller: "epoll" });
+      const runB = start(mapB, { poller: BEST_POLLER });
       try {
         await withTimeout(
           Promise.all([pingPong(a.port, 10, 64, 10), pingPong(b.port, 10, 64, 11)]),
@@ -650,7 +653,8 @@ leakTest("loopAsync: Deno's timers keep running while the loop is busy", async (
     os.close(r);
     os.close(w);
   }
-});
+  // FileDispatcher is Unix-only.
+}, onWindows);
 
 for (const poller of POLLERS) {
   leakTest(
