@@ -388,11 +388,14 @@ export class HandleSet implements SelectSet {
   /** The raw bytes handed to Winsock's `select`. */
   readonly bytes: Uint8Array = new Uint8Array(8 + 8 * S.fdSetSize);
   readonly #words = new Uint32Array(this.bytes.buffer);
+  #high = 0;
   #members: Set<number> | null = new Set();
 
   /** Empties the set. */
   clear(): void {
-    this.bytes.fill(0, 0, 8 + 8 * this.#words[0]);
+    // select() may have shortened the list; every slot written since the last clear goes.
+    this.bytes.fill(0, 0, 8 + 8 * this.#high);
+    this.#high = 0;
     if (this.#members === null) this.#members = new Set();
     else this.#members.clear();
   }
@@ -411,6 +414,7 @@ export class HandleSet implements SelectSet {
     this.#words[2 + 2 * n] = fd % TWO32;
     this.#words[3 + 2 * n] = Math.floor(fd / TWO32);
     this.#words[0] = n + 1;
+    if (n + 1 > this.#high) this.#high = n + 1;
     members.add(fd);
   }
 
@@ -427,6 +431,7 @@ export class HandleSet implements SelectSet {
       if (w[2 + 2 * i] + w[3 + 2 * i] * TWO32 !== fd) continue;
       w[2 + 2 * i] = w[2 + 2 * (n - 1)];
       w[3 + 2 * i] = w[3 + 2 * (n - 1)];
+      w[2 + 2 * (n - 1)] = w[3 + 2 * (n - 1)] = 0;
       w[0] = n - 1;
       this.#members?.delete(fd);
       return;
