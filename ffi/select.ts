@@ -70,12 +70,38 @@ export class Selector {
     this.read.rewritten();
     this.write.rewritten();
     this.except.rewritten();
+    if (platform.structs.fdSetIsArray && r > 0) r += this.#failedConnectsWritable();
     if (wake >= 0 && this.read.has(wake)) {
       // Left unread: the stop is seen after this pass, and until then every wait returns.
       this.read.delete(wake);
       r--;
     }
     return r;
+  }
+
+  /**
+   * Winsock reports a failed non-blocking connect in `exceptfds` only, where
+   * Unix reports it writable (and WSAPoll's POLLERR is reported so here, see
+   * ffi/winsock.ts): a socket asked for writing that turns up in `except`
+   * is also put in `write`, so the caller reads the connect's result
+   * (`SO_ERROR`) as it does on Unix. (The other cause, urgent data, makes a
+   * write attempt that finds nothing to do.) Returns the handles added.
+   */
+  #failedConnectsWritable(): number {
+    const except = new DataView(this.except.bytes.buffer);
+    const asked = new DataView(this.#saved[1].buffer);
+    let added = 0;
+    for (let i = 0, n = except.getUint32(0, true); i < n; i++) {
+      const fd = Number(except.getBigUint64(8 + 8 * i, true));
+      if (this.write.has(fd)) continue;
+      for (let j = 0, m = asked.getUint32(0, true); j < m; j++) {
+        if (Number(asked.getBigUint64(8 + 8 * j, true)) !== fd) continue;
+        this.write.add(fd);
+        added++;
+        break;
+      }
+    }
+    return added;
   }
 
   // select() rewrites the sets; a retry after EINTR needs the originals.

@@ -240,6 +240,29 @@ leakTest("windows: WSAPoll reports a close as readable and a refused connect as 
   }
 }, !onWindows);
 
+leakTest("windows: select reports a refused connect as writable (Winsock: in exceptfds)", () => {
+  const refused = new Socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK);
+  const holder = new Socket();
+  try {
+    holder.bind(["127.0.0.1", 0]);
+    refused.connectEx(["127.0.0.1", (holder.getsockname() as [string, number])[1]]);
+    const sel = new Selector();
+    const fd = refused.fileno();
+    pumpUntil(() => {
+      sel.clear();
+      sel.write.add(fd);
+      sel.except.add(fd);
+      return sel.select(0, 0.1) > 0;
+    }, "the refusal");
+    assert(sel.except.has(fd), "Winsock's own report");
+    assert(sel.write.has(fd), "reported writable too, as on Unix");
+    assertEquals(refused.getsockopt(C.SOL_SOCKET, C.SO_ERROR), WIN.errno.ECONNREFUSED);
+  } finally {
+    refused.close();
+    holder.close();
+  }
+}, !onWindows);
+
 leakTest("windows: an empty wait sleeps (WSAPoll and select refuse empty sets)", () => {
   for (const wait of [() => new Poller().poll(0, 30), () => new Selector().select(0, 0.03)]) {
     const t0 = performance.now();
