@@ -195,15 +195,10 @@ function checked(r: number): number {
 }
 
 /**
- * `BigInt(fd)` for a call on socket `fd`. A closed `Socket` passes -1: the
- * kernel answers that with EBADF on Unix, and so does this module, without
- * asking Winsock (which would say WSAENOTSOCK of INVALID_SOCKET).
+ * `f(handle)` for a call on socket `fd`, or -1 with the Winsock error. A
+ * closed `Socket` passes -1: the kernel answers that with EBADF on Unix, and
+ * so does this module, without asking Winsock (which says WSAENOTSOCK).
  */
-function h(fd: number): bigint {
-  return fd < 0 ? INVALID_SOCKET : BigInt(fd);
-}
-
-/** `f(handle)`, EBADF for a negative fd (see {@linkcode h}), or -1 with the Winsock error. */
 function onSocket(fd: number, f: (s: bigint) => number): number {
   return fd < 0 ? failWith(E.EBADF) : checked(f(BigInt(fd)));
 }
@@ -518,7 +513,7 @@ export function winsockLibc() {
     send: (fd: number, b: Buf, len: number | bigint, fl: number) =>
       onSocket(fd, (s) => ws.send(s, b, n(len), fl)),
     recv: (fd: number, b: Buf, len: number | bigint, fl: number) =>
-      fd < 0 ? failWith(E.EBADF) : received(ws.recv(h(fd), b, n(len), fl), n(len)),
+      fd < 0 ? failWith(E.EBADF) : received(ws.recv(BigInt(fd), b, n(len), fl), n(len)),
     sendto: (
       fd: number,
       b: Buf,
@@ -537,7 +532,7 @@ export function winsockLibc() {
     ) =>
       fd < 0
         ? failWith(E.EBADF)
-        : received(ws.recvfrom(h(fd), b, n(len), fl, from, fromlen), n(len)),
+        : received(ws.recvfrom(BigInt(fd), b, n(len), fl, from, fromlen), n(len)),
     setsockopt: (fd: number, level: number, name: number, v: Buf, len: number) =>
       onSocket(fd, (s) => ws.setsockopt(s, level, optionName(level, name), v, len)),
     getsockopt: (
