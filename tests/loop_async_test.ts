@@ -203,7 +203,7 @@ leakTest("loopAsync: a setTimeout fires while it waits", async () => {
       await delay(ms);
       const took = performance.now() - t0;
       assertGreaterOrEqual(took, ms - 1);
-      assertLess(took, ms + 50, `setTimeout(${ms}) took ${took.toFixed(1)} ms`);
+      assertLess(took, ms + 50 * TIME_SLACK, `setTimeout(${ms}) took ${took.toFixed(1)} ms`);
     }
     assertEquals(running.settled(), false, "loopAsync returned while the map was not empty");
   } finally {
@@ -227,7 +227,7 @@ for (const poller of POLLERS) {
         first.ac.abort();
         await withTimeout(first.done, 1000, "loopAsync to stop");
         const took = performance.now() - t0;
-        assertLess(took, 50, `abort took ${took.toFixed(1)} ms`);
+        assertLess(took, 50 * TIME_SLACK, `abort took ${took.toFixed(1)} ms`);
         assertEquals(map.size, size, "abort closed channels");
         assert(echo.fileno() !== null && echo.accepting);
 
@@ -284,7 +284,7 @@ leakTest("loopAsync: abort before start resolves at once and runs no pass", asyn
     for (const signal of [AbortSignal.abort(), ac.signal]) {
       const t0 = performance.now();
       await withTimeout(loopAsync({ map, timeout: 30, signal }), 1000, "pre-aborted loopAsync");
-      assertLess(performance.now() - t0, 20);
+      assertLess(performance.now() - t0, 20 * TIME_SLACK);
     }
     assertEquals(l.asked, 0);
     assertEquals(map.size, 1);
@@ -312,7 +312,7 @@ leakTest("loopAsync: count limits the passes, idle or busy", async () => {
   try {
     let t0 = performance.now();
     await withTimeout(loopAsync({ map, timeout: 30, count: 0 }), 1000, "count 0");
-    assertLess(performance.now() - t0, 20);
+    assertLess(performance.now() - t0, 20 * TIME_SLACK);
 
     t0 = performance.now();
     await withTimeout(loopAsync({ map, timeout: 0.05, count: 3 }), 2000, "count 3, idle");
@@ -378,7 +378,7 @@ for (const poller of POLLERS) {
         b.close();
         await withTimeout(looping, 1000, "loopAsync to notice the empty map");
         const took = performance.now() - t0;
-        assertLess(took, 50, `took ${took.toFixed(1)} ms to notice the empty map`);
+        assertLess(took, 50 * TIME_SLACK, `took ${took.toFixed(1)} ms to notice the empty map`);
       } finally {
         closeAll(map);
       }
@@ -390,7 +390,7 @@ Deno.test("loopAsync: resolves at once for an empty map", async () => {
   const map: SocketMap = new Map();
   const t0 = performance.now();
   await withTimeout(loopAsync({ map, timeout: 30 }), 1000, "empty map");
-  assertLess(performance.now() - t0, 20);
+  assertLess(performance.now() - t0, 20 * TIME_SLACK);
 });
 
 for (const poller of POLLERS) {
@@ -421,8 +421,9 @@ for (const poller of POLLERS) {
           const replyAt = performance.now();
           assert(server.acceptedAt > 0);
           const took = server.acceptedAt - addedAt;
-          assertLess(took, 50, `accepted ${took.toFixed(1)} ms after it was added`);
-          assertLess(replyAt - addedAt, 100);
+          // Under Wine the bound is wider, and still shows the wake-up (without it: 30 s).
+          assertLess(took, 50 * TIME_SLACK, `accepted ${took.toFixed(1)} ms after it was added`);
+          assertLess(replyAt - addedAt, 100 * TIME_SLACK);
         } finally {
           conn.close();
         }
