@@ -28,6 +28,7 @@ import {
   onWindows,
   POLLERS,
   randomBytes,
+  TIME_SLACK,
   withTimeout,
 } from "./_util.ts";
 
