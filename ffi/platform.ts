@@ -13,7 +13,10 @@
  * @module
  */
 
-import { windowsX86_64 as windows } from "./platform_windows.ts";
+// Windows' table is loaded on Windows only: Linux never parses it.
+const windows = Deno.build.os === "windows"
+  ? (await import("./platform_windows.ts")).windowsX86_64
+  : undefined;
 
 /**
  * The name of every numeric constant the library reads. A table that lacks
@@ -560,17 +563,25 @@ const linuxAarch64: Platform = {
   structs: { ...linux64Structs, epollEvent: { size: 16, events: 0, data: 8 } },
 };
 
-const windowsX86_64: Platform = {
-  ...windows,
-  constants: windows.constants satisfies Record<ConstantName, number>,
-  errno: windows.errno satisfies Record<ErrnoName, number>,
-};
+/**
+ * Types the Windows table (`ffi/platform_windows.ts`, plain data) as a
+ * {@linkcode Platform}: a fact it lacks is a compile error here.
+ */
+export function windowsPlatform(
+  table: typeof import("./platform_windows.ts").windowsX86_64,
+): Platform {
+  return {
+    ...table,
+    constants: table.constants satisfies Record<ConstantName, number>,
+    errno: table.errno satisfies Record<ErrnoName, number>,
+  };
+}
 
-/** Every implemented platform, keyed by `${Deno.build.os}-${Deno.build.arch}`. */
+/** Every implemented platform, keyed by `${Deno.build.os}-${Deno.build.arch}` (Windows' on Windows). */
 export const PLATFORMS: Readonly<Record<string, Platform>> = {
   "linux-x86_64": linuxX86_64,
   "linux-aarch64": linuxAarch64,
-  "windows-x86_64": windowsX86_64,
+  ...(windows === undefined ? {} : { "windows-x86_64": windowsPlatform(windows) }),
 };
 
 function currentPlatform(): Platform {

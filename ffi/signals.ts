@@ -29,10 +29,13 @@
  * @module
  */
 
-import { ConsoleCtrlTrap } from "./console_ctrl.ts";
+import type { ConsoleCtrlTrap } from "./console_ctrl.ts";
 import { errno as E, OSError, readErrno } from "./errno.ts";
 import { C, platform } from "./platform.ts";
 import { libc } from "./symbols.ts";
+
+// Loaded on Windows only: Linux never parses it.
+const consoleCtrl = platform.winsock ? await import("./console_ctrl.ts") : null;
 
 const SA = platform.structs.sigaction;
 const SIG_DFL = 0n;
@@ -100,8 +103,8 @@ let consoleTrap: ConsoleCtrlTrap | null = null;
  * are POSIX signals, a Ctrl-C trap on Windows.
  */
 export function armStopSignals(names: StopSignal[]): StopTrap {
-  if (!platform.winsock) return new SignalTrap(names);
-  const trap = new ConsoleCtrlTrap(names);
+  if (consoleCtrl === null) return new SignalTrap(names);
+  const trap = new consoleCtrl.ConsoleCtrlTrap(names);
   const previous = consoleTrap;
   consoleTrap = trap;
   const armed: StopTrap = {

@@ -17,8 +17,7 @@ import { encodeAddress } from "./resolve.ts";
 import { type Address, decodeSockaddr } from "./structs.ts";
 import { holdSpareFd } from "./spare_fd.ts";
 import { sendfileBlocking, type SendfileSource } from "./sendfile.ts";
-import { libc } from "./symbols.ts";
-import { socketIdentity } from "./winsock.ts";
+import { libc, winsock } from "./symbols.ts";
 import { asBytes, type BytesLike } from "./bytes.ts";
 
 const SOCK_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
@@ -145,10 +144,11 @@ export class Socket {
     if (!Number.isInteger(fd) || fd < 0) {
       throw new RangeError(`fd must be a non-negative integer, not ${fd}`);
     }
-    if (platform.winsock) {
+    const ws = winsock;
+    if (ws !== null) {
       // No SO_DOMAIN on Windows: the protocol info holds all three (as Python reads them).
       const id = new Int32Array(3);
-      check(attempt(() => socketIdentity(fd, id)), "getsockopt");
+      check(attempt(() => ws.socketIdentity(fd, id)), "getsockopt");
       return new Socket(id[0], id[1], id[2], fd);
     }
     const probe = new Socket(C.AF_UNIX, C.SOCK_STREAM, 0, fd);

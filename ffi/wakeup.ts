@@ -8,8 +8,7 @@
  */
 
 import * as os from "./os.ts";
-import { platform } from "./platform.ts";
-import { closeHandle, drainSocket, loopbackPair, poke } from "./winsock.ts";
+import { winsock } from "./symbols.ts";
 
 const ONE = new Uint8Array([1]);
 
@@ -23,15 +22,15 @@ export class Wakeup {
 
   /** Opens the pipe or socket pair. */
   constructor() {
-    [this.fd, this.#writeFd] = platform.winsock ? loopbackPair() : os.pipe(true);
+    [this.fd, this.#writeFd] = winsock !== null ? winsock.loopbackPair() : os.pipe(true);
   }
 
   /** Makes `fd` readable; a second wake before `drain()` writes nothing more. */
   wake(): void {
     if (this.#pending) return;
     this.#pending = true;
-    if (platform.winsock) {
-      poke(this.#writeFd, ONE);
+    if (winsock !== null) {
+      winsock.poke(this.#writeFd, ONE);
       return;
     }
     try {
@@ -45,8 +44,8 @@ export class Wakeup {
   drain(): void {
     if (!this.#pending) return;
     this.#pending = false;
-    if (platform.winsock) {
-      drainSocket(this.fd, this.#drainBuf);
+    if (winsock !== null) {
+      winsock.drainSocket(this.fd, this.#drainBuf);
       return;
     }
     for (;;) {
@@ -60,9 +59,9 @@ export class Wakeup {
 
   /** Closes both ends. */
   close(): void {
-    if (platform.winsock) {
-      closeHandle(this.fd);
-      closeHandle(this.#writeFd);
+    if (winsock !== null) {
+      winsock.closeHandle(this.fd);
+      winsock.closeHandle(this.#writeFd);
       return;
     }
     os.close(this.fd);

@@ -14,7 +14,7 @@ import {
   type SocketMap,
 } from "../mod.ts";
 import { Socket } from "../ffi/socket.ts";
-import { openSocketHandles } from "../ffi/winsock.ts";
+import { winsock } from "../ffi/symbols.ts";
 
 /**
  * Windows has no /proc: there the leak checks count the sockets the library
@@ -24,7 +24,7 @@ const windows = Deno.build.os === "windows";
 
 /** The number of open fds of this process. */
 export function fdCount(): number {
-  if (windows) return openSocketHandles().length;
+  if (winsock !== null) return winsock.openSocketHandles().length;
   let n = 0;
   for (const _ of Deno.readDirSync("/proc/self/fd")) n++;
   return n - 1; // the directory handle itself
@@ -45,8 +45,8 @@ export const BEST_POLLER: PollerName = windows ? "poll" : "epoll";
 /** The open fd numbers of this process, with what they point at. */
 export function openFds(): Map<number, string> {
   const out = new Map<number, string>();
-  if (windows) {
-    for (const handle of openSocketHandles()) out.set(handle, "socket");
+  if (winsock !== null) {
+    for (const handle of winsock.openSocketHandles()) out.set(handle, "socket");
     return out;
   }
   for (const e of Deno.readDirSync("/proc/self/fd")) {

@@ -16,7 +16,8 @@ import {
   type SocketMap,
   SSLContext,
 } from "../mod.ts";
-import { C, type Constants, type ErrnoName, platform, PLATFORMS } from "../ffi/platform.ts";
+import { C, type Constants, type ErrnoName, platform, windowsPlatform } from "../ffi/platform.ts";
+import { windowsX86_64 } from "../ffi/platform_windows.ts";
 import { HandleSet } from "../ffi/structs.ts";
 import { Poller } from "../ffi/poll.ts";
 import { Selector } from "../ffi/select.ts";
@@ -24,7 +25,7 @@ import { winerrorToErrno } from "../ffi/winsock.ts";
 import * as os from "../ffi/os.ts";
 import { leakTest, onWindows } from "./_util.ts";
 
-const WIN = PLATFORMS["windows-x86_64"];
+const WIN = windowsPlatform(windowsX86_64);
 
 Deno.test("windows: the table holds Winsock's values and Python's errno names", () => {
   const c: Constants = WIN.constants;
