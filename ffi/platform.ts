@@ -13,10 +13,11 @@
  * @module
  */
 
-// Windows' table is loaded on Windows only: Linux never parses it.
-const windows = Deno.build.os === "windows"
-  ? (await import("./platform_windows.ts")).windowsX86_64
-  : undefined;
+// Windows' table is loaded off Linux only (on Windows, and to be named in the
+// "not supported" error elsewhere): Linux never parses it.
+const windows = Deno.build.os === "linux"
+  ? undefined
+  : (await import("./platform_windows.ts")).windowsX86_64;
 
 /**
  * The name of every numeric constant the library reads. A table that lacks
@@ -577,7 +578,7 @@ export function windowsPlatform(
   };
 }
 
-/** Every implemented platform, keyed by `${Deno.build.os}-${Deno.build.arch}` (Windows' on Windows). */
+/** Every implemented platform, keyed by `${Deno.build.os}-${Deno.build.arch}` (Windows' off Linux). */
 export const PLATFORMS: Readonly<Record<string, Platform>> = {
   "linux-x86_64": linuxX86_64,
   "linux-aarch64": linuxAarch64,
