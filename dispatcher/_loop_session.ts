@@ -8,7 +8,12 @@
  * @module
  */
 
-import { checkStopSignals, SignalTrap, type StopSignal } from "../ffi/signals.ts";
+import {
+  armStopSignals,
+  checkStopSignals,
+  type StopSignal,
+  type StopTrap,
+} from "../ffi/signals.ts";
 import { KeyboardInterrupt } from "./errors.ts";
 
 /**
@@ -23,14 +28,14 @@ export const LOOP_STACK_TRACE_LIMIT = 50;
 
 /** One running loop's setup; {@linkcode LoopSession.end} undoes it. */
 export class LoopSession {
-  readonly #trap: SignalTrap | null;
+  readonly #trap: StopTrap | null;
   readonly #stackLimit: number;
   #nextCheck = 0;
 
   /** Arms `stopSignals` (if any) and raises `Error.stackTraceLimit`. */
   constructor(stopSignals: readonly StopSignal[] | undefined) {
     this.#trap = stopSignals && stopSignals.length > 0
-      ? new SignalTrap(checkStopSignals(stopSignals))
+      ? armStopSignals(checkStopSignals(stopSignals))
       : null;
     this.#stackLimit = Error.stackTraceLimit;
     if (!(Error.stackTraceLimit >= LOOP_STACK_TRACE_LIMIT)) {

@@ -229,7 +229,7 @@ async function passes({ map, poller, timeout, count, signal }: Run): Promise<voi
   async function waitReady(seconds: number | null): Promise<void> {
     const readyNow = backend.prepare();
     let n = backend.fillWaitSet(waitSet.fds, 0);
-    waitSet.fds.set(n++, wakeup.readFd, C.POLLIN);
+    waitSet.fds.set(n++, wakeup.fd, C.POLLIN);
     wakeup.waiting = true;
     try {
       await waitSet.pollAsync(n, readyNow ? 0 : timeoutMs(seconds));

@@ -3,7 +3,7 @@
  *
  *     deno run --allow-ffi examples/echo.ts [host] [port]     (default localhost 8080)
  *
- * Options: --poller=select|poll|epoll (default epoll on Linux),
+ * Options: --poller=select|poll|epoll (default epoll on Linux, poll elsewhere),
  * --proxy-protocol=v1|v2|any (behind HAProxy's `send-proxy`/`send-proxy-v2`:
  * each connection starts with a PROXY header, and the address printed is the
  * client's from it), --help.

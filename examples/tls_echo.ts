@@ -5,7 +5,8 @@
  *
  *     deno run --allow-ffi examples/tls_echo.ts CERT.pem KEY.pem [host] [port]
  *
- * (default 127.0.0.1 8443; --poller=select|poll|epoll, default epoll). Make a
+ * (default 127.0.0.1 8443; --poller=select|poll|epoll, default epoll on Linux,
+ * poll elsewhere). Make a
  * test certificate and try it:
  *
  *     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \

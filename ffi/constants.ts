@@ -5,7 +5,7 @@
  * @module
  */
 
-import { C } from "./platform.ts";
+import { C, platform } from "./platform.ts";
 
 /** Unspecified address family (`getaddrinfo`: any). */
 export const AF_UNSPEC: number = C.AF_UNSPEC;
@@ -159,5 +159,9 @@ export const MSG_CMSG_CLOEXEC: number = C.MSG_CMSG_CLOEXEC;
 
 /** Encodes a `struct linger` for `setsockopt(SOL_SOCKET, SO_LINGER, ...)`. */
 export function encodeLinger(onoff: boolean, seconds: number): Uint8Array {
+  // Windows' struct linger holds two u_shorts; elsewhere two ints.
+  if (platform.structs.lingerField === 2) {
+    return new Uint8Array(new Uint16Array([onoff ? 1 : 0, seconds]).buffer);
+  }
   return new Uint8Array(new Int32Array([onoff ? 1 : 0, seconds]).buffer);
 }

@@ -5,8 +5,8 @@
  * @module
  */
 
-import { errno as E, readErrno } from "./errno.ts";
-import { C } from "./platform.ts";
+import { errno as E, OSError, readErrno } from "./errno.ts";
+import { C, platform } from "./platform.ts";
 import { attempt, check, osError } from "./_syscall.ts";
 import { libc } from "./symbols.ts";
 import { toCString } from "./bytes.ts";
@@ -18,10 +18,25 @@ function checkFd(fd: number): void {
 }
 
 /**
+ * Where the only descriptors are sockets (Windows), the file and pipe calls
+ * are Unix-only, as `FileDispatcher` and `os.set_blocking` are in Python:
+ * one `OSError(ENOSYS)` that says so instead of a bare "Function not implemented".
+ */
+function checkUnix(syscall: string): void {
+  if (!platform.winsock) return;
+  throw new OSError(E.ENOSYS, {
+    syscall,
+    message: `${syscall}() on a file or pipe is Unix-only (as FileDispatcher, FileWrapper, ` +
+      `FileProducer and sendfile from a file are in Python); not available on ${platform.name}`,
+  });
+}
+
+/**
  * Makes `fn` by the errno policy of `_syscall.ts`. Returns the result, or -1
  * for "would block" when that is an expected answer; other failures throw.
  */
 function settle(syscall: string, fn: () => number, wouldBlockOk: boolean): number {
+  checkUnix(syscall);
   const r = attempt(fn, wouldBlockOk ? E.EAGAIN : 0);
   return r === -E.EAGAIN && wouldBlockOk ? -1 : check(r, syscall);
 }
@@ -68,6 +83,7 @@ export function tryPread(
 
 /** Opens `path` for reading (`O_RDONLY | O_CLOEXEC`) and returns the fd. */
 export function openReadOnly(path: string): number {
+  checkUnix("open");
   const cpath = toCString(path, "path");
   const flags = C.O_RDONLY | C.O_CLOEXEC;
   let repeated = false;
@@ -102,6 +118,7 @@ export function write(fd: number, data: Uint8Array): number {
 /** Closes `fd`. Never repeated: the fd is released even when close reports an error. */
 export function close(fd: number): void {
   checkFd(fd);
+  checkUnix("close");
   if (libc().close(fd) < 0) {
     const err = readErrno();
     if (err !== E.EINTR) throw osError(err, "close");

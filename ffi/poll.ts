@@ -7,7 +7,8 @@
 
 import { waitUninterrupted } from "./_syscall.ts";
 import { PollFdArray } from "./structs.ts";
-import { platform } from "./platform.ts";
+import { C, platform } from "./platform.ts";
+import { stopWakeFd } from "./signals.ts";
 import { libc } from "./symbols.ts";
 
 // The kernel reads and writes n entries: more than the array holds would be
@@ -42,10 +43,18 @@ export class Poller {
    */
   poll(n: number, timeout: number): number {
     checkCount(this.fds, n);
+    // Where a stop signal cannot interrupt the wait (Windows), its wake-up socket joins it,
+    // after the caller's entries. It is left unread: the loop sees the stop after this pass.
+    const wake = stopWakeFd();
+    if (wake >= 0) {
+      this.fds.reserve(n + 1);
+      this.fds.set(n, wake, C.POLLIN);
+    }
     const lib = libc();
     const bytes = this.fds.bytes;
-    const count = BigInt(n);
-    return waitUninterrupted("poll", timeout, (ms) => lib.poll(bytes, count, ms));
+    const count = BigInt(wake >= 0 ? n + 1 : n);
+    const r = waitUninterrupted("poll", timeout, (ms) => lib.poll(bytes, count, ms));
+    return wake >= 0 && this.fds.revents(n) !== 0 ? r - 1 : r;
   }
 
   /**

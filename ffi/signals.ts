@@ -22,12 +22,20 @@
  * `signalfd` would need the signal blocked in every thread of the process,
  * and Deno's own threads are out of reach.
  *
+ * Windows has no signals: there {@linkcode armStopSignals} arms a
+ * `ConsoleCtrlTrap` (`ffi/console_ctrl.ts`) instead, whose socket joins
+ * each wait ({@linkcode stopWakeFd}).
+ *
  * @module
  */
 
+import type { ConsoleCtrlTrap } from "./console_ctrl.ts";
 import { errno as E, OSError, readErrno } from "./errno.ts";
 import { C, platform } from "./platform.ts";
 import { libc } from "./symbols.ts";
+
+// Loaded on Windows only: Linux never parses it.
+const consoleCtrl = platform.winsock ? await import("./console_ctrl.ts") : null;
 
 const SA = platform.structs.sigaction;
 const SIG_DFL = 0n;
@@ -47,6 +55,10 @@ export function checkStopSignals(names: unknown): StopSignal[] {
       throw new RangeError(
         `stopSignals: ${String(name)} is not one of ${STOP_SIGNALS.join(", ")}`,
       );
+    }
+    // A table gives -1 for a signal the platform lacks (Windows has no SIGHUP or SIGQUIT).
+    if (C[name as StopSignal] < 0) {
+      throw new RangeError(`stopSignals: ${name} does not exist on ${platform.name}`);
     }
   }
   return [...new Set(names as StopSignal[])];
@@ -73,14 +85,57 @@ function trapAction(): Uint8Array {
   return act;
 }
 
-const traps: SignalTrap[] = [];
+/** What a loop holds while its stop signals are armed. */
+export interface StopTrap {
+  /** The signal {@linkcode StopTrap.fired} has already seen, without asking the system again. */
+  seen(): StopSignal | null;
+  /** The first signal that arrived since the trap was armed, or null. */
+  fired(): StopSignal | null;
+  /** Puts back what each signal did before. Idempotent. */
+  release(): void;
+}
+
+const traps: StopTrap[] = [];
+let consoleTrap: ConsoleCtrlTrap | null = null;
+
+/**
+ * Arms `names` for one running loop: a {@linkcode SignalTrap} where there
+ * are POSIX signals, a Ctrl-C trap on Windows.
+ */
+export function armStopSignals(names: StopSignal[]): StopTrap {
+  if (consoleCtrl === null) return new SignalTrap(names);
+  const trap = new consoleCtrl.ConsoleCtrlTrap(names);
+  const previous = consoleTrap;
+  consoleTrap = trap;
+  const armed: StopTrap = {
+    seen: () => trap.fired(),
+    fired: () => trap.fired(),
+    release: () => {
+      trap.release();
+      if (consoleTrap === trap) consoleTrap = previous;
+      const at = traps.indexOf(armed);
+      if (at >= 0) traps.splice(at, 1);
+    },
+  };
+  traps.push(armed);
+  return armed;
+}
+
+/**
+ * The socket that a wait must also watch so that a stop signal ends it, or
+ * -1: on Windows while a Ctrl-C trap is armed (nothing interrupts a wait
+ * there); never elsewhere (the kernel interrupts it with `EINTR`).
+ */
+export function stopWakeFd(): number {
+  return consoleTrap === null ? -1 : consoleTrap.wakeFd;
+}
 
 /**
  * Watches some signals until {@linkcode release}: while armed, they no longer
  * have their previous effect (ending the process, or a Deno listener); the
  * first one that arrives is reported by {@linkcode fired}.
  */
-export class SignalTrap {
+export class SignalTrap implements StopTrap {
   readonly #names: StopSignal[];
   readonly #numbers: number[];
   readonly #saved: Uint8Array[] = [];
@@ -154,7 +209,7 @@ let offMain: boolean | undefined;
  * interrupts only the thread it delivers to.
  */
 export function stopSliceMs(ms: number): number {
-  if (traps.length === 0) return ms;
+  if (traps.length === 0 || consoleTrap !== null) return ms;
   offMain ??= SignalTrap.offMainThread();
   if (!offMain) return ms;
   return ms < 0 || ms > STOP_SLICE_MS ? STOP_SLICE_MS : ms;

@@ -11,13 +11,13 @@
  */
 
 import { attempt, check, osError } from "./_syscall.ts";
-import { errno as E } from "./errno.ts";
+import { errno as E, OSError } from "./errno.ts";
 import { C, platform } from "./platform.ts";
 import { encodeAddress } from "./resolve.ts";
 import { type Address, decodeSockaddr } from "./structs.ts";
 import { holdSpareFd } from "./spare_fd.ts";
 import { sendfileBlocking, type SendfileSource, type SendfileTarget } from "./sendfile.ts";
-import { libc } from "./symbols.ts";
+import { libc, winsock } from "./symbols.ts";
 import { kTransport, SocketTransport, type Transport } from "./transport.ts";
 import { asBytes, type BytesLike } from "./bytes.ts";
 import { checkTimeout, TimeoutError, waitReady } from "./timeout.ts";
@@ -132,6 +132,12 @@ export class Socket {
       this.#blocking = known ?? (this.#fcntlGetfl() & C.O_NONBLOCK) === 0;
       return;
     }
+    if (family === C.AF_UNIX && platform.hasUnixSockets === false) {
+      throw new OSError(E.EAFNOSUPPORT, {
+        syscall: "socket",
+        message: `AF_UNIX sockets are Unix-only (as in Python); not available on ${platform.name}`,
+      });
+    }
     holdSpareFd();
     const lib = libc();
     const flags = this.type | C.SOCK_CLOEXEC | (type & C.SOCK_NONBLOCK);
@@ -144,6 +150,13 @@ export class Socket {
   static fromFd(fd: number): Socket {
     if (!Number.isInteger(fd) || fd < 0) {
       throw new RangeError(`fd must be a non-negative integer, not ${fd}`);
+    }
+    const ws = winsock;
+    if (ws !== null) {
+      // No SO_DOMAIN on Windows: the protocol info holds all three (as Python reads them).
+      const id = new Int32Array(3);
+      check(attempt(() => ws.socketIdentity(fd, id)), "getsockopt");
+      return new Socket(id[0], id[1], id[2], fd);
     }
     const probe = new Socket(C.AF_UNIX, C.SOCK_STREAM, 0, fd);
     const family = probe.getsockopt(C.SOL_SOCKET, C.SO_DOMAIN);

@@ -13,6 +13,9 @@ const S = platform.structs;
 const P = S.pollfd;
 const { AF_INET, AF_INET6, AF_UNIX } = C;
 const FAMILY_HAS_LEN = S.sockaddrFamily === "len-u8";
+/** WSAPOLLFD's `fd` is a 64-bit SOCKET (Windows); a pollfd's is a 32-bit int. */
+const FD64 = P.fdSize === 8;
+const TWO32 = 2 ** 32;
 
 /**
  * A socket address as Python spells it: `[host, port]` for IPv4,
@@ -269,14 +272,25 @@ export class PollFdArray {
   /** Sets entry `i` (call {@linkcode reserve} first). */
   set(i: number, fd: number, events: number): void {
     const o = i * P.size;
-    this.#view.setInt32(o + P.fd, fd, true);
+    if (FD64) {
+      // A negative fd is INVALID_SOCKET (all ones), which WSAPoll skips as poll(2) skips -1.
+      this.#view.setUint32(o + P.fd, fd < 0 ? 0xffff_ffff : fd % TWO32, true);
+      this.#view.setUint32(o + P.fd + 4, fd < 0 ? 0xffff_ffff : Math.floor(fd / TWO32), true);
+    } else {
+      this.#view.setInt32(o + P.fd, fd, true);
+    }
     this.#view.setInt16(o + P.events, events, true);
     this.#view.setInt16(o + P.revents, 0, true);
   }
 
   /** The `fd` of entry `i`. */
   fd(i: number): number {
-    return this.#view.getInt32(i * P.size + P.fd, true);
+    const o = i * P.size + P.fd;
+    if (FD64) {
+      const high = this.#view.getUint32(o + 4, true);
+      return high === 0xffff_ffff ? -1 : this.#view.getUint32(o, true) + high * TWO32;
+    }
+    return this.#view.getInt32(o, true);
   }
 
   /** The `revents` of entry `i`. */
@@ -295,15 +309,39 @@ export function encodeTimeval(out: Uint8Array, seconds: number): void {
   const view = new DataView(out.buffer, out.byteOffset, S.timeval);
   const whole = Math.floor(seconds);
   const micros = Math.min(999_999, Math.round((seconds - whole) * 1e6));
+  if (S.timeval === 8) {
+    // Windows: two 32-bit longs (a wait of more than 68 years is not asked for).
+    view.setInt32(0, Math.min(whole, 0x7fffffff), true);
+    view.setInt32(4, micros, true);
+    return;
+  }
   view.setBigInt64(0, BigInt(whole), true);
   view.setBigInt64(8, BigInt(micros), true);
+}
+
+/** What `select()` takes for each of its three sets: a bitmap or a handle list. */
+export interface SelectSet {
+  /** The raw bytes handed to `select`. */
+  readonly bytes: Uint8Array;
+  /** Empties the set. */
+  clear(): void;
+  /** Adds `fd`; a `RangeError` when the set cannot hold it. */
+  add(fd: number): void;
+  /** Whether `fd` is in the set (after `select`, whether it is ready). */
+  has(fd: number): boolean;
+  /** Takes `fd` out of the set. */
+  delete(fd: number): void;
+  /** How many leading bytes of `bytes` a call with this highest fd + 1 reads and writes. */
+  usedBytes(nfds: number): number;
+  /** Tells the set that `select` rewrote its bytes. */
+  rewritten(): void;
 }
 
 /**
  * A reusable `fd_set` of `FD_SETSIZE` bits. Setting an fd outside
  * `0 .. FD_SETSIZE-1` is a `RangeError`, checked before any byte is written.
  */
-export class FdSet {
+export class FdSet implements SelectSet {
   /** The raw bytes handed to `select(2)`. */
   readonly bytes: Uint8Array = new Uint8Array(S.fdSetSize / 8);
   #high = -1;
@@ -325,10 +363,116 @@ export class FdSet {
   has(fd: number): boolean {
     return (this.bytes[fd >> 3] & (1 << (fd & 7))) !== 0;
   }
+
+  /** Clears the bit of `fd`. */
+  delete(fd: number): void {
+    if (fd >= 0 && fd < S.fdSetSize) this.bytes[fd >> 3] &= ~(1 << (fd & 7));
+  }
+
+  /** The bytes holding bits `0 .. nfds-1`. */
+  usedBytes(nfds: number): number {
+    return Math.ceil(nfds / 8);
+  }
+
+  /** Nothing to do: the bits are read where they lie. */
+  rewritten(): void {}
 }
 
-/** Throws the `RangeError` that `select()` owes an fd it cannot watch. */
+/**
+ * Winsock's `fd_set`: a 32-bit count, 4 bytes of padding, then an array of
+ * 64-bit `SOCKET` handles (`fdSetSize` of them, 512 as in Python's Windows
+ * build). `select` rewrites it to the ready handles; a lookup table of them
+ * is built on the first `has` after that.
+ */
+export class HandleSet implements SelectSet {
+  /** The raw bytes handed to Winsock's `select`. */
+  readonly bytes: Uint8Array = new Uint8Array(8 + 8 * S.fdSetSize);
+  readonly #words = new Uint32Array(this.bytes.buffer);
+  #high = 0;
+  #members: Set<number> | null = new Set();
+
+  /** Empties the set. */
+  clear(): void {
+    // select() may have shortened the list; every slot written since the last clear goes.
+    this.bytes.fill(0, 0, 8 + 8 * this.#high);
+    this.#high = 0;
+    if (this.#members === null) this.#members = new Set();
+    else this.#members.clear();
+  }
+
+  /** Appends `fd`, unless it is there; a `RangeError` past `FD_SETSIZE` handles. */
+  add(fd: number): void {
+    const members = this.#lookup();
+    if (members.has(fd)) return;
+    const n = this.#words[0];
+    if (n >= S.fdSetSize) {
+      throw new RangeError(
+        `select() cannot watch more than ${S.fdSetSize} sockets in one set on ${platform.name} ` +
+          `(FD_SETSIZE, as in Python): ${n + 1} asked; use usePoll: true or poller: "poll" instead`,
+      );
+    }
+    this.#words[2 + 2 * n] = fd % TWO32;
+    this.#words[3 + 2 * n] = Math.floor(fd / TWO32);
+    this.#words[0] = n + 1;
+    if (n + 1 > this.#high) this.#high = n + 1;
+    members.add(fd);
+  }
+
+  /** Whether `fd` is in the set. */
+  has(fd: number): boolean {
+    return this.#lookup().has(fd);
+  }
+
+  /** Takes `fd` out (the last handle moves into its place). */
+  delete(fd: number): void {
+    const w = this.#words;
+    const n = w[0];
+    for (let i = 0; i < n; i++) {
+      if (w[2 + 2 * i] + w[3 + 2 * i] * TWO32 !== fd) continue;
+      w[2 + 2 * i] = w[2 + 2 * (n - 1)];
+      w[3 + 2 * i] = w[3 + 2 * (n - 1)];
+      w[2 + 2 * (n - 1)] = w[3 + 2 * (n - 1)] = 0;
+      w[0] = n - 1;
+      this.#members?.delete(fd);
+      return;
+    }
+  }
+
+  /** The count, the padding and the handles in use (`nfds` means nothing to Winsock). */
+  usedBytes(_nfds: number): number {
+    return 8 + 8 * this.#words[0];
+  }
+
+  /** Forgets the lookup table: `select` left other handles. */
+  rewritten(): void {
+    this.#members = null;
+  }
+
+  #lookup(): Set<number> {
+    if (this.#members !== null) return this.#members;
+    const w = this.#words, members = new Set<number>();
+    for (let i = 0; i < w[0]; i++) members.add(w[2 + 2 * i] + w[3 + 2 * i] * TWO32);
+    return this.#members = members;
+  }
+}
+
+/** A new empty set of the platform's kind. */
+export function newSelectSet(): SelectSet {
+  return S.fdSetIsArray ? new HandleSet() : new FdSet();
+}
+
+/**
+ * Throws the `RangeError` that `select()` owes an fd it cannot watch. Where
+ * an `fd_set` is a handle list (Windows), any handle fits and the limit is
+ * the count, which `HandleSet.add` checks.
+ */
 export function checkSelectable(fd: number): void {
+  if (S.fdSetIsArray) {
+    if (!Number.isInteger(fd) || fd < 0) {
+      throw new RangeError(`select() cannot watch ${fd}: not a socket handle`);
+    }
+    return;
+  }
   if (!Number.isInteger(fd) || fd < 0 || fd >= S.fdSetSize) {
     throw new RangeError(
       `select() cannot watch fd ${fd}: fd_set holds only fds 0-${

@@ -15,6 +15,14 @@
 
 import { C, platform } from "./platform.ts";
 
+/**
+ * `ffi/winsock.ts` (Winsock dressed as libc), loaded on Windows only, and
+ * null elsewhere: Linux never parses it.
+ */
+export const winsock: typeof import("./winsock.ts") | null = platform.winsock
+  ? await import("./winsock.ts")
+  : null;
+
 const symbols = {
   /** int socket(int domain, int type, int protocol); */
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -275,6 +283,8 @@ function load(): Libc {
     );
   }
   try {
+    // Windows: Winsock dressed as libc (see ffi/winsock.ts), checked against the same type.
+    if (winsock !== null) return winsock.winsockLibc() satisfies Libc;
     return withFallbacks(Deno.dlopen(platform.libc, symbols).symbols);
   } catch (error) {
     if (isPermissionError(error)) {

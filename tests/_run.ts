@@ -2,8 +2,14 @@
 // workplace exists beside the checkout (../shared/jsr-mirror), it is started
 // and JSR_URL pointed at it, since jsr.io is out of reach there; elsewhere the
 // ordinary jsr.io is used. Extra arguments go to `deno test`.
-const root = new URL("..", import.meta.url).pathname;
-const mirror = new URL("../../shared/jsr-mirror/serve.ts", import.meta.url).pathname;
+/** A file URL as a path of this OS (`file:///Z:/work` is `Z:\\work` on Windows). */
+function toPath(url: URL): string {
+  const path = decodeURIComponent(url.pathname);
+  return Deno.build.os === "windows" ? path.slice(1).replaceAll("/", "\\") : path;
+}
+
+const root = toPath(new URL("..", import.meta.url));
+const mirror = toPath(new URL("../../shared/jsr-mirror/serve.ts", import.meta.url));
 
 async function exists(path: string): Promise<boolean> {
   try {

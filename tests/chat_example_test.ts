@@ -7,6 +7,7 @@
 // from one address are refused.
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { assertNoFdLeak, delay, python, withTimeout } from "./_util.ts";
+import { EXAMPLE_STOP_SIGNAL, exampleDeno } from "./fixtures/subprocess.ts";
 
 const enc = new TextEncoder();
 const root = new URL("..", import.meta.url).pathname;
@@ -138,7 +139,7 @@ class Server {
     this.lines = lines;
   }
   static async start(extra: string[] = []): Promise<Server> {
-    const proc = new Deno.Command(Deno.execPath(), {
+    const proc = new Deno.Command(exampleDeno, {
       args: ["run", "--allow-ffi", "examples/chat_server.ts", "127.0.0.1", "0", ...extra],
       cwd: root,
       stdin: "null",
@@ -163,7 +164,7 @@ class Server {
   }
   async stop(): Promise<Deno.CommandStatus> {
     try {
-      this.proc.kill("SIGTERM");
+      this.proc.kill(EXAMPLE_STOP_SIGNAL);
     } catch {
       // already gone
     }
@@ -372,7 +373,7 @@ Deno.test({
         assertEquals(
           [status.code, status.signal],
           [0, null],
-          "the server stopped cleanly on SIGTERM",
+          `the server stopped cleanly on ${EXAMPLE_STOP_SIGNAL}`,
         );
       }
     }),

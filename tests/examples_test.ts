@@ -13,6 +13,9 @@ import {
   sha256,
 } from "./_util.ts";
 import {
+  EXAMPLE_STOP_SIGNAL,
+  exampleDeno,
+  examplesOnWindows,
   freePort,
   hasIPv6Loopback,
   run,
@@ -54,36 +57,43 @@ async function startServer(
 
 const INCOMING = /^Incoming connection from 127\.0\.0\.1:(\d+)$/;
 
-Deno.test({
-  name: "examples/echo.ts: serves nc, a python3 client and a Deno.connect client",
-  async fn() {
-    await assertNoFdLeak(async () => {
-      const server = await startServer(
-        Deno.execPath(),
-        (port) => ["run", "--allow-ffi", "examples/echo.ts", "127.0.0.1", String(port)],
-        /^echo server listening on /,
-      );
-      try {
-        assertEquals(
-          server.stdout.lines[0],
-          `echo server listening on 127.0.0.1:${server.port}`,
+// Under Wine (.ci/windows.sh) the server is checked on both of Windows' pollers.
+const ECHO_POLLERS = examplesOnWindows ? ["select", "poll"] : ["the default"];
+
+for (const poller of ECHO_POLLERS) {
+  Deno.test({
+    name: `examples/echo.ts: serves nc, a python3 client and a Deno.connect client (${poller})`,
+    async fn() {
+      await assertNoFdLeak(async () => {
+        const pollerArg = examplesOnWindows ? [`--poller=${poller}`] : [];
+        const server = await startServer(
+          exampleDeno,
+          (
+            port,
+          ) => ["run", "--allow-ffi", "examples/echo.ts", "127.0.0.1", String(port), ...pollerArg],
+          /^echo server listening on /,
         );
-        const clientPorts: number[] = [];
+        try {
+          assertEquals(
+            server.stdout.lines[0],
+            `echo server listening on 127.0.0.1:${server.port}`,
+          );
+          const clientPorts: number[] = [];
 
-        // 1. nc: -N shuts the socket down at EOF on stdin, then reads until the server closes.
-        if (hasNc) {
-          const msg = new TextEncoder().encode("hello from nc\n");
-          const r = await run("nc", ["-N", "-w", "10", "127.0.0.1", String(server.port)], {
-            input: msg,
-          });
-          assertEquals(r.code, 0, r.stderr);
-          assertEquals(decoder.decode(r.stdout), "hello from nc\n");
-          assert(await server.stdout.waitFor(INCOMING, 1), "no Incoming line for nc");
-        }
+          // 1. nc: -N shuts the socket down at EOF on stdin, then reads until the server closes.
+          if (hasNc) {
+            const msg = new TextEncoder().encode("hello from nc\n");
+            const r = await run("nc", ["-N", "-w", "10", "127.0.0.1", String(server.port)], {
+              input: msg,
+            });
+            assertEquals(r.code, 0, r.stderr);
+            assertEquals(decoder.decode(r.stdout), "hello from nc\n");
+            assert(await server.stdout.waitFor(INCOMING, 1), "no Incoming line for nc");
+          }
 
-        // 2. python3: sends 300 KB from a thread while reading the echo back.
-        if (python) {
-          const script = `
+          // 2. python3: sends 300 KB from a thread while reading the echo back.
+          if (python) {
+            const script = `
 import hashlib, random, socket, sys, threading
 port, n = int(sys.argv[1]), int(sys.argv[2])
 data = random.Random(7).randbytes(n)
@@ -101,52 +111,59 @@ print(s.getsockname()[1], len(got), hashlib.sha256(data).hexdigest(), hashlib.sh
 s.close()
 sys.exit(0 if got == data else 1)
 `;
-          const n = 300_000;
-          const r = await run(python, ["-c", script, String(server.port), String(n)]);
-          assertEquals(r.code, 0, r.stderr + decoder.decode(r.stdout));
-          const [port, len, sent, got] = decoder.decode(r.stdout).trim().split(" ");
-          assertEquals(Number(len), n);
-          assertEquals(got, sent);
-          clientPorts.push(Number(port));
-        }
-
-        // 3. Deno.connect: the server is another process, so async I/O is fine here.
-        {
-          const data = randomBytes(256 * 1024, 11);
-          const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
-          clientPorts.push((conn.localAddr as Deno.NetAddr).port);
-          const writing = (async () => {
-            for (let off = 0; off < data.length;) off += await conn.write(data.subarray(off));
-          })();
-          const got = new Uint8Array(data.length);
-          let n = 0;
-          const deadline = performance.now() + 15_000;
-          while (n < data.length && performance.now() < deadline) {
-            const r = await conn.read(got.subarray(n));
-            if (r === null) break;
-            n += r;
+            const n = 300_000;
+            const r = await run(python, ["-c", script, String(server.port), String(n)]);
+            assertEquals(r.code, 0, r.stderr + decoder.decode(r.stdout));
+            const [port, len, sent, got] = decoder.decode(r.stdout).trim().split(" ");
+            assertEquals(Number(len), n);
+            assertEquals(got, sent);
+            clientPorts.push(Number(port));
           }
-          await writing;
-          conn.close();
-          assertEquals(n, data.length);
-          assertEquals(await sha256(got), await sha256(data));
-        }
 
-        const expected = (hasNc ? 1 : 0) + clientPorts.length;
-        const incoming = await server.stdout.waitFor(INCOMING, expected);
-        assert(incoming, `expected ${expected} Incoming lines: ${server.stdout.lines.join("\n")}`);
-        assertEquals(incoming.length, expected);
-        const seen = incoming.map((l) => Number(INCOMING.exec(l)![1]));
-        for (const p of clientPorts) assert(seen.includes(p), `no Incoming line for port ${p}`);
-      } finally {
-        const status = await stop(server);
-        // Stopped by our SIGTERM, cleanly (stopSignals), not exited on its own with an error.
-        assertEquals([status.code, status.signal], [0, null], await server.stderr);
-        assert(server.stdout.matching(/stopping \(SIGTERM\)/).length === 1);
-      }
-    });
-  },
-});
+          // 3. Deno.connect: the server is another process, so async I/O is fine here.
+          {
+            const data = randomBytes(256 * 1024, 11);
+            const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+            clientPorts.push((conn.localAddr as Deno.NetAddr).port);
+            const writing = (async () => {
+              for (let off = 0; off < data.length;) off += await conn.write(data.subarray(off));
+            })();
+            const got = new Uint8Array(data.length);
+            let n = 0;
+            const deadline = performance.now() + 15_000;
+            while (n < data.length && performance.now() < deadline) {
+              const r = await conn.read(got.subarray(n));
+              if (r === null) break;
+              n += r;
+            }
+            await writing;
+            conn.close();
+            assertEquals(n, data.length);
+            assertEquals(await sha256(got), await sha256(data));
+          }
+
+          const expected = (hasNc ? 1 : 0) + clientPorts.length;
+          const incoming = await server.stdout.waitFor(INCOMING, expected);
+          assert(
+            incoming,
+            `expected ${expected} Incoming lines: ${server.stdout.lines.join("\n")}`,
+          );
+          assertEquals(incoming.length, expected);
+          const seen = incoming.map((l) => Number(INCOMING.exec(l)![1]));
+          for (const p of clientPorts) assert(seen.includes(p), `no Incoming line for port ${p}`);
+        } finally {
+          const status = await stop(server, EXAMPLE_STOP_SIGNAL);
+          // Stopped by our signal, cleanly (stopSignals), not exited on its own with an error.
+          assertEquals([status.code, status.signal], [0, null], await server.stderr);
+          assert(
+            server.stdout.matching(new RegExp(`stopping \\(${EXAMPLE_STOP_SIGNAL}\\)`)).length ===
+              1,
+          );
+        }
+      });
+    },
+  });
+}
 
 Deno.test({
   name:
@@ -239,7 +256,7 @@ for (
           try {
             const url = `http://${urlHost}:${server.port}/blob.bin`;
             // Only --allow-ffi: the library and the example need nothing else.
-            const r = await run(Deno.execPath(), [
+            const r = await run(exampleDeno, [
               "run",
               "--allow-ffi",
               "examples/http_client.ts",
@@ -275,7 +292,7 @@ Deno.test({
     try {
       const server = await startHttpServer(dir);
       try {
-        const r = await run(Deno.execPath(), [
+        const r = await run(exampleDeno, [
           "run",
           "--allow-ffi",
           "examples/http_client.ts",
@@ -287,7 +304,7 @@ Deno.test({
         await stop(server);
       }
       const closed = freePort();
-      const r = await run(Deno.execPath(), [
+      const r = await run(exampleDeno, [
         "run",
         "--allow-ffi",
         "examples/http_client.ts",

@@ -38,6 +38,7 @@ import * as os from "../ffi/os.ts";
 import {
   delay,
   leakTest,
+  onWindows,
   python,
   PythonPeer,
   randomBytes,
@@ -66,7 +67,7 @@ function acceptOrNull(listener: Socket): [Socket, Address] | null {
   try {
     return listener.accept();
   } catch (error) {
-    if (error instanceof OSError && error.code === "EAGAIN") return null;
+    if (error instanceof OSError && error.errno === errno.EAGAIN) return null;
     throw error;
   }
 }
@@ -76,7 +77,7 @@ function recvfromOrNull(sock: Socket, n: number): [Uint8Array, Address] | null {
   try {
     return sock.recvfrom(n);
   } catch (error) {
-    if (error instanceof OSError && error.code === "EAGAIN") return null;
+    if (error instanceof OSError && error.errno === errno.EAGAIN) return null;
     throw error;
   }
 }
@@ -429,7 +430,8 @@ for (const [v, family, host] of [["4", AF_INET, "127.0.0.1"], ["6", AF_INET6, ":
       assertEquals(aAddr[0], host);
       if (family === AF_INET6) assertEquals(aAddr.slice(2), [0, 0]);
       assertEquals(recvfromOrNull(b, 10), null, "nothing queued yet");
-      const sizes = [1, 0, 1000, 65000, 7];
+      // Wine's UDP send buffer is smaller than a 65000-byte datagram.
+      const sizes = onWindows ? [1, 0, 1000, 7] : [1, 0, 1000, 65000, 7];
       for (const [i, n] of sizes.entries()) {
         assertEquals(a.sendto(randomBytes(n, i), bAddr), n);
       }
@@ -529,7 +531,8 @@ leakTest("socket: an IPv6 socket reaches an IPv4 listener as ::ffff:127.0.0.1", 
     client.close();
     lst.close();
   }
-});
+  // Windows makes IPv6 sockets IPv6-only by default (IPV6_V6ONLY is 1).
+}, onWindows);
 
 // ---------------------------------------------------------------------------
 // Unix sockets
@@ -616,7 +619,8 @@ leakTest("socket: Unix stream on a path: ours <-> ours, Deno.connect and Deno.li
     removeSocketDir(path);
     removeSocketDir(denoPath);
   }
-});
+  // Unix-only (AF_UNIX, SO_DOMAIN): tests/windows_test.ts checks the error Windows gives.
+}, onWindows);
 
 leakTest("socket: Unix datagrams on paths name their sender", async () => {
   const pa = tempSocketPath("a");
@@ -647,7 +651,8 @@ leakTest("socket: Unix datagrams on paths name their sender", async () => {
     removeSocketDir(pa);
     removeSocketDir(pb);
   }
-});
+  // Unix-only (AF_UNIX, SO_DOMAIN): tests/windows_test.ts checks the error Windows gives.
+}, onWindows);
 
 leakTest("socket: abstract Unix names (stream and datagram) and autobind", async () => {
   const tag = `asyncore-test-${Deno.pid}-${Math.random().toString(36).slice(2)}`;
@@ -690,14 +695,16 @@ leakTest("socket: abstract Unix names (stream and datagram) and autobind", async
   } finally {
     for (const s of [...open, lst, d1, d2, auto1, auto2]) s.close();
   }
-});
+  // Unix-only (AF_UNIX, SO_DOMAIN): tests/windows_test.ts checks the error Windows gives.
+}, onWindows);
 
 leakTest("socket: getsockname/getpeername round trips in all three families", async () => {
   const path = tempSocketPath("names");
   const cases: [number, Address][] = [
     [AF_INET, ["127.0.0.1", 0]],
     [AF_INET6, ["::1", 0]],
-    [AF_UNIX, path],
+    // Python on Windows has no AF_UNIX.
+    ...(onWindows ? [] : [[AF_UNIX, path] as [number, Address]]),
   ];
   try {
     for (const [family, addr] of cases) {
@@ -722,6 +729,11 @@ leakTest("socket: getsockname/getpeername round trips in all three families", as
         // An unbound, unconnected socket has the family's empty name.
         const fresh = new Socket(family);
         try {
+          // Winsock (and so Python on Windows) refuses the name of an unbound socket.
+          if (onWindows) {
+            assertEquals(assertThrows(() => fresh.getsockname(), OSError).code, "EINVAL");
+            continue;
+          }
           assertEquals(
             fresh.getsockname(),
             family === AF_INET ? ["0.0.0.0", 0] : family === AF_INET6 ? ["::", 0, 0, 0] : "",
@@ -758,24 +770,25 @@ leakTest("socket: setsockopt/getsockopt for common options", () => {
     assertEquals(s.getsockopt(SOL_SOCKET, SO_ERROR), 0);
     assertEquals(s.getsockopt(SOL_SOCKET, SO_TYPE), SOCK_STREAM);
     assertEquals(u.getsockopt(SOL_SOCKET, SO_TYPE), SOCK_DGRAM);
-    assertEquals(s.getsockopt(SOL_SOCKET, C.SO_DOMAIN), AF_INET);
+    if (!onWindows) assertEquals(s.getsockopt(SOL_SOCKET, C.SO_DOMAIN), AF_INET);
     // Linux doubles the size asked for (bookkeeping room); never less than asked.
     s.setsockopt(SOL_SOCKET, SO_RCVBUF, 65536);
     const rcv = s.getsockopt(SOL_SOCKET, SO_RCVBUF);
     assert(rcv >= 65536 && rcv <= 4 * 65536, `SO_RCVBUF ${rcv}`);
     s.setsockopt(SOL_SOCKET, SO_SNDBUF, 32768);
     assert(s.getsockopt(SOL_SOCKET, SO_SNDBUF) >= 32768);
-    // Raw bytes: a struct linger; getsockopt reads its first int, l_onoff.
+    // Raw bytes: a struct linger; getsockopt reads its first int, l_onoff (Windows'
+    // struct is two u_shorts, so its int holds both).
     s.setsockopt(SOL_SOCKET, SO_LINGER, encodeLinger(true, 3));
-    assertEquals(s.getsockopt(SOL_SOCKET, SO_LINGER), 1);
+    assertEquals(s.getsockopt(SOL_SOCKET, SO_LINGER), onWindows ? 1 + (3 << 16) : 1);
     s.setsockopt(SOL_SOCKET, SO_LINGER, encodeLinger(false, 0));
-    assertEquals(s.getsockopt(SOL_SOCKET, SO_LINGER), 0);
-    // A short option value is the kernel's EINVAL.
+    assertEquals(s.getsockopt(SOL_SOCKET, SO_LINGER) & (onWindows ? 0xffff : ~0), 0);
+    // A short option value is the kernel's EINVAL (Winsock's WSAEFAULT: EFAULT in Python).
     const err = assertThrows(
-      () => s.setsockopt(SOL_SOCKET, SO_LINGER, new Uint8Array(2)),
+      () => s.setsockopt(SOL_SOCKET, SO_LINGER, new Uint8Array(onWindows ? 1 : 2)),
       OSError,
     );
-    assertEquals(err.code, "EINVAL");
+    assertEquals(err.code, onWindows ? "EFAULT" : "EINVAL");
     assertEquals(err.syscall, "setsockopt");
   } finally {
     s.close();
@@ -794,7 +807,10 @@ leakTest("socket: SO_ERROR reports a refused non-blocking connect once", async (
     if (err === errno.EINPROGRESS) {
       const soError = await until(() => s.getsockopt(SOL_SOCKET, SO_ERROR), "SO_ERROR");
       assertEquals(soError, errno.ECONNREFUSED);
-      assertEquals(s.getsockopt(SOL_SOCKET, SO_ERROR), 0, "reading SO_ERROR clears it");
+      // Microsoft documents that reading SO_ERROR clears it too; Wine does not clear it.
+      if (!onWindows) {
+        assertEquals(s.getsockopt(SOL_SOCKET, SO_ERROR), 0, "reading SO_ERROR clears it");
+      }
     } else {
       assertEquals(err, errno.ECONNREFUSED);
     }
@@ -849,7 +865,7 @@ leakTest("socket: MSG_PEEK, shutdown and end of stream", async () => {
     const into = new Uint8Array(10);
     assertEquals(server.recvInto(into, 4), 4);
     assertEquals(dec.decode(into.subarray(0, 4)), "aboo");
-    assertThrows(() => server.recv(1), OSError, "Resource temporarily unavailable");
+    assertEquals(assertThrows(() => server.recv(1), OSError).errno, errno.EWOULDBLOCK);
     client.shutdown(SHUT_WR);
     await expectEof(server);
     assertEquals(server.recv(10).length, 0, "EOF stays EOF");
@@ -891,7 +907,7 @@ leakTest("socket: blocking mode: connect, accept and sendall", () => {
       try {
         got.push(...server.recv(65536));
       } catch (e) {
-        if (!(e instanceof OSError && e.code === "EAGAIN")) throw e;
+        if (!(e instanceof OSError && e.errno === errno.EAGAIN)) throw e;
       }
     }
     assertEquals(new Uint8Array(got), data);
@@ -954,7 +970,8 @@ leakTest("socket: fromFd adopts an fd with its family, type, protocol and blocki
   } finally {
     removeSocketDir(path);
   }
-});
+  // Unix-only (AF_UNIX, SO_DOMAIN): tests/windows_test.ts checks the error Windows gives.
+}, onWindows);
 
 leakTest("socket: close is idempotent and never closes a reused fd number", async () => {
   const old = new Socket();

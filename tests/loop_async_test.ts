@@ -19,13 +19,16 @@ import {
 } from "../mod.ts";
 import * as os from "../ffi/os.ts";
 import {
+  BEST_POLLER,
   delay,
   EchoHandler,
   EchoServer,
   leakTest,
   Listener,
+  onWindows,
   POLLERS,
   randomBytes,
+  TIME_SLACK,
   withTimeout,
 } from "./_util.ts";
 
@@ -148,7 +151,7 @@ leakTest(
       },
     );
     const client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
-    const running = start(map, { poller: "epoll" });
+    const running = start(map, { poller: BEST_POLLER });
     const log: string[] = [];
     try {
       const base = `http://${HOST}:${server.addr.port}`;
@@ -201,7 +204,7 @@ leakTest("loopAsync: a setTimeout fires while it waits", async () => {
       await delay(ms);
       const took = performance.now() - t0;
       assertGreaterOrEqual(took, ms - 1);
-      assertLess(took, ms + 50, `setTimeout(${ms}) took ${took.toFixed(1)} ms`);
+      assertLess(took, ms + 50 * TIME_SLACK, `setTimeout(${ms}) took ${took.toFixed(1)} ms`);
     }
     assertEquals(running.settled(), false, "loopAsync returned while the map was not empty");
   } finally {
@@ -225,7 +228,7 @@ for (const poller of POLLERS) {
         first.ac.abort();
         await withTimeout(first.done, 1000, "loopAsync to stop");
         const took = performance.now() - t0;
-        assertLess(took, 50, `abort took ${took.toFixed(1)} ms`);
+        assertLess(took, 50 * TIME_SLACK, `abort took ${took.toFixed(1)} ms`);
         assertEquals(map.size, size, "abort closed channels");
         assert(echo.fileno() !== null && echo.accepting);
 
@@ -282,7 +285,7 @@ leakTest("loopAsync: abort before start resolves at once and runs no pass", asyn
     for (const signal of [AbortSignal.abort(), ac.signal]) {
       const t0 = performance.now();
       await withTimeout(loopAsync({ map, timeout: 30, signal }), 1000, "pre-aborted loopAsync");
-      assertLess(performance.now() - t0, 20);
+      assertLess(performance.now() - t0, 20 * TIME_SLACK);
     }
     assertEquals(l.asked, 0);
     assertEquals(map.size, 1);
@@ -310,7 +313,7 @@ leakTest("loopAsync: count limits the passes, idle or busy", async () => {
   try {
     let t0 = performance.now();
     await withTimeout(loopAsync({ map, timeout: 30, count: 0 }), 1000, "count 0");
-    assertLess(performance.now() - t0, 20);
+    assertLess(performance.now() - t0, 20 * TIME_SLACK);
 
     t0 = performance.now();
     await withTimeout(loopAsync({ map, timeout: 0.05, count: 3 }), 2000, "count 3, idle");
@@ -332,7 +335,8 @@ leakTest("loopAsync: count limits the passes, idle or busy", async () => {
     os.close(r);
     os.close(w);
   }
-});
+  // FileDispatcher is Unix-only.
+}, onWindows);
 
 leakTest("loopAsync: resolves when the last channel closes itself", async () => {
   const map: SocketMap = new Map();
@@ -375,7 +379,7 @@ for (const poller of POLLERS) {
         b.close();
         await withTimeout(looping, 1000, "loopAsync to notice the empty map");
         const took = performance.now() - t0;
-        assertLess(took, 50, `took ${took.toFixed(1)} ms to notice the empty map`);
+        assertLess(took, 50 * TIME_SLACK, `took ${took.toFixed(1)} ms to notice the empty map`);
       } finally {
         closeAll(map);
       }
@@ -387,7 +391,7 @@ Deno.test("loopAsync: resolves at once for an empty map", async () => {
   const map: SocketMap = new Map();
   const t0 = performance.now();
   await withTimeout(loopAsync({ map, timeout: 30 }), 1000, "empty map");
-  assertLess(performance.now() - t0, 20);
+  assertLess(performance.now() - t0, 20 * TIME_SLACK);
 });
 
 for (const poller of POLLERS) {
@@ -418,8 +422,9 @@ for (const poller of POLLERS) {
           const replyAt = performance.now();
           assert(server.acceptedAt > 0);
           const took = server.acceptedAt - addedAt;
-          assertLess(took, 50, `accepted ${took.toFixed(1)} ms after it was added`);
-          assertLess(replyAt - addedAt, 100);
+          // Under Wine the bound is wider, and still shows the wake-up (without it: 30 s).
+          assertLess(took, 50 * TIME_SLACK, `accepted ${took.toFixed(1)} ms after it was added`);
+          assertLess(replyAt - addedAt, 100 * TIME_SLACK);
         } finally {
           conn.close();
         }
@@ -500,7 +505,7 @@ leakTest(
     const l = new BombServer({ map });
     const conn = await Deno.connect({ hostname: HOST, port: l.port });
     try {
-      const looping = loopAsync({ map, timeout: 30, poller: "epoll" });
+      const looping = loopAsync({ map, timeout: 30, poller: BEST_POLLER });
       await delay(20);
       await writeAll(conn, new Uint8Array(3));
       await withTimeout(
@@ -528,7 +533,7 @@ leakTest(
     const runA = start(mapA);
     try {
       await assertRejects(() => loopAsync({ map: mapA, timeout: 30 }), Error, "already serving");
-      const runB = start(mapB, { poller: "epoll" });
+      const runB = start(mapB, { poller: BEST_POLLER });
       try {
         await withTimeout(
           Promise.all([pingPong(a.port, 10, 64, 10), pingPong(b.port, 10, 64, 11)]),
@@ -650,7 +655,8 @@ leakTest("loopAsync: Deno's timers keep running while the loop is busy", async (
     os.close(r);
     os.close(w);
   }
-});
+  // FileDispatcher is Unix-only.
+}, onWindows);
 
 for (const poller of POLLERS) {
   leakTest(
