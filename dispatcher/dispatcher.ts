@@ -705,9 +705,19 @@ export class Dispatcher {
     this.handleClose();
   }
 
-  /** Urgent (out-of-band) data arrived. */
+  /**
+   * Urgent (out-of-band) data arrived. The default logs it and drops the
+   * urgent byte: unread, it keeps the fd exceptional and every pass would
+   * report it again (a peer's `MSG_OOB` must not make the loop spin).
+   */
   handleExpt(): void {
     this.logInfo("unhandled incoming priority event", "warning");
+    const s = this.#socket;
+    if (!(s instanceof Socket)) return; // a file has no urgent data
+    try {
+      // TCP's urgent byte sits beside the stream (a TLS session's too).
+      Socket.prototype.tryRecvInto.call(s, new Uint8Array(1), 1, C.MSG_OOB);
+    } catch { /* nothing urgent after all, or the peer is gone */ }
   }
 
   /** Data can be read. */

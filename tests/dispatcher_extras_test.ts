@@ -1,5 +1,5 @@
 // Dispatcher additions beyond asyncore: recvInto, the big-read path of recv,
-// and the read-only default of ignoreLogTypes.
+// the read-only default of ignoreLogTypes, and urgent data that nobody reads.
 import { assert, assertEquals, assertThrows } from "@std/assert";
 import {
   type Address,
@@ -11,7 +11,22 @@ import {
   Socket,
   type SocketMap,
 } from "../mod.ts";
-import { concat, leakTest, POLLERS, randomBytes, sha256, tempSocketPath } from "./_util.ts";
+import {
+  assertNoFdLeak,
+  concat,
+  cpuSeconds,
+  EchoServer,
+  leakTest,
+  POLLERS,
+  python,
+  randomBytes,
+  serveWhile,
+  sha256,
+  tempSocketPath,
+} from "./_util.ts";
+import { run } from "./fixtures/subprocess.ts";
+
+const decoder = new TextDecoder();
 
 const shared = new Uint8Array(65536);
 
@@ -177,3 +192,44 @@ leakTest("epoll notices output queued straight into outBuffer between passes", (
   sender.close();
   removePair();
 });
+
+// A peer's urgent byte, unread, keeps the fd exceptional: the default
+// handleExpt drops it, so the loop goes back to sleep instead of spinning,
+// and the stream around it arrives whole.
+for (const poller of POLLERS) {
+  Deno.test({
+    name: `urgent data from a peer does not make the default handlers spin (${poller})`,
+    ignore: !python,
+    fn: () =>
+      assertNoFdLeak(async () => {
+        const map: SocketMap = new Map();
+        const server = new EchoServer({ map });
+        const py = `
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"before ")
+s.send(b"!", socket.MSG_OOB)
+time.sleep(0.5)
+s.sendall(b"after")
+s.shutdown(socket.SHUT_WR)
+got = b""
+while True:
+    chunk = s.recv(100)
+    if not chunk: break
+    got += chunk
+print(got.decode())
+`;
+        const cpu0 = cpuSeconds();
+        const t0 = performance.now();
+        const r = await serveWhile(map, poller, run(python!, ["-c", py, String(server.port)]));
+        const cpu = cpuSeconds() - cpu0, wall = (performance.now() - t0) / 1000;
+        assertEquals(decoder.decode(r.stdout).trim(), "before after", r.stderr);
+        // Spinning would keep this process busy for the whole half second.
+        assert(
+          cpu < wall * 0.5,
+          `the loop used ${cpu.toFixed(2)} s of CPU in ${wall.toFixed(2)} s`,
+        );
+        for (const d of [...map.values()]) d.close();
+      }),
+  });
+}
