@@ -14,7 +14,14 @@ import { errno as E, OSError, strerror } from "../ffi/errno.ts";
 import { C } from "../ffi/platform.ts";
 import { acceptedSocket, Socket } from "../ffi/socket.ts";
 import type { Address } from "../ffi/structs.ts";
-import { READ, type Transport, type TransportHooks, transportOf, WRITE } from "../ffi/transport.ts";
+import {
+  type HeldOutput,
+  READ,
+  type Transport,
+  type TransportHooks,
+  transportOf,
+  WRITE,
+} from "../ffi/transport.ts";
 import type { SSLContext } from "../tls/ssl.ts";
 import { handleErrorSafely } from "./_events.ts";
 import { trackPredicates } from "./_interest.ts";
@@ -30,7 +37,13 @@ import {
 } from "./_loop_core.ts";
 import { compactTraceback, isDisconnect, isReraised } from "./errors.ts";
 import type { FileWrapper } from "./file_wrapper.ts";
-import { applyBackpressure, checkIdleSeconds, IdleWatch, pauseIfOver } from "./limits.ts";
+import {
+  applyBackpressure,
+  checkIdleSeconds,
+  IdleWatch,
+  pauseIfOver,
+  resumeIfDrained,
+} from "./limits.ts";
 import { ACCEPT_BATCH, AcceptBackoff, admit, adoptSlot, ConnectionCounter } from "./listener.ts";
 import { recvBuffer, takeReceived } from "./recv_pool.ts";
 
@@ -53,11 +66,29 @@ export function formatAddress(addr: Address): string {
   return addr[0].includes(":") ? `[${addr[0]}]:${addr[1]}` : `${addr[0]}:${addr[1]}`;
 }
 
-/** What a channel's transport may ask of it. */
-class ChannelHooks implements TransportHooks {
+/**
+ * What a channel's transport may ask of it. It is also what the loop
+ * flushes at the end of a pass for the transport: the transport's error
+ * there goes to the channel's `handleError`, as in its own events.
+ */
+class ChannelHooks implements TransportHooks, HeldOutput {
+  #output: HeldOutput | null = null;
   constructor(readonly ch: Dispatcher) {}
   callLater(seconds: number, fn: () => void): { cancel(): void } {
     return this.ch[kCore].loop.timers.callLater(seconds, fn);
+  }
+  flushLater(output: HeldOutput): void {
+    this.#output = output;
+    this.ch[kCore].loop.flushLater(this);
+  }
+  flush(): boolean {
+    try {
+      return this.#output?.flush() ?? true;
+    } catch (error) {
+      if (isReraised(error)) throw error;
+      if (this.ch.fileno() !== null) handleErrorSafely(this.ch as unknown as Channel, error);
+      return true;
+    }
   }
   interestChanged(): void {
     notifyInterest(this.ch);
@@ -383,9 +414,14 @@ export class Dispatcher {
     return applyBackpressure(this, want);
   }
 
-  /** The bytes queued for sending; a plain `Dispatcher` queues none. */
+  /**
+   * The bytes queued for sending. A plain `Dispatcher` queues none itself;
+   * its transport may hold some (TLS records gathered for the end of the
+   * pass, or refused by a full socket buffer), and those count here, in
+   * every class's `queuedBytes`.
+   */
   get queuedBytes(): number {
-    return 0;
+    return this.#transport?.queued() ?? 0;
   }
 
   /**
@@ -651,6 +687,8 @@ export class Dispatcher {
     }
     const t = this.#io();
     const events = t.ready(WRITE);
+    // The transport may have sent output it held: that can end a pause.
+    if (this._readPaused) resumeIfDrained(this);
     if (events === 0) return;
     if (!this.connected) {
       if (this.connecting) {

@@ -23,8 +23,28 @@ export interface Cancellable {
   cancel(): void;
 }
 
+/**
+ * Output a transport holds past the call that took it (TLS records gathered
+ * for one `send` at the end of the pass).
+ */
+export interface HeldOutput {
+  /**
+   * Sends what is held. Returns true when the loop is done with it (all
+   * sent, or the rest waits for a write event the transport asked for);
+   * false to be called again after the next pass (a closed channel's last
+   * bytes, still going out).
+   */
+  flush(): boolean;
+}
+
 /** What a transport may ask of the channel that took it over. */
 export interface TransportHooks {
+  /**
+   * Calls `output.flush()` once this pass's handlers and timers have run (at
+   * the start of the next pass if no pass is running), and keeps the loop
+   * running while it returns false.
+   */
+  flushLater(output: HeldOutput): void;
   /** Calls `fn` `seconds` from now, on the channel's loop. */
   callLater(seconds: number, fn: () => void): Cancellable;
   /** What the transport waits for changed outside one of its events. */
@@ -80,6 +100,12 @@ export interface Transport {
   ready(events: number): number;
   /** Bytes read and held that the fd will not report again (decrypted data): read them now. */
   buffered(): number;
+  /**
+   * Bytes taken by {@linkcode trySend} that have not reached the kernel yet
+   * (TLS records waiting for the end of the pass, or refused by a full
+   * socket buffer): they count toward the channel's queued bytes.
+   */
+  queued(): number;
 }
 
 /** The calls a plain transport forwards to its socket (a `Socket`, a `FileWrapper`, a test's stand-in). */
@@ -158,6 +184,10 @@ export class SocketTransport implements Transport {
   }
   /** Nothing is held. */
   buffered(): number {
+    return 0;
+  }
+  /** Every byte taken went to the kernel. */
+  queued(): number {
     return 0;
   }
 }

@@ -1,0 +1,396 @@
+/**
+ * `RecordPath`: how a channel's TLS session moves bytes, once a loop drives
+ * it (`TlsTransport.attach`). What fast TLS servers do, and a session used
+ * on its own does not:
+ *
+ * - **Read ahead, then decrypt.** OpenSSL reads the fd with read-ahead on:
+ *   one `recv` fills its buffer with as many records as have arrived
+ *   (without it: one `recv` for each 5-byte header and one for each body).
+ *   `read` decrypts records until the caller's buffer is full or OpenSSL
+ *   wants more from the kernel. Records read ahead are invisible to the
+ *   poller, so `readMore` tells the channel to read again without waiting.
+ * - **Gather records, one `send` per pass.** Records go into the thread's
+ *   shared memory BIO (`_gather.ts`) and leave when the pass ends, when
+ *   another session needs the buffer, or when a batch reaches `GATHER_MAX`:
+ *   one `send` for all of them, from OpenSSL's memory. What the kernel
+ *   refuses is kept here (`held`), counts as queued output (backpressure),
+ *   and goes out on the next write event before anything else.
+ * - **Size records to the traffic.** A connection starts, and starts again
+ *   after a second of quiet, with records of about one TCP segment
+ *   (`SMALL_RECORD`, nginx's dynamic record size), which the peer can
+ *   decrypt as soon as one segment arrives; once it has sent `BIG_AFTER`
+ *   bytes in a row it streams 16 KiB records (fewer records, less CPU).
+ *
+ * @module
+ */
+
+import { attempt } from "../ffi/_syscall.ts";
+import { errno as E, OSError } from "../ffi/errno.ts";
+import { openssl, SSLC } from "../ffi/openssl.ts";
+import { C } from "../ffi/platform.ts";
+import type { Socket } from "../ffi/socket.ts";
+import { libc } from "../ffi/symbols.ts";
+import { type HeldOutput, READ, type TransportHooks, WRITE } from "../ffi/transport.ts";
+import {
+  claim,
+  discard,
+  disown,
+  type GatherOwner,
+  owns,
+  pendingBytes,
+  sendGathered,
+  sharedWriteBio,
+  takeGathered,
+} from "./_gather.ts";
+
+/** A batch of records this large (bytes on the wire) is sent at once, not at the end of the pass. */
+export const GATHER_MAX = 4 * (16384 + 256);
+/** Records of about one TCP segment: 1369 B of data + 22 B of TLS + IPv6/TCP headers fit 1500 B. */
+export const SMALL_RECORD = 1369;
+/** The largest record (TLS's limit). */
+export const BIG_RECORD = 16384;
+/** Bytes sent without a quiet second before records grow to `BIG_RECORD`. */
+export const BIG_AFTER = 64 * 1024;
+/** Quiet time (ms) after which records start small again. */
+export const IDLE_MS = 1000;
+/**
+ * OpenSSL's read buffer once a connection streams: room for four full
+ * records, so one `recv` fills a 64 KiB read. Idle and trickling
+ * connections keep OpenSSL's default (one record), which also bounds what
+ * a peer that sends part of a record and stops can make us hold.
+ */
+export const BIG_READ_BUFFER = 4 * (16384 + 256) + 512;
+/** Past this much held output (the peer is not reading) the session stops reading too. */
+export const HELD_READ_LIMIT = 2 * GATHER_MAX;
+/** The longest a closed channel's held records keep its fd open (see `TlsTransport.close`). */
+export const LINGER_SECONDS = 5;
+
+const EAGAIN = E.EAGAIN;
+const SEND_FLAGS = C.MSG_NOSIGNAL;
+
+/** What the path needs of its session (which the loop flushes through `HeldOutput`). */
+export interface Session extends HeldOutput {
+  /** Turns a failed call's result into READ/WRITE (would block), 0 (end) or a throw. */
+  settle(r: number, call: string): number;
+  /** Whether the handshake is done. */
+  readonly handshakeDone: boolean;
+  /** A read finished the handshake (the program drives it). */
+  noteHandshake(): void;
+}
+
+/** One session's loop-side byte path (see the module's comment). */
+export class RecordPath implements GatherOwner {
+  readonly #session: Session;
+  readonly #ssl: Deno.PointerObject;
+  readonly #sock: Socket;
+  readonly #hooks: TransportHooks;
+  /** Records the kernel refused, sent from `#heldAt` on; null when none. */
+  #held: Uint8Array | null = null;
+  #heldAt = 0;
+  /** This session's bytes in the shared buffer, as last counted. */
+  #gathered = 0;
+  #flushQueued = false;
+  /** A send failed (the peer is gone): the next write reports it. */
+  #writeError: OSError | null = null;
+  /** What stopped a read after it had data: reported by the next read. */
+  #readEnd: Error | 0 | null = null;
+  /** 1 when OpenSSL may hold records the poller cannot report (see `TlsTransport.buffered`). */
+  readMore = 0;
+  #lastWrite = -Infinity;
+  #streamed = 0;
+  #bigRecords = true;
+  #bigReads = false;
+  /** The channel closed; held records still go out (see `startLinger`). */
+  lingering = false;
+  #lingerUntil = 0;
+  #released = false;
+
+  /** Moves `ssl` to the loop's path: read-ahead on, records into the shared buffer. */
+  constructor(session: Session, ssl: Deno.PointerObject, sock: Socket, hooks: TransportHooks) {
+    this.#session = session;
+    this.#ssl = ssl;
+    this.#sock = sock;
+    this.#hooks = hooks;
+    const lib = openssl().ssl;
+    lib.SSL_set0_wbio(ssl, sharedWriteBio());
+    lib.SSL_set_read_ahead(ssl, 1);
+  }
+
+  /** Output taken from the channel and not yet in the kernel. */
+  get queued(): number {
+    return this.held + (this.#gathered > 0 && owns(this) ? this.#gathered : 0);
+  }
+
+  /** Bytes the kernel refused, still to send. */
+  get held(): number {
+    return this.#held === null ? 0 : this.#held.length - this.#heldAt;
+  }
+
+  /** Makes this session the shared buffer's owner (before an `SSL_*` call that may write). */
+  claim(): void {
+    claim(this);
+  }
+
+  // ---- reading ----
+
+  /** Decrypts into `buffer` up to `len` bytes: the count, 0 at the end, -1 would block. */
+  read(ssl: Deno.PointerObject, buffer: Uint8Array, len: number): number {
+    const end = this.#readEnd;
+    if (end !== null) {
+      this.#readEnd = null;
+      this.readMore = 0;
+      if (end === 0) return 0;
+      throw end;
+    }
+    if (this.held > HELD_READ_LIMIT) return -1;
+    const lib = openssl().ssl;
+    const crypto = openssl().crypto;
+    if (crypto.ERR_peek_error() !== 0n) crypto.ERR_clear_error();
+    claim(this); // a read may write: an alert, the answer to a key update
+    let got = 0;
+    let result: number;
+    try {
+      for (;;) {
+        const r = lib.SSL_read(ssl, got === 0 ? buffer : buffer.subarray(got), len - got);
+        if (r > 0) {
+          got += r;
+          // A full buffer: more may be held. Otherwise go on only while
+          // OpenSSL holds bytes: an empty buffer means the next record is in
+          // the kernel, where the poller sees it.
+          if (got === len || lib.SSL_has_pending(ssl) === 0) {
+            this.readMore = got === len ? lib.SSL_has_pending(ssl) : 0;
+            break;
+          }
+          continue;
+        }
+        if (got === 0) {
+          this.readMore = 0;
+          const want = this.#session.settle(r, "SSL_read");
+          got = want === 0 ? 0 : -1;
+          break;
+        }
+        // What stopped this read belongs to the next one (the data goes first).
+        try {
+          if (this.#session.settle(r, "SSL_read") === 0) this.#readEnd = 0;
+        } catch (error) {
+          this.#readEnd = error as Error;
+        }
+        this.readMore = this.#readEnd !== null ? 1 : 0;
+        break;
+      }
+      result = got;
+    } finally {
+      this.#afterCall();
+    }
+    if (!this.#session.handshakeDone) this.#session.noteHandshake();
+    this.#sizeReads(result);
+    return result;
+  }
+
+  /** A streaming reader gets a read buffer for four records; a trickle gets one record's. */
+  #sizeReads(got: number): void {
+    const big = got >= 2 * BIG_RECORD;
+    if (big === this.#bigReads || (!big && got < 0)) return;
+    this.#bigReads = big;
+    // Takes effect when OpenSSL next allocates its buffer (released whenever empty).
+    openssl().ssl.SSL_set_default_read_buffer_len(this.#ssl, big ? BigInt(BIG_READ_BUFFER) : 0n);
+  }
+
+  /** The handshake finished: application data may have come with its last flight. */
+  handshakeDone(): void {
+    this.readMore = openssl().ssl.SSL_has_pending(this.#ssl);
+  }
+
+  // ---- writing ----
+
+  /** Encrypts `data` (its first `n` bytes) into records: the bytes taken, -1 would block. */
+  write(ssl: Deno.PointerObject, data: Uint8Array, n: number): number {
+    if (this.#writeError !== null) throw this.#writeError;
+    if (this.#held !== null && this.sendHeld() > 0) return -1;
+    if (this.#writeError !== null) throw this.#writeError;
+    const lib = openssl().ssl;
+    const crypto = openssl().crypto;
+    if (crypto.ERR_peek_error() !== 0n) crypto.ERR_clear_error();
+    claim(this);
+    const record = this.#sizeRecords();
+    let taken = 0;
+    try {
+      while (taken < n) {
+        let room = GATHER_MAX - this.#gathered;
+        if (room < record) {
+          // A full batch leaves now; past what the kernel takes, the rest waits.
+          if (this.flushNow() > 0 || this.#writeError !== null) break;
+          room = GATHER_MAX;
+        }
+        const chunk = Math.min(n - taken, room);
+        const r = lib.SSL_write(ssl, taken === 0 ? data : data.subarray(taken), chunk);
+        if (r <= 0) {
+          // A memory BIO never blocks: this is the session failing (or the peer's close_notify).
+          if (this.#session.settle(r, "SSL_write") === 0) {
+            throw new OSError(E.EPIPE, { syscall: "SSL_write" });
+          }
+          break;
+        }
+        taken += r;
+        this.#gathered = pendingBytes();
+      }
+    } finally {
+      this.#afterCall();
+    }
+    this.#streamed += taken;
+    if (!this.#bigRecords && this.#streamed >= BIG_AFTER) this.#setRecordSize(true);
+    if (taken > 0) return taken;
+    if (this.#writeError !== null) throw this.#writeError;
+    return -1;
+  }
+
+  /** The record size for this write: small after a quiet second, big once streaming. */
+  #sizeRecords(): number {
+    const now = performance.now();
+    if (now - this.#lastWrite > IDLE_MS) {
+      this.#streamed = 0;
+      if (this.#bigRecords) this.#setRecordSize(false);
+    }
+    this.#lastWrite = now;
+    return this.#bigRecords ? BIG_RECORD : SMALL_RECORD;
+  }
+
+  #setRecordSize(big: boolean): void {
+    this.#bigRecords = big;
+    const lib = openssl().ssl;
+    const size = BigInt(big ? BIG_RECORD : SMALL_RECORD);
+    lib.SSL_ctrl(this.#ssl, SSLC.SSL_CTRL_SET_MAX_SEND_FRAGMENT, size, null);
+    // Lowering the maximum lowers the split size too, and OpenSSL 3.0 cuts
+    // records at the split size: raising the maximum alone leaves them small.
+    if (big) lib.SSL_ctrl(this.#ssl, SSLC.SSL_CTRL_SET_SPLIT_SEND_FRAGMENT, size, null);
+  }
+
+  /** After a call that may have written: the records leave at the end of the pass. */
+  #afterCall(): void {
+    const n = pendingBytes();
+    this.#gathered = n;
+    if (n > 0 && !this.#flushQueued) {
+      this.#flushQueued = true;
+      this.#hooks.flushLater(this.#session);
+    }
+  }
+
+  /** The end of a pass: the records gathered go out. */
+  endOfPass(): number {
+    this.#flushQueued = false;
+    return this.flushNow();
+  }
+
+  /** Sends this session's gathered records now; returns the bytes still held. */
+  flushNow(): number {
+    if (this.#released) return 0;
+    if (owns(this) && pendingBytes() > 0) this.flushGathered();
+    return this.held;
+  }
+
+  /** Sends the gathered records (the shared buffer must be this session's); keeps what the kernel refuses. */
+  flushGathered(): void {
+    this.#gathered = 0;
+    if (this.#writeError !== null || this.#sock.fileno() < 0) {
+      discard();
+      return;
+    }
+    if (this.#held !== null) {
+      // Behind what is already held, in order.
+      this.#hold(takeGathered());
+      this.sendHeld();
+      return;
+    }
+    const left = sendGathered(this.#sock.fileno());
+    if (left < 0) {
+      discard();
+      this.#fail(-left);
+    } else if (left > 0) {
+      this.#hold(takeGathered());
+    }
+  }
+
+  #hold(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    const held = this.#held;
+    if (held === null) {
+      this.#held = bytes;
+      this.#heldAt = 0;
+      this.#hooks.interestChanged(); // WRITE now, and this counts as queued output
+      return;
+    }
+    const rest = held.subarray(this.#heldAt);
+    const joined = new Uint8Array(rest.length + bytes.length);
+    joined.set(rest);
+    joined.set(bytes, rest.length);
+    this.#held = joined;
+    this.#heldAt = 0;
+  }
+
+  /** Sends held records: the bytes still held afterwards. */
+  sendHeld(): number {
+    const held = this.#held;
+    if (held === null) return 0;
+    const fd = this.#sock.fileno();
+    const at = this.#heldAt;
+    const lib = libc();
+    const len = BigInt(held.length - at);
+    const view = at === 0 ? held : held.subarray(at);
+    const r = fd < 0 ? -E.EBADF : attempt(() => lib.send(fd, view, len, SEND_FLAGS), EAGAIN);
+    if (r === -EAGAIN) return held.length - at;
+    if (r < 0) {
+      this.#fail(-r);
+      return 0;
+    }
+    this.#heldAt = at + r;
+    if (this.#heldAt < held.length) return held.length - this.#heldAt;
+    this.#held = null;
+    this.#heldAt = 0;
+    this.#hooks.interestChanged();
+    return 0;
+  }
+
+  /** A send failed: what is held is dropped, and the next write reports the error. */
+  #fail(errno: number): void {
+    this.#writeError = new OSError(errno, { syscall: "send" });
+    const had = this.#held !== null;
+    this.#held = null;
+    this.#heldAt = 0;
+    if (had) this.#hooks.interestChanged();
+  }
+
+  /** What to watch besides the channel's wish: WRITE while records are held; no READ past the limit. */
+  wants(want: number): number {
+    const held = this.held;
+    if (held === 0) return want;
+    return held > HELD_READ_LIMIT ? (want | WRITE) & ~READ : want | WRITE;
+  }
+
+  // ---- closing ----
+
+  /**
+   * The channel closed: sends what it can now. Records the kernel still
+   * refuses keep the session open while the loop runs (it calls `flush`
+   * each pass) for at most `LINGER_SECONDS`; returns true then.
+   */
+  startLinger(): boolean {
+    if (this.flushNow() === 0 || this.#writeError !== null) return false;
+    this.lingering = true;
+    this.#lingerUntil = performance.now() + LINGER_SECONDS * 1000;
+    this.#hooks.flushLater(this.#session);
+    return true;
+  }
+
+  /** Whether a lingering close is over: all sent, the peer gone, or out of time. */
+  lingerOver(): boolean {
+    return this.held === 0 || this.#writeError !== null || performance.now() > this.#lingerUntil;
+  }
+
+  /** The session is freed: it gives up the shared buffer (what it left there is dropped). */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#held = null;
+    disown(this);
+  }
+}
