@@ -14,15 +14,9 @@ import { errno as E, OSError, strerror } from "../ffi/errno.ts";
 import { C } from "../ffi/platform.ts";
 import { acceptedSocket, Socket } from "../ffi/socket.ts";
 import type { Address } from "../ffi/structs.ts";
-import {
-  type HeldOutput,
-  READ,
-  type Transport,
-  type TransportHooks,
-  transportOf,
-  WRITE,
-} from "../ffi/transport.ts";
+import { READ, type Transport, transportOf, WRITE } from "../ffi/transport.ts";
 import type { SSLContext } from "../tls/ssl.ts";
+import { ChannelHooks } from "./_channel_hooks.ts";
 import { handleErrorSafely } from "./_events.ts";
 import { trackPredicates } from "./_interest.ts";
 import {
@@ -64,51 +58,6 @@ let nextId = 1;
 export function formatAddress(addr: Address): string {
   if (typeof addr === "string") return JSON.stringify(addr);
   return addr[0].includes(":") ? `[${addr[0]}]:${addr[1]}` : `${addr[0]}:${addr[1]}`;
-}
-
-/**
- * What a channel's transport may ask of it. It is also what the loop
- * flushes at the end of a pass for the transport: the transport's error
- * there goes to the channel's `handleError`, as in its own events.
- */
-class ChannelHooks implements TransportHooks, HeldOutput {
-  #output: HeldOutput | null = null;
-  constructor(readonly ch: Dispatcher) {}
-  callLater(seconds: number, fn: () => void): { cancel(): void } {
-    return this.ch[kCore].loop.timers.callLater(seconds, fn);
-  }
-  flushLater(output: HeldOutput): void {
-    this.#output = output;
-    this.ch[kCore].loop.flushLater(this);
-  }
-  flush(): boolean {
-    try {
-      return this.#output?.flush() ?? true;
-    } catch (error) {
-      if (isReraised(error)) throw error;
-      if (this.ch.fileno() !== null) handleErrorSafely(this.ch as unknown as Channel, error);
-      return true;
-    }
-  }
-  interestChanged(): void {
-    notifyInterest(this.ch);
-  }
-  sessionUp(): void {
-    const ch = this.ch;
-    if (ch.connecting || !ch.connected) {
-      // A client: the connection is made only now (asyncore's order).
-      ch.handleConnect();
-      ch.connected = true;
-      ch.connecting = false;
-    }
-    notifyInterest(ch);
-  }
-  sessionFailed(error: Error): void {
-    const ch = this.ch;
-    if (ch.fileno() === null) return;
-    handleErrorSafely(ch as unknown as Channel, error);
-    if (ch.fileno() !== null) ch.close();
-  }
 }
 
 /**
@@ -402,16 +351,18 @@ export class Dispatcher {
 
   /**
    * Library policy applied to what the predicates asked for (see
-   * `_interest.ts`): a listener backing off from EMFILE does not read; the
-   * transport adds what it waits for (a TLS handshake); a channel over its
-   * high-water mark does not read.
+   * `_interest.ts`): a listener backing off from EMFILE does not read; a
+   * channel over its high-water mark does not read; then the transport adds
+   * what it waits for (a TLS handshake, records it holds). In that order: a
+   * paused channel must not get the write event by which a transport hands
+   * over bytes it read ahead.
    * @ignore
    */
   [kPolicy](want: number): number {
     if (want & READ && this.#backoff?.paused()) want &= ~READ;
+    want = applyBackpressure(this, want);
     const t = this.#transport;
-    if (t !== null) want = t.wants(want);
-    return applyBackpressure(this, want);
+    return t !== null ? t.wants(want) : want;
   }
 
   /**
@@ -663,7 +614,9 @@ export class Dispatcher {
   #drainBuffered(t: Transport): void {
     for (let i = 0; i < MAX_DRAIN; i++) {
       if (this.fileno() === null || this.#transport !== t || t.buffered() === 0) return;
-      if (!this.readable()) return; // the transport asks for it once readable() says so
+      // The transport asks for the rest once readable() says so, or once the
+      // queue is down again (the read event's end pauses this channel).
+      if (!this.readable() || this.queuedBytes > this.highWaterMark) return;
       this.handleRead();
     }
   }

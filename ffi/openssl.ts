@@ -193,11 +193,10 @@ export const SSLC = {
   SSL_VERIFY_FAIL_IF_NO_PEER_CERT: 2,
   SSL_FILETYPE_PEM: 1,
   SSL_CTRL_MODE: 33,
-  SSL_CTRL_SET_MAX_SEND_FRAGMENT: 52,
+  SSL_CTRL_CLEAR_MODE: 78,
   SSL_CTRL_SET_TLSEXT_HOSTNAME: 55,
   SSL_CTRL_SET_MIN_PROTO_VERSION: 123,
   SSL_CTRL_SET_MAX_PROTO_VERSION: 124,
-  SSL_CTRL_SET_SPLIT_SEND_FRAGMENT: 125,
   TLSEXT_NAMETYPE_host_name: 0,
   SSL_MODE_ENABLE_PARTIAL_WRITE: 0x1,
   SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER: 0x2,
@@ -215,6 +214,8 @@ export const SSLC = {
   BIO_CTRL_INFO: 3,
   /** BIO_ctrl: BIO_seek (a memory BIO moves its read position, without copying). */
   BIO_C_FILE_SEEK: 128,
+  /** BIO_ctrl: BIO_get_mem_ptr (a memory BIO first moves its unread bytes to the front). */
+  BIO_C_GET_BUF_MEM_PTR: 115,
   /** ERR_GET_REASON(e) is `e & 0x7fffff` in OpenSSL 3. */
   ERR_REASON_MASK: 0x7fffff,
   /** SSL_R_CERTIFICATE_VERIFY_FAILED */

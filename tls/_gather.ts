@@ -25,8 +25,8 @@ import { libc } from "../ffi/symbols.ts";
 
 /** A session whose records may wait in the shared buffer. */
 export interface GatherOwner {
-  /** Sends its gathered records now (keeping what the kernel refuses). */
-  flushGathered(): void;
+  /** Another session needs the buffer: send the records now, and copy out what the kernel refuses. */
+  vacate(): void;
 }
 
 let bio: Deno.PointerObject | null = null;
@@ -53,7 +53,7 @@ export function sharedWriteBio(): Deno.PointerObject {
 export function claim(o: GatherOwner): void {
   const prev = owner;
   if (prev === o) return;
-  if (prev !== null && pendingBytes() > 0) prev.flushGathered();
+  if (prev !== null && pendingBytes() > 0) prev.vacate();
   owner = o;
 }
 
@@ -84,8 +84,8 @@ export function discard(): void {
 
 // Seeks are absolute (from the front of the BIO's buffer), and the read
 // position is at the front whenever bytes are gathered: every write moves
-// what is unread to the front first, and each path below that sends part of
-// the bytes empties the buffer right after (takeGathered, discard).
+// what is unread to the front first, and a send that leaves part of the
+// bytes moves that part to the front (sendGathered).
 
 /**
  * One `send` of everything gathered to `fd`, from OpenSSL's memory (what
@@ -107,6 +107,10 @@ export function sendGathered(fd: number): number {
   // A memory BIO's read position moves by seeking: nothing is copied. The
   // next write then starts again at the front of its buffer.
   crypto.BIO_ctrl(bio, SSLC.BIO_C_FILE_SEEK, BigInt(r), null);
+  // Part refused: the rest moves to the front of the buffer (a memmove
+  // inside OpenSSL, BIO_get_mem_ptr's sync), so the read position is at
+  // the front again, as the next seek needs.
+  if (r < n) crypto.BIO_ctrl(bio, SSLC.BIO_C_GET_BUF_MEM_PTR, 0n, addrOutBytes);
   return n - r;
 }
 

@@ -20,6 +20,11 @@
  *   (`SMALL_RECORD`, nginx's dynamic record size), which the peer can
  *   decrypt as soon as one segment arrives; once it has sent `BIG_AFTER`
  *   bytes in a row it streams 16 KiB records (fewer records, less CPU).
+ *   The size is chosen by what each `SSL_write` is given (one record per
+ *   call while small), never by `SSL_set_max_send_fragment`: OpenSSL 3.0
+ *   sizes its write buffer by that setting when it allocates it, keeps the
+ *   buffer across partial writes, and fails with "internal error" when a
+ *   raised setting meets a buffer sized for small records.
  *
  * @module
  */
@@ -65,6 +70,14 @@ export const HELD_READ_LIMIT = 2 * GATHER_MAX;
 /** The longest a closed channel's held records keep its fd open (see `TlsTransport.close`). */
 export const LINGER_SECONDS = 5;
 
+/** Counters of what the record path did, for tests (a few increments, off the hot path). */
+export const recordStats = {
+  /** Times the kernel refused gathered records and they were held. */
+  held: 0,
+  /** Closes that kept the fd open to send held records. */
+  lingered: 0,
+};
+
 const EAGAIN = E.EAGAIN;
 const SEND_FLAGS = C.MSG_NOSIGNAL;
 
@@ -84,9 +97,16 @@ export class RecordPath implements GatherOwner {
   readonly #ssl: Deno.PointerObject;
   readonly #sock: Socket;
   readonly #hooks: TransportHooks;
-  /** Records the kernel refused, sent from `#heldAt` on; null when none. */
+  /**
+   * Records the kernel refused and another session's claim moved out of the
+   * shared buffer, sent from `#heldAt` on; null when none.
+   */
   #held: Uint8Array | null = null;
   #heldAt = 0;
+  /** Some of this session's records in the shared buffer were refused by the kernel. */
+  #stuck = false;
+  /** Whether `#held` or `#stuck` was true when the loop was last told. */
+  #holding = false;
   /** This session's bytes in the shared buffer, as last counted. */
   #gathered = 0;
   #flushQueued = false;
@@ -114,16 +134,21 @@ export class RecordPath implements GatherOwner {
     const lib = openssl().ssl;
     lib.SSL_set0_wbio(ssl, sharedWriteBio());
     lib.SSL_set_read_ahead(ssl, 1);
+    // A memory BIO takes every record: one SSL_write writes all it is given
+    // (not one record per call, as partial writes would).
+    lib.SSL_ctrl(ssl, SSLC.SSL_CTRL_CLEAR_MODE, BigInt(SSLC.SSL_MODE_ENABLE_PARTIAL_WRITE), null);
   }
 
   /** Output taken from the channel and not yet in the kernel. */
   get queued(): number {
-    return this.held + (this.#gathered > 0 && owns(this) ? this.#gathered : 0);
+    const copied = this.#held === null ? 0 : this.#held.length - this.#heldAt;
+    return this.#gathered > 0 && owns(this) ? copied + this.#gathered : copied;
   }
 
   /** Bytes the kernel refused, still to send. */
   get held(): number {
-    return this.#held === null ? 0 : this.#held.length - this.#heldAt;
+    const copied = this.#held === null ? 0 : this.#held.length - this.#heldAt;
+    return this.#stuck ? copied + this.#gathered : copied;
   }
 
   /** Makes this session the shared buffer's owner (before an `SSL_*` call that may write). */
@@ -206,23 +231,25 @@ export class RecordPath implements GatherOwner {
   /** Encrypts `data` (its first `n` bytes) into records: the bytes taken, -1 would block. */
   write(ssl: Deno.PointerObject, data: Uint8Array, n: number): number {
     if (this.#writeError !== null) throw this.#writeError;
-    if (this.#held !== null && this.sendHeld() > 0) return -1;
+    if (this.#holding && this.sendHeld() > 0) return -1;
     if (this.#writeError !== null) throw this.#writeError;
     const lib = openssl().ssl;
     const crypto = openssl().crypto;
     if (crypto.ERR_peek_error() !== 0n) crypto.ERR_clear_error();
     claim(this);
-    const record = this.#sizeRecords();
+    this.#noteQuiet();
     let taken = 0;
     try {
       while (taken < n) {
+        const big = this.#bigRecords;
         let room = GATHER_MAX - this.#gathered;
-        if (room < record) {
+        if (room < (big ? BIG_RECORD : SMALL_RECORD)) {
           // A full batch leaves now; past what the kernel takes, the rest waits.
           if (this.flushNow() > 0 || this.#writeError !== null) break;
           room = GATHER_MAX;
         }
-        const chunk = Math.min(n - taken, room);
+        // Small records: one per call. Big ones: as many as the batch has room for.
+        const chunk = Math.min(n - taken, big ? room : SMALL_RECORD);
         const r = lib.SSL_write(ssl, taken === 0 ? data : data.subarray(taken), chunk);
         if (r <= 0) {
           // A memory BIO never blocks: this is the session failing (or the peer's close_notify).
@@ -233,36 +260,24 @@ export class RecordPath implements GatherOwner {
         }
         taken += r;
         this.#gathered = pendingBytes();
+        if (!big && (this.#streamed += r) >= BIG_AFTER) this.#bigRecords = true;
       }
     } finally {
       this.#afterCall();
     }
-    this.#streamed += taken;
-    if (!this.#bigRecords && this.#streamed >= BIG_AFTER) this.#setRecordSize(true);
     if (taken > 0) return taken;
     if (this.#writeError !== null) throw this.#writeError;
     return -1;
   }
 
-  /** The record size for this write: small after a quiet second, big once streaming. */
-  #sizeRecords(): number {
+  /** After a quiet second records start small again. */
+  #noteQuiet(): void {
     const now = performance.now();
     if (now - this.#lastWrite > IDLE_MS) {
       this.#streamed = 0;
-      if (this.#bigRecords) this.#setRecordSize(false);
+      this.#bigRecords = false;
     }
     this.#lastWrite = now;
-    return this.#bigRecords ? BIG_RECORD : SMALL_RECORD;
-  }
-
-  #setRecordSize(big: boolean): void {
-    this.#bigRecords = big;
-    const lib = openssl().ssl;
-    const size = BigInt(big ? BIG_RECORD : SMALL_RECORD);
-    lib.SSL_ctrl(this.#ssl, SSLC.SSL_CTRL_SET_MAX_SEND_FRAGMENT, size, null);
-    // Lowering the maximum lowers the split size too, and OpenSSL 3.0 cuts
-    // records at the split size: raising the maximum alone leaves them small.
-    if (big) lib.SSL_ctrl(this.#ssl, SSLC.SSL_CTRL_SET_SPLIT_SEND_FRAGMENT, size, null);
   }
 
   /** After a call that may have written: the records leave at the end of the pass. */
@@ -281,42 +296,58 @@ export class RecordPath implements GatherOwner {
     return this.flushNow();
   }
 
-  /** Sends this session's gathered records now; returns the bytes still held. */
+  /**
+   * Sends what this session holds and has gathered, now; returns the bytes
+   * still held. Records the kernel refuses stay where they are: in the
+   * shared buffer (no copy) until another session needs it (`vacate`).
+   */
   flushNow(): number {
     if (this.#released) return 0;
-    if (owns(this) && pendingBytes() > 0) this.flushGathered();
+    if (this.#held !== null) this.#sendCopy();
+    if (this.#writeError !== null || this.#sock.fileno() < 0) {
+      if (owns(this)) discard();
+      this.#gathered = 0;
+      this.#stuck = false;
+    } else if (owns(this) && pendingBytes() > 0) {
+      if (this.#held !== null) {
+        // Behind what was copied out before, in order.
+        this.#copyOut();
+      } else {
+        const left = sendGathered(this.#sock.fileno());
+        if (left < 0) {
+          discard();
+          this.#fail(-left);
+        } else {
+          this.#gathered = left;
+          if (left > 0 && !this.#stuck) recordStats.held++;
+          this.#stuck = left > 0;
+        }
+      }
+    } else {
+      this.#stuck = false;
+    }
+    this.#noteHolding();
     return this.held;
   }
 
-  /** Sends the gathered records (the shared buffer must be this session's); keeps what the kernel refuses. */
-  flushGathered(): void {
-    this.#gathered = 0;
-    if (this.#writeError !== null || this.#sock.fileno() < 0) {
-      discard();
-      return;
-    }
-    if (this.#held !== null) {
-      // Behind what is already held, in order.
-      this.#hold(takeGathered());
-      this.sendHeld();
-      return;
-    }
-    const left = sendGathered(this.#sock.fileno());
-    if (left < 0) {
-      discard();
-      this.#fail(-left);
-    } else if (left > 0) {
-      this.#hold(takeGathered());
+  /** Another session needs the shared buffer: ours go out, and what the kernel refuses is copied out. */
+  vacate(): void {
+    this.flushNow();
+    if (owns(this) && pendingBytes() > 0) {
+      this.#copyOut();
+      this.#noteHolding();
     }
   }
 
-  #hold(bytes: Uint8Array): void {
-    if (bytes.length === 0) return;
+  /** Moves this session's records from the shared buffer into `#held`. */
+  #copyOut(): void {
+    const bytes = takeGathered();
+    this.#gathered = 0;
+    this.#stuck = false;
     const held = this.#held;
     if (held === null) {
       this.#held = bytes;
       this.#heldAt = 0;
-      this.#hooks.interestChanged(); // WRITE now, and this counts as queued output
       return;
     }
     const rest = held.subarray(this.#heldAt);
@@ -327,36 +358,48 @@ export class RecordPath implements GatherOwner {
     this.#heldAt = 0;
   }
 
-  /** Sends held records: the bytes still held afterwards. */
-  sendHeld(): number {
-    const held = this.#held;
-    if (held === null) return 0;
+  /** Sends from `#held`. */
+  #sendCopy(): void {
+    const held = this.#held!;
     const fd = this.#sock.fileno();
     const at = this.#heldAt;
     const lib = libc();
     const len = BigInt(held.length - at);
     const view = at === 0 ? held : held.subarray(at);
     const r = fd < 0 ? -E.EBADF : attempt(() => lib.send(fd, view, len, SEND_FLAGS), EAGAIN);
-    if (r === -EAGAIN) return held.length - at;
+    if (r === -EAGAIN) return;
     if (r < 0) {
       this.#fail(-r);
-      return 0;
+      return;
     }
     this.#heldAt = at + r;
-    if (this.#heldAt < held.length) return held.length - this.#heldAt;
-    this.#held = null;
-    this.#heldAt = 0;
+    if (this.#heldAt === held.length) {
+      this.#held = null;
+      this.#heldAt = 0;
+    }
+  }
+
+  /** Sends held records (a write event): the bytes still held afterwards. */
+  sendHeld(): number {
+    return this.#holding ? this.flushNow() : 0;
+  }
+
+  /** Tells the loop when holding starts or ends: WRITE interest, and queued output for backpressure. */
+  #noteHolding(): void {
+    const holding = this.#held !== null || this.#stuck;
+    if (holding === this.#holding) return;
+    this.#holding = holding;
     this.#hooks.interestChanged();
-    return 0;
   }
 
   /** A send failed: what is held is dropped, and the next write reports the error. */
   #fail(errno: number): void {
     this.#writeError = new OSError(errno, { syscall: "send" });
-    const had = this.#held !== null;
     this.#held = null;
     this.#heldAt = 0;
-    if (had) this.#hooks.interestChanged();
+    this.#stuck = false;
+    this.#gathered = 0;
+    this.#noteHolding();
   }
 
   /** What to watch besides the channel's wish: WRITE while records are held; no READ past the limit. */
@@ -376,6 +419,7 @@ export class RecordPath implements GatherOwner {
   startLinger(): boolean {
     if (this.flushNow() === 0 || this.#writeError !== null) return false;
     this.lingering = true;
+    recordStats.lingered++;
     this.#lingerUntil = performance.now() + LINGER_SECONDS * 1000;
     this.#hooks.flushLater(this.#session);
     return true;
@@ -391,6 +435,7 @@ export class RecordPath implements GatherOwner {
     if (this.#released) return;
     this.#released = true;
     this.#held = null;
+    this.#stuck = false;
     disown(this);
   }
 }
