@@ -31,7 +31,7 @@ import {
   sha256,
   withTimeout,
 } from "./_util.ts";
-import { clientContext, serverContext, tlsCerts } from "./fixtures/tls_certs.ts";
+import { serverContext, tlsCerts } from "./fixtures/tls_certs.ts";
 import { RecordRelay } from "./fixtures/tls_wire.ts";
 import { Lines } from "./fixtures/subprocess.ts";
 
