@@ -7,7 +7,7 @@
  *   tls_loadgen idle PORT N1[,N2...]               -> {"ready":N1} ... one line per count
  *       opens connections (full handshakes, 50 at a time) up to N1, prints, waits for a
  *       line on stdin, goes on to N2, ...; holds them until stdin closes
- *   tls_loadgen info PORT                          -> {"protocol":"TLSv1.3","cipher":"..."}
+ *   tls_loadgen info PORT                          -> {"protocol":"TLSv1.3","cipher":"...","group":"..."}
  * Ping-pong and bulk make their handshakes (TLS 1.3, no verification) blocking, before the
  * clock starts; churn and idle make them non-blocking, many at a time. No session is ever
  * resumed: every handshake is a full one. */
@@ -210,8 +210,10 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "info")) {
     conn_t *c = open_conn(ctx, port);
     if (!c) { fprintf(stderr, "connect/handshake failed\n"); return 1; }
-    printf("{\"protocol\":\"%s\",\"cipher\":\"%s\"}\n", SSL_get_version(c->ssl),
-           SSL_CIPHER_get_name(SSL_get_current_cipher(c->ssl)));
+    int group = SSL_get_negotiated_group(c->ssl);
+    printf("{\"protocol\":\"%s\",\"cipher\":\"%s\",\"group\":\"%s\"}\n",
+           SSL_get_version(c->ssl), SSL_CIPHER_get_name(SSL_get_current_cipher(c->ssl)),
+           OBJ_nid2sn(group & ~TLSEXT_nid_unknown));
     return 0;
   }
   if (!strcmp(mode, "churn")) {

@@ -155,6 +155,8 @@ export class Dispatcher {
       this.connected = true;
       try {
         this.addr = sock.getpeername();
+        // Connected: a transport with a session to set up may start now (it need not ask).
+        this.#transport?.connectionMade();
       } catch (error) {
         if (error instanceof OSError && (error.errno === E.ENOTCONN || error.errno === E.EINVAL)) {
           // A socket that is not connected yet (or is a listener).

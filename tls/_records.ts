@@ -263,7 +263,7 @@ export class RecordPath implements GatherOwner {
         if (!big && (this.#streamed += r) >= BIG_AFTER) this.#bigRecords = true;
       }
     } finally {
-      this.#afterCall();
+      this.#afterCall(taken > 0 ? this.#gathered : -1);
     }
     if (taken > 0) return taken;
     if (this.#writeError !== null) throw this.#writeError;
@@ -280,9 +280,12 @@ export class RecordPath implements GatherOwner {
     this.#lastWrite = now;
   }
 
-  /** After a call that may have written: the records leave at the end of the pass. */
-  #afterCall(): void {
-    const n = pendingBytes();
+  /**
+   * After a call that may have written: the records leave at the end of the
+   * pass. `known`: the gathered count, when the caller just read it.
+   */
+  #afterCall(known = -1): void {
+    const n = known >= 0 ? known : pendingBytes();
     this.#gathered = n;
     if (n > 0 && !this.#flushQueued) {
       this.#flushQueued = true;
@@ -304,27 +307,25 @@ export class RecordPath implements GatherOwner {
   flushNow(): number {
     if (this.#released) return 0;
     if (this.#held !== null) this.#sendCopy();
-    if (this.#writeError !== null || this.#sock.fileno() < 0) {
-      if (owns(this)) discard();
+    if (!owns(this)) {
+      this.#stuck = false; // whatever was ours left with `vacate`
+    } else if (this.#writeError !== null || this.#sock.fileno() < 0) {
+      discard();
       this.#gathered = 0;
       this.#stuck = false;
-    } else if (owns(this) && pendingBytes() > 0) {
-      if (this.#held !== null) {
-        // Behind what was copied out before, in order.
-        this.#copyOut();
-      } else {
-        const left = sendGathered(this.#sock.fileno());
-        if (left < 0) {
-          discard();
-          this.#fail(-left);
-        } else {
-          this.#gathered = left;
-          if (left > 0 && !this.#stuck) recordStats.held++;
-          this.#stuck = left > 0;
-        }
-      }
+    } else if (this.#held !== null) {
+      // Behind what was copied out before, in order.
+      if (pendingBytes() > 0) this.#copyOut();
     } else {
-      this.#stuck = false;
+      const left = sendGathered(this.#sock.fileno()); // 0 at once when nothing is gathered
+      if (left < 0) {
+        discard();
+        this.#fail(-left);
+      } else {
+        this.#gathered = left;
+        if (left > 0 && !this.#stuck) recordStats.held++;
+        this.#stuck = left > 0;
+      }
     }
     this.#noteHolding();
     return this.held;
@@ -333,7 +334,7 @@ export class RecordPath implements GatherOwner {
   /** Another session needs the shared buffer: ours go out, and what the kernel refuses is copied out. */
   vacate(): void {
     this.flushNow();
-    if (owns(this) && pendingBytes() > 0) {
+    if (this.#stuck) {
       this.#copyOut();
       this.#noteHolding();
     }

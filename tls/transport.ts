@@ -91,13 +91,19 @@ export class TlsTransport implements Transport, HeldOutput {
   #path: RecordPath | null = null;
   /** The channel runs the handshake, and it has not finished yet. */
   #handshaking = false;
-  /** The TCP connection is up (a client may be wrapped before it connects). */
-  #tcpUp = false;
+  /**
+   * The TCP connection is up (a client may be wrapped before it connects);
+   * null until known: the channel says so (`connectionMade`), or one
+   * `getpeername` finds out when first needed.
+   */
+  #tcpUp: boolean | null = null;
   #timer: Cancellable | null = null;
   /** Bytes held that no poller reports wait for a handler: a write event (ready at once) reads them. */
   #drainOnWrite = false;
   /** Whether the channel asked for WRITE at the last `wants`. */
   #channelWrites = true;
+  /** Whether the channel asked for READ at the last `wants`. */
+  #channelReads = false;
   /** Whether the channel runs the handshake (rather than the program's `doHandshake`). */
   readonly doHandshakeOnConnect: boolean;
 
@@ -461,19 +467,21 @@ export class TlsTransport implements Transport, HeldOutput {
     this.#writeWants = 0;
     if (!this.doHandshakeOnConnect || this.#handshakeDone) return;
     this.#handshaking = true;
-    this.#tcpUp = this.#isConnected();
+    this.#tcpUp = null;
     const seconds = this.#timeout;
     if (seconds !== null && seconds > 0 && Number.isFinite(seconds)) {
       this.#timer = hooks.callLater(seconds, () => this.#timedOut());
     }
   }
 
-  #isConnected(): boolean {
+  /** Whether TCP is up: known, or asked of the kernel once. */
+  #isTcpUp(): boolean {
+    if (this.#tcpUp !== null) return this.#tcpUp;
     try {
       this.#sock.getpeername();
-      return true;
+      return this.#tcpUp = true;
     } catch {
-      return false;
+      return this.#tcpUp = false;
     }
   }
 
@@ -493,7 +501,7 @@ export class TlsTransport implements Transport, HeldOutput {
 
   /** While the channel runs the handshake, the fd's events are the handshake's. */
   get busy(): boolean {
-    return this.#handshaking && this.#tcpUp;
+    return this.#handshaking && this.#isTcpUp();
   }
 
   /** The TCP connect finished: the handshake starts (the channel's `handleConnect` waits for it). */
@@ -513,7 +521,8 @@ export class TlsTransport implements Transport, HeldOutput {
    */
   wants(want: number): number {
     const path = this.#path;
-    if (this.#handshaking) return this.#tcpUp ? this.#hsWants : want;
+    this.#channelReads = (want & READ) !== 0;
+    if (this.#handshaking) return this.#isTcpUp() ? this.#hsWants : want;
     this.#channelWrites = (want & WRITE) !== 0;
     this.#drainOnWrite = false;
     if (want & READ) {
@@ -539,9 +548,11 @@ export class TlsTransport implements Transport, HeldOutput {
    */
   ready(events: number): number {
     if (this.#handshaking) {
-      if (!this.#tcpUp) return events; // the channel finishes the connect first
+      if (!this.#isTcpUp()) return events; // the channel finishes the connect first
       this.#step();
-      return 0;
+      // Application data that came with the handshake's last flight was read
+      // ahead: the channel reads it in this event (no poller would report it).
+      return !this.#handshaking && this.#channelReads && this.buffered() > 0 ? READ : 0;
     }
     let out = events;
     if (events & READ && this.#writeWants === READ) {
