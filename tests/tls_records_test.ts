@@ -18,7 +18,7 @@ import {
   SOL_SOCKET,
   type SSLContext,
 } from "../mod.ts";
-import { BIG_RECORD, recordStats, SMALL_RECORD } from "../tls/_records.ts";
+import { BIG_RECORD, LINGER_SECONDS, recordStats, SMALL_RECORD } from "../tls/_records.ts";
 import {
   assertNoFdLeak,
   delay,
@@ -507,6 +507,99 @@ for (const poller of POLLERS) {
       assertLessOrEqual(plain.growthKb, 64 * 1024, "plain server RSS grew by more than 64 MiB");
       // No more than the plain case, within what two runs of the same server differ by.
       assertLessOrEqual(tls.growthKb, plain.growthKb + 16 * 1024, "TLS costs more than plain");
+    },
+  });
+}
+
+/** This process's CPU time (user + system), in seconds. */
+function cpuSeconds(): number {
+  const stat = Deno.readTextFileSync("/proc/self/stat");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+for (const poller of POLLERS) {
+  Deno.test({
+    name:
+      `tls records(${poller}): a closed channel whose peer never reads gives its held records up after ${LINGER_SECONDS} s, quietly`,
+    ignore: !python,
+    fn: async () => {
+      await assertNoFdLeak(async () => {
+        const map: SocketMap = new Map();
+        const ctx = serverContext(certs);
+        const channels: DispatcherWithSend[] = [];
+        class Flood extends DispatcherWithSend {
+          override handleConnect(): void {}
+          override handleRead(): void {
+            this.recv(65536);
+          }
+          override handleClose(): void {
+            this.close();
+          }
+        }
+        const server = new TlsListener(ctx, map, (s) => {
+          smallSendBuffer(s);
+          const ch = new Flood(s, map);
+          channels.push(ch);
+          return ch;
+        });
+        const lingeredBefore = recordStats.lingered;
+        try {
+          // Reads nothing for 20 s: everything the server sends stays unread.
+          await using peer = pythonChild([
+            fixture("tls_slow_reader.py"),
+            String(server.port),
+            certs.ca,
+            "20000",
+            "16384",
+            "1",
+          ]);
+          await serveWhile(
+            map,
+            poller,
+            (async () => {
+              while (channels.length === 0 || !channels[0].connected) await delay(5);
+            })(),
+            10_000,
+          );
+          const ch = channels[0];
+          const fd = ch.fileno()!;
+          ch.send(randomBytes(4 * MiB, 5));
+          await serveWhile(map, poller, delay(300));
+          assertGreater(ch.queuedBytes, 0);
+          ch.close();
+          assertEquals(recordStats.lingered, lingeredBefore + 1, "the close lingers");
+          assert(Deno.readLinkSync(`/proc/self/fd/${fd}`).startsWith("socket:"), "fd kept open");
+          const cpu0 = cpuSeconds();
+          const t0 = performance.now();
+          await serveWhile(
+            map,
+            poller,
+            (async () => {
+              for (;;) {
+                try {
+                  Deno.readLinkSync(`/proc/self/fd/${fd}`);
+                } catch {
+                  return;
+                }
+                await delay(20);
+              }
+            })(),
+            (LINGER_SECONDS + 3) * 1000,
+          );
+          const took = (performance.now() - t0) / 1000;
+          const cpu = cpuSeconds() - cpu0;
+          console.log(
+            `    gave up after ${took.toFixed(2)} s, ${cpu.toFixed(2)} s of CPU meanwhile`,
+          );
+          assertGreater(took, LINGER_SECONDS - 1, "held records were given time");
+          assertLessOrEqual(cpu, 1.5, "the lingering close spun");
+          peer.child.kill("SIGKILL");
+        } finally {
+          closeMap(map);
+          ctx.close();
+        }
+      });
     },
   });
 }

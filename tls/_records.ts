@@ -69,6 +69,10 @@ export const BIG_READ_BUFFER = 4 * (16384 + 256) + 512;
 export const HELD_READ_LIMIT = 2 * GATHER_MAX;
 /** The longest a closed channel's held records keep its fd open (see `TlsTransport.close`). */
 export const LINGER_SECONDS = 5;
+/** A lingering close tries to send again after this long (ms), then twice as long each time... */
+export const LINGER_FIRST_RETRY_MS = 10;
+/** ...up to this (ms). */
+export const LINGER_MAX_RETRY_MS = 320;
 
 /** Counters of what the record path did, for tests (a few increments, off the hot path). */
 export const recordStats = {
@@ -123,6 +127,9 @@ export class RecordPath implements GatherOwner {
   /** The channel closed; held records still go out (see `startLinger`). */
   lingering = false;
   #lingerUntil = 0;
+  /** When a lingering close next tries to send, and how long it waits after that. */
+  #lingerNext = 0;
+  #lingerDelay = 0;
   #released = false;
 
   /** Moves `ssl` to the loop's path: read-ahead on, records into the shared buffer. */
@@ -415,20 +422,35 @@ export class RecordPath implements GatherOwner {
   /**
    * The channel closed: sends what it can now. Records the kernel still
    * refuses keep the session open while the loop runs (it calls `flush`
-   * each pass) for at most `LINGER_SECONDS`; returns true then.
+   * after each pass) for at most `LINGER_SECONDS`; returns true then.
    */
   startLinger(): boolean {
     if (this.flushNow() === 0 || this.#writeError !== null) return false;
     this.lingering = true;
     recordStats.lingered++;
-    this.#lingerUntil = performance.now() + LINGER_SECONDS * 1000;
+    const now = performance.now();
+    this.#lingerUntil = now + LINGER_SECONDS * 1000;
+    this.#lingerDelay = LINGER_FIRST_RETRY_MS;
+    this.#lingerNext = now + this.#lingerDelay;
     this.#hooks.flushLater(this.#session);
     return true;
   }
 
-  /** Whether a lingering close is over: all sent, the peer gone, or out of time. */
-  lingerOver(): boolean {
-    return this.held === 0 || this.#writeError !== null || performance.now() > this.#lingerUntil;
+  /**
+   * A lingering close's turn (after a pass): sends again once its wait is
+   * over, waiting twice as long after each refusal (up to
+   * `LINGER_MAX_RETRY_MS`), so that many closed channels whose peers do not
+   * read cost few system calls. True when it is over: all sent, the peer
+   * gone, or out of time.
+   */
+  lingerStep(): boolean {
+    const now = performance.now();
+    if (now >= this.#lingerNext) {
+      if (this.flushNow() === 0) return true;
+      this.#lingerDelay = Math.min(this.#lingerDelay * 2, LINGER_MAX_RETRY_MS);
+      this.#lingerNext = now + this.#lingerDelay;
+    }
+    return this.#writeError !== null || now > this.#lingerUntil;
   }
 
   /** The session is freed: it gives up the shared buffer (what it left there is dropped). */

@@ -351,9 +351,12 @@ export class TlsTransport implements Transport, HeldOutput {
   flush(): boolean {
     const path = this.#path;
     if (path === null) return true;
-    path.endOfPass();
-    if (!path.lingering || this.#ssl === null) return true;
-    if (!path.lingerOver()) return false;
+    if (!path.lingering) {
+      path.endOfPass();
+      return true;
+    }
+    if (this.#ssl === null) return true;
+    if (!path.lingerStep()) return false;
     this.#finishClose();
     return true;
   }
