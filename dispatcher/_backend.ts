@@ -8,6 +8,7 @@
 
 import { timeoutMs } from "../ffi/poll.ts";
 import type { PollFdArray } from "../ffi/structs.ts";
+import { tickPassClock } from "../ffi/transport.ts";
 import type { LoopCore } from "./_loop_core.ts";
 
 /** While a closed channel's last output still waits for room, a pass waits at most this long (ms). */
@@ -44,7 +45,9 @@ export function runPass(backend: Backend, seconds: number | null, core: LoopCore
   const readyNow = backend.prepare();
   let ms = readyNow ? 0 : timeoutMs(seconds);
   if (retry && (ms < 0 || ms > FLUSH_RETRY_MS)) ms = FLUSH_RETRY_MS;
-  const handled = backend.dispatch(backend.wait(ms));
+  const ready = backend.wait(ms);
+  tickPassClock();
+  const handled = backend.dispatch(ready);
   core.runFlushes();
   return handled;
 }

@@ -130,9 +130,11 @@ const cryptoSymbols = {
   ERR_clear_error: { parameters: [], result: "void" },
   /**
    * unsigned long ERR_peek_error(void); the oldest queued error, left in the
-   * queue (about 5x cheaper than ERR_clear_error, which walks all 16 slots).
+   * queue (about 3x cheaper than ERR_clear_error, which walks all 16 slots).
+   * Read as `u32`: OpenSSL 3's codes (library << 23 | reason, and the system
+   * flag at bit 31) fit in 32 bits, and a number result spares a bigint.
    */
-  ERR_peek_error: { parameters: [], result: "u64" },
+  ERR_peek_error: { parameters: [], result: "u32" },
   /** unsigned long ERR_get_error(void); */
   ERR_get_error: { parameters: [], result: "u64" },
   /** const char *ERR_lib_error_string(unsigned long e); */

@@ -35,7 +35,7 @@ import { openssl, SSLC } from "../ffi/openssl.ts";
 import { C } from "../ffi/platform.ts";
 import type { Socket } from "../ffi/socket.ts";
 import { libc } from "../ffi/symbols.ts";
-import { type HeldOutput, READ, type TransportHooks, WRITE } from "../ffi/transport.ts";
+import { type HeldOutput, passClock, READ, type TransportHooks, WRITE } from "../ffi/transport.ts";
 import {
   claim,
   discard,
@@ -177,7 +177,7 @@ export class RecordPath implements GatherOwner {
     if (this.held > HELD_READ_LIMIT) return -1;
     const lib = openssl().ssl;
     const crypto = openssl().crypto;
-    if (crypto.ERR_peek_error() !== 0n) crypto.ERR_clear_error();
+    if (crypto.ERR_peek_error() !== 0) crypto.ERR_clear_error();
     claim(this); // a read may write: an alert, the answer to a key update
     let got = 0;
     let result: number;
@@ -242,7 +242,7 @@ export class RecordPath implements GatherOwner {
     if (this.#writeError !== null) throw this.#writeError;
     const lib = openssl().ssl;
     const crypto = openssl().crypto;
-    if (crypto.ERR_peek_error() !== 0n) crypto.ERR_clear_error();
+    if (crypto.ERR_peek_error() !== 0) crypto.ERR_clear_error();
     claim(this);
     this.#noteQuiet();
     let taken = 0;
@@ -277,9 +277,9 @@ export class RecordPath implements GatherOwner {
     return -1;
   }
 
-  /** After a quiet second records start small again. */
+  /** After a quiet second records start small again (by the loop's clock: no clock read per write). */
   #noteQuiet(): void {
-    const now = performance.now();
+    const now = passClock();
     if (now - this.#lastWrite > IDLE_MS) {
       this.#streamed = 0;
       this.#bigRecords = false;
