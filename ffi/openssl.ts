@@ -75,6 +75,8 @@ const sslSymbols = {
   SSL_is_init_finished: { parameters: ["pointer"], result: "i32" },
   /** int SSL_read(SSL *ssl, void *buf, int num); */
   SSL_read: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  /** int SSL_peek(SSL *ssl, void *buf, int num); */
+  SSL_peek: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
   /** int SSL_write(SSL *ssl, const void *buf, int num); */
   SSL_write: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
   /** int SSL_pending(const SSL *ssl); */

@@ -65,6 +65,8 @@ export const IDLE_MS = 1000;
  * a peer that sends part of a record and stops can make us hold.
  */
 export const BIG_READ_BUFFER = 4 * (16384 + 256) + 512;
+/** A read of less than this (bytes) ends a connection's streaming (see `RecordPath.read`). */
+export const TRICKLE = 2048;
 /** Past this much held output (the peer is not reading) the session stops reading too. */
 export const HELD_READ_LIMIT = 2 * GATHER_MAX;
 /** The longest a closed channel's held records keep its fd open (see `TlsTransport.close`). */
@@ -80,9 +82,13 @@ export const recordStats = {
   held: 0,
   /** Closes that kept the fd open to send held records. */
   lingered: 0,
+  /** Reads made because `readMore` said records were held, that found none (must stay 0). */
+  readForNothing: 0,
 };
 
 const EAGAIN = E.EAGAIN;
+/** Where `SSL_peek` puts the byte it looks at. */
+const peekByte = new Uint8Array(1);
 const SEND_FLAGS = C.MSG_NOSIGNAL;
 
 /** What the path needs of its session (which the loop flushes through `HeldOutput`). */
@@ -123,7 +129,8 @@ export class RecordPath implements GatherOwner {
   #lastWrite = -Infinity;
   #streamed = 0;
   #bigRecords = true;
-  #bigReads = false;
+  /** The peer streams: reads go on until the kernel is empty (see `#sizeReads`). */
+  #streaming = false;
   /** The channel closed; held records still go out (see `startLinger`). */
   lingering = false;
   #lingerUntil = 0;
@@ -175,6 +182,7 @@ export class RecordPath implements GatherOwner {
       throw end;
     }
     if (this.held > HELD_READ_LIMIT) return -1;
+    const promised = this.readMore;
     const lib = openssl().ssl;
     const crypto = openssl().crypto;
     if (crypto.ERR_peek_error() !== 0) crypto.ERR_clear_error();
@@ -186,11 +194,17 @@ export class RecordPath implements GatherOwner {
         const r = lib.SSL_read(ssl, got === 0 ? buffer : buffer.subarray(got), len - got);
         if (r > 0) {
           got += r;
-          // A full buffer: more may be held. Otherwise go on only while
-          // OpenSSL holds bytes: an empty buffer means the next record is in
-          // the kernel, where the poller sees it.
-          if (got === len || lib.SSL_has_pending(ssl) === 0) {
-            this.readMore = got === len ? lib.SSL_has_pending(ssl) : 0;
+          // A full buffer: whole records may still be held.
+          if (got === len) {
+            this.readMore = this.#holdsRecords(ssl);
+            break;
+          }
+          // A streaming connection reads on until the kernel is empty (one
+          // recv that would block, where a return to the poller costs more);
+          // any other stops when OpenSSL holds nothing more: the next record
+          // is in the kernel, where the poller sees it.
+          if (!this.#streaming && lib.SSL_has_pending(ssl) === 0) {
+            this.readMore = 0;
             break;
           }
           continue;
@@ -216,21 +230,55 @@ export class RecordPath implements GatherOwner {
     }
     if (!this.#session.handshakeDone) this.#session.noteHandshake();
     this.#sizeReads(result);
+    if (result === -1 && promised) recordStats.readForNothing++;
     return result;
   }
 
-  /** A streaming reader gets a read buffer for four records; a trickle gets one record's. */
+  /**
+   * A read of two records or more makes the connection streaming: it reads
+   * until the kernel is empty, with a read buffer for four records; a read
+   * of less than `TRICKLE` makes it a trickle again (one record's buffer).
+   */
   #sizeReads(got: number): void {
-    const big = got >= 2 * BIG_RECORD;
-    if (big === this.#bigReads || (!big && got < 0)) return;
-    this.#bigReads = big;
+    const streaming = got >= 2 * BIG_RECORD
+      ? true
+      : got >= 0 && got < TRICKLE
+      ? false
+      : this.#streaming;
+    if (streaming === this.#streaming) return;
+    this.#streaming = streaming;
     // Takes effect when OpenSSL next allocates its buffer (released whenever empty).
-    openssl().ssl.SSL_set_default_read_buffer_len(this.#ssl, big ? BigInt(BIG_READ_BUFFER) : 0n);
+    const len = streaming ? BigInt(BIG_READ_BUFFER) : 0n;
+    openssl().ssl.SSL_set_default_read_buffer_len(this.#ssl, len);
   }
 
   /** The handshake finished: application data may have come with its last flight. */
   handshakeDone(): void {
-    this.readMore = openssl().ssl.SSL_has_pending(this.#ssl);
+    this.readMore = this.#holdsRecords(this.#ssl);
+    this.#afterCall();
+  }
+
+  /**
+   * 1 when a read would return something without the kernel: decrypted
+   * bytes, a whole record read ahead, or the end of the session (stashed for
+   * the next read). 0 when OpenSSL holds nothing or only part of a record,
+   * whose rest the poller reports: a channel is never called to read nothing.
+   */
+  #holdsRecords(ssl: Deno.PointerObject): number {
+    const lib = openssl().ssl;
+    if (lib.SSL_pending(ssl) > 0) return 1;
+    if (lib.SSL_has_pending(ssl) === 0) return 0;
+    // Encrypted bytes: SSL_peek decrypts a whole record (which the next
+    // read then takes), or asks the kernel for the rest of one.
+    const r = lib.SSL_peek(ssl, peekByte, 1);
+    if (r > 0) return 1;
+    try {
+      if (this.#session.settle(r, "SSL_read") !== 0) return 0; // would block: the rest is coming
+      this.#readEnd = 0;
+    } catch (error) {
+      this.#readEnd = error as Error;
+    }
+    return 1;
   }
 
   // ---- writing ----
