@@ -7,14 +7,17 @@
  *   one `recv` fills its buffer with as many records as have arrived
  *   (without it: one `recv` for each 5-byte header and one for each body).
  *   `read` decrypts records until the caller's buffer is full or OpenSSL
- *   wants more from the kernel. Records read ahead are invisible to the
- *   poller, so `readMore` tells the channel to read again without waiting.
+ *   holds no more; a streaming connection reads on until the kernel is
+ *   empty. Whole records read ahead are invisible to the poller, so
+ *   `readMore` tells the channel to read again without waiting (checked
+ *   with `SSL_peek`: part of a record is the poller's to report).
  * - **Gather records, one `send` per pass.** Records go into the thread's
  *   shared memory BIO (`_gather.ts`) and leave when the pass ends, when
  *   another session needs the buffer, or when a batch reaches `GATHER_MAX`:
  *   one `send` for all of them, from OpenSSL's memory. What the kernel
- *   refuses is kept here (`held`), counts as queued output (backpressure),
- *   and goes out on the next write event before anything else.
+ *   refuses stays in the shared buffer until another session needs it
+ *   (then it is copied out), counts as queued output (backpressure), and
+ *   goes out on the next write event before anything else.
  * - **Size records to the traffic.** A connection starts, and starts again
  *   after a second of quiet, with records of about one TCP segment
  *   (`SMALL_RECORD`, nginx's dynamic record size), which the peer can
