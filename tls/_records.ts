@@ -476,6 +476,7 @@ export class RecordPath implements GatherOwner {
    * after each pass) for at most `LINGER_SECONDS`; returns true then.
    */
   startLinger(): boolean {
+    if (this.lingering) return true; // closed twice: the first close's linger goes on
     if (this.flushNow() === 0 || this.#writeError !== null) return false;
     this.lingering = true;
     recordStats.lingered++;
