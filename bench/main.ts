@@ -67,7 +67,11 @@ const MODULES: [id: string, title: string, file: string][] = [
   ["sendfile", "Serving a file (bench/sendfile_bench.ts)", "sendfile_bench.ts"],
   ["workers", "One loop per core (bench/workers_bench.ts)", "workers_bench.ts"],
   ["memory", "Bounded memory and idle timeouts (bench/memory_bench.ts)", "memory_bench.ts"],
-  ["tls", "TLS: handshakes, ping-pong, bulk, idle memory (bench/tls_bench.ts)", "tls_bench.ts"],
+  [
+    "tls",
+    "TLS: churn, ping-pong, bulk, memory per idle connection (bench/tls_bench.ts)",
+    "tls_bench.ts",
+  ],
   ["streams", "Streams: listen() against Deno.listen (bench/streams_bench.ts)", "streams_bench.ts"],
 ];
 for (const [id, title, file] of MODULES) {

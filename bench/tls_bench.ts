@@ -1,20 +1,26 @@
 /**
- * TLS rows, standalone: `deno run -A bench/tls_bench.ts [--duration=S] [--only=a,b]`.
+ * The TLS section of `deno task bench` (issue 19's rows), also standalone:
+ * `deno run -A bench/tls_bench.ts [--quick] [--duration=S] [--only=a,b] [--idle=N1,N2]`.
  *
  * Echo servers over TLS 1.3 with an ECDSA P-256 certificate, each pinned to
- * CPU 0: this library (`servers/asyncore_tls_echo.ts`, epoll), Deno's native
- * `Deno.listenTls` (the yardstick), Node's `tls`, and a C epoll + OpenSSL
- * server (`servers/tls_epoll_echo.c`, compiled into `bench/out/`). The load
- * generators run on CPU 1: a C OpenSSL client (`tls_loadgen.c`) for
- * ping-pong and bulk, and this library as the client (`tls_loadgen.ts`) for
- * handshakes and idle connections (without a C compiler it does all). The
- * rows give server CPU per operation (utime + stime from /proc) besides
- * throughput, since one client can saturate before a server does:
+ * CPU 0 with 20,000 fds: this library (`servers/asyncore_tls_echo.ts`,
+ * epoll), Deno's native `Deno.listenTls` (rustls, the yardstick), Node's
+ * `tls`, and a C epoll + OpenSSL server (`servers/tls_epoll_echo.c`). One C
+ * OpenSSL client (`tls_loadgen.c`, CPU 1) drives every row, so every server
+ * meets the same peer:
  *
- * - handshakes: new connection per exchange (4 at a time), server µs each;
- * - ping-pong 64 B on 100 connections: round trips/s and server µs each;
- * - bulk on one connection (4 MiB in flight): MB/s echoed;
- * - memory per idle TLS connection: server RSS growth over 1,000 connections.
+ * - churn: 50 clients, each connecting, making a full handshake (no
+ *   resumption), echoing 64 B and closing, again and again: connections/s
+ *   and server CPU per connection;
+ * - ping-pong: 64 B on 100 connections: round trips/s and server CPU each;
+ * - bulk: one connection, 4 MiB in flight: MB/s echoed;
+ * - memory per idle connection, on a fresh server: the slope of its RSS
+ *   between N1 and N2 idle connections (default 1,000 and 10,000), and the
+ *   RSS with N2 held. The old measure (growth from 0 to N1, per connection)
+ *   is printed beside it.
+ *
+ * Every server's negotiated protocol, cipher and key exchange group are
+ * printed, and each of issue 19's targets is marked met or missed.
  *
  * @module
  */
@@ -22,20 +28,51 @@
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const OUT = `${ROOT}/bench/out`;
 const DENO = Deno.execPath();
-const args = new Map(Deno.args.map((a) => a.replace(/^--/, "").split("=") as [string, string]));
-const DURATION = Number(args.get("duration") ?? 2);
+const args = new Map(
+  Deno.args.map((a) => a.replace(/^--/, "").split("=") as [string, string | undefined]),
+);
+const QUICK = args.has("quick") || Deno.env.get("BENCH_QUICK") === "1";
+const DURATION = Number(args.get("duration") ?? (QUICK ? 1 : 3));
 const ONLY = args.get("only")?.split(",");
-const IDLE = Number(args.get("idle") ?? 1000);
+const IDLE = (args.get("idle") ?? (QUICK ? "200,2000" : "1000,10000")).split(",").map(Number);
+const FDS = 20000;
+const TICK_US = 1e6 / 100; // USER_HZ
 
-async function sh(cmd: string[], opts: { cwd?: string } = {}): Promise<string> {
-  const out = await new Deno.Command(cmd[0], { args: cmd.slice(1), cwd: opts.cwd, stderr: "piped" })
-    .output();
+async function sh(cmd: string[]): Promise<string> {
+  const out = await new Deno.Command(cmd[0], { args: cmd.slice(1), stderr: "piped" }).output();
   if (!out.success) throw new Error(`${cmd.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
   return new TextDecoder().decode(out.stdout);
 }
 
-async function which(name: string): Promise<boolean> {
-  return (await new Deno.Command("sh", { args: ["-c", `command -v ${name}`] }).output()).success;
+async function has(cmd: string[]): Promise<boolean> {
+  try {
+    return (await new Deno.Command(cmd[0], { args: cmd.slice(1), stdout: "null", stderr: "null" })
+      .output()).success;
+  } catch {
+    return false;
+  }
+}
+
+/** What pins a process to `cpu` with the fds 10,000 connections need. */
+const LIMIT = (await has(["prlimit", `--nofile=${FDS}:${FDS}`, "true"]))
+  ? ["prlimit", `--nofile=${FDS}:${FDS}`]
+  : [];
+const pinned = (cpu: number, cmd: string[]) => ["taskset", "-c", String(cpu), ...LIMIT, ...cmd];
+
+function statusKiB(pid: number, key: string): number {
+  const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(new RegExp(`${key}:\\s+(\\d+)`));
+  return m ? Number(m[1]) : NaN;
+}
+
+function cpuTicks(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(f[11]) + Number(f[12]); // utime + stime (fields 14, 15)
+}
+
+/** The process whose RSS and CPU count: the server under taskset/prlimit (they exec it). */
+function serverPid(child: Deno.ChildProcess): number {
+  return child.pid;
 }
 
 async function makeCert(): Promise<[string, string]> {
@@ -69,22 +106,9 @@ interface Server {
   cmd: string[];
 }
 
-function cpuTicks(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return Number(f[11]) + Number(f[12]); // utime + stime (fields 14, 15)
-}
-
-function rssKiB(pid: number): number {
-  const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/VmRSS:\s+(\d+)/);
-  return m ? Number(m[1]) : NaN;
-}
-
-const TICK_US = 1e6 / 100; // USER_HZ
-
 async function start(s: Server): Promise<{ child: Deno.ChildProcess; port: number }> {
-  const child = new Deno.Command("taskset", {
-    args: ["-c", "0", ...s.cmd, "127.0.0.1", "0"],
+  const child = new Deno.Command(pinned(0, [...s.cmd, "127.0.0.1", "0"])[0], {
+    args: pinned(0, [...s.cmd, "127.0.0.1", "0"]).slice(1),
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
@@ -100,49 +124,53 @@ async function start(s: Server): Promise<{ child: Deno.ChildProcess; port: numbe
   return { child, port: Number(text.match(/listening (\d+)/)![1]) };
 }
 
-let cLoadgen = false;
+async function stopServer(child: Deno.ChildProcess): Promise<void> {
+  try {
+    child.kill("SIGTERM");
+  } catch { /* exited */ }
+  await child.status;
+}
 
-async function loadgen(argv: string[]): Promise<Record<string, number>> {
-  const useC = cLoadgen && (argv[0] === "pingpong" || argv[0] === "bulk");
-  const cmd = useC
-    ? [`${OUT}/tls_loadgen`, ...argv]
-    : [DENO, "run", "--allow-ffi", `${ROOT}/bench/tls_loadgen.ts`, ...argv];
-  const out = await sh(["taskset", "-c", "1", ...cmd]);
+/** One run of the C client; its JSON answer. */
+async function loadgen(argv: string[]): Promise<Record<string, number | string>> {
+  const out = await sh(pinned(1, [`${OUT}/tls_loadgen`, ...argv]));
   return JSON.parse(out.trim().split("\n").pop()!);
 }
 
-async function idleCost(pid: number, port: number): Promise<number> {
-  const before = rssKiB(pid);
-  const child = new Deno.Command("taskset", {
-    args: [
-      "-c",
-      "1",
-      DENO,
-      "run",
-      "--allow-ffi",
-      `${ROOT}/bench/tls_loadgen.ts`,
-      "idle",
-      String(port),
-      String(IDLE),
-    ],
+/** Opens idle connections up to each count, reading the server's RSS at each; then closes them. */
+async function idleSlope(pid: number, port: number): Promise<{ ready: number[]; rss: number[] }> {
+  const cmd = pinned(1, [`${OUT}/tls_loadgen`, "idle", String(port), IDLE.join(",")]);
+  const child = new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
     stdin: "piped",
     stdout: "piped",
+    stderr: "inherit",
   }).spawn();
   const reader = child.stdout.getReader();
+  const writer = child.stdin.getWriter();
+  const ready: number[] = [], rss: number[] = [];
   let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    text += new TextDecoder().decode(value);
+  try {
+    for (let i = 0; i < IDLE.length; i++) {
+      while (!text.includes("\n")) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error("the idle client stopped");
+        text += new TextDecoder().decode(value);
+      }
+      const line = text.slice(0, text.indexOf("\n"));
+      text = text.slice(text.indexOf("\n") + 1);
+      ready.push(JSON.parse(line).ready);
+      await new Promise((r) => setTimeout(r, 300)); // the server finishes its last handshakes
+      rss.push(statusKiB(pid, "VmRSS"));
+      await writer.write(new TextEncoder().encode("go\n"));
+    }
+  } finally {
+    await writer.close().catch(() => {});
+    reader.releaseLock();
+    await child.stdout.cancel().catch(() => {});
+    await child.status;
   }
-  await new Promise((r) => setTimeout(r, 500));
-  const after = rssKiB(pid);
-  const ready = JSON.parse(text.trim()).ready as number;
-  await child.stdin.close();
-  reader.releaseLock();
-  await child.stdout.cancel().catch(() => {});
-  await child.status;
-  return (after - before) / Math.max(1, ready);
+  return { ready, rss };
 }
 
 const [cert, key] = await makeCert();
@@ -164,112 +192,142 @@ const servers: Server[] = [
     ],
   },
 ];
-if (await which("node")) {
+if (await has(["node", "--version"])) {
   servers.push({
     name: "Node tls",
     cmd: ["node", `${ROOT}/bench/servers/node_tls_echo.mjs`, cert, key],
   });
 }
-if (await which("cc")) {
-  await sh([
-    "cc",
-    "-O2",
-    "-o",
-    `${OUT}/tls_epoll_echo`,
-    `${ROOT}/bench/servers/tls_epoll_echo.c`,
-    "-lssl",
-    "-lcrypto",
-  ]);
-  servers.push({ name: "C epoll + OpenSSL", cmd: [`${OUT}/tls_epoll_echo`, cert, key] });
-  await sh([
-    "cc",
-    "-O2",
-    "-o",
-    `${OUT}/tls_loadgen`,
-    `${ROOT}/bench/tls_loadgen.c`,
-    "-lssl",
-    "-lcrypto",
-  ]);
-  cLoadgen = true;
+await Deno.mkdir(OUT, { recursive: true });
+for (
+  const [src, bin] of [["servers/tls_epoll_echo.c", "tls_epoll_echo"], [
+    "tls_loadgen.c",
+    "tls_loadgen",
+  ]]
+) {
+  await sh(["cc", "-O2", "-o", `${OUT}/${bin}`, `${ROOT}/bench/${src}`, "-lssl", "-lcrypto"]);
 }
+servers.push({ name: "C epoll + OpenSSL", cmd: [`${OUT}/tls_epoll_echo`, cert, key] });
 
 interface Row {
   name: string;
-  hsPerS: number;
-  hsUs: number;
-  rtPerS: number;
+  info: string;
+  churn: number;
+  churnUs: number;
+  rt: number;
   rtUs: number;
-  mbPerS: number;
-  idleKiB: number;
+  mb: number;
+  slopeKiB: number;
+  firstKiB: number;
+  heldRssMiB: number;
+  held: number;
+  errors: number;
 }
+
 const rows: Row[] = [];
 for (const s of servers) {
   if (ONLY && !s.name.startsWith("Deno native") && !ONLY.some((w) => s.name.includes(w))) continue;
   const { child, port } = await start(s);
+  let row: Row;
   try {
-    const pid = child.pid;
-    // Warm-up (JIT, session caches), not measured.
-    await loadgen(["handshake", String(port), "0.5", "4"]);
+    const pid = serverPid(child);
+    const info = await loadgen(["info", String(port)]);
+    // Warm-up (JIT, allocator), not measured.
+    await loadgen(["churn", String(port), "0.5", "50"]);
+    await loadgen(["pingpong", String(port), "0.5", "100", "64"]);
     let t0 = cpuTicks(pid);
-    const hs = await loadgen(["handshake", String(port), String(DURATION), "4"]);
-    const hsUs = (cpuTicks(pid) - t0) * TICK_US / hs.count;
+    const churn = await loadgen(["churn", String(port), String(DURATION), "50"]);
+    const churnUs = (cpuTicks(pid) - t0) * TICK_US / Math.max(1, Number(churn.count));
     t0 = cpuTicks(pid);
     const pp = await loadgen(["pingpong", String(port), String(DURATION), "100", "64"]);
-    const rtUs = (cpuTicks(pid) - t0) * TICK_US / Math.max(1, pp.count);
+    const rtUs = (cpuTicks(pid) - t0) * TICK_US / Math.max(1, Number(pp.count));
     const bulk = await loadgen(["bulk", String(port), String(DURATION)]);
-    // Memory is measured on a fresh server: the runs above leave freed heap behind.
-    child.kill("SIGTERM");
-    await child.status;
-    const fresh = await start(s);
-    let idleKiB = NaN;
-    try {
-      await loadgen(["handshake", String(fresh.port), "0.3", "4"]);
-      idleKiB = await idleCost(fresh.child.pid, fresh.port);
-    } finally {
-      fresh.child.kill("SIGTERM");
-      await fresh.child.status;
-    }
-    rows.push({
+    row = {
       name: s.name,
-      hsPerS: hs.count / hs.seconds,
-      hsUs,
-      rtPerS: pp.count / pp.seconds,
+      info: `${info.protocol} ${info.cipher} ${info.group}`,
+      churn: Number(churn.count) / Number(churn.seconds),
+      churnUs,
+      rt: Number(pp.count) / Number(pp.seconds),
       rtUs,
-      mbPerS: bulk.bytes / bulk.seconds / 1e6,
-      idleKiB,
-    });
-    console.error(`${s.name}: done`);
+      mb: Number(bulk.bytes) / Number(bulk.seconds) / 1e6,
+      slopeKiB: NaN,
+      firstKiB: NaN,
+      heldRssMiB: NaN,
+      held: 0,
+      errors: Number(churn.errors) + Number(pp.errors) + Number(bulk.errors),
+    };
   } finally {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* already stopped */ }
-    await child.status;
+    await stopServer(child);
   }
+  // Memory on a fresh server: the runs above leave freed heap behind.
+  const fresh = await start(s);
+  try {
+    const pid = serverPid(fresh.child);
+    const before = statusKiB(pid, "VmRSS");
+    const { ready, rss } = await idleSlope(pid, fresh.port);
+    const [n1, n2] = ready, [r1, r2] = rss;
+    row.firstKiB = (r1 - before) / Math.max(1, n1);
+    row.slopeKiB = (r2 - r1) / Math.max(1, n2 - n1);
+    row.heldRssMiB = r2 / 1024;
+    row.held = n2;
+  } finally {
+    await stopServer(fresh.child);
+  }
+  rows.push(row);
+  console.error(`${s.name}: done`);
 }
 
-const base = rows.find((r) => r.name.startsWith("Deno native"));
-const ratio = (v: number, b: number | undefined, lowerIsBetter = false) =>
-  b ? ` (${(lowerIsBetter ? b / v : v / b).toFixed(2)}x)` : "";
+const by = (prefix: string) => rows.find((r) => r.name.startsWith(prefix));
+const deno = by("Deno native"), c = by("C epoll"), ours = by("asyncore");
+const x = (v: number, b: number | undefined) => b ? ` (${(v / b).toFixed(2)}x)` : "";
+const f0 = (v: number) => Number.isFinite(v) ? v.toFixed(0) : "n/a";
+const f1 = (v: number) => Number.isFinite(v) ? v.toFixed(1) : "n/a";
+
 console.log(
-  `\nTLS 1.3, ECDSA P-256, ${DURATION} s per row; servers on CPU 0, clients on CPU 1 (ping-pong and bulk: ${
-    cLoadgen ? "C OpenSSL client" : "this library"
-  }; handshakes, 4 at a time, and ${IDLE} idle connections: this library).`,
+  `TLS 1.3, ECDSA P-256 certificate; ${DURATION} s per row; servers on CPU 0, the C OpenSSL client (bench/tls_loadgen.c) on CPU 1.`,
 );
 console.log(
-  "Ratios are to Deno native, higher is better (for CPU and memory: Deno's cost / this cost).\n",
+  "Ratios: to Deno native for ping-pong and bulk, to C + OpenSSL for churn and memory (issue 19's yardsticks).\n",
 );
 console.log(
-  "| Server | handshakes/s | server µs per handshake | ping-pong 64 B × 100 rt/s | server µs per rt | bulk MB/s | KiB per idle conn |",
+  "| Server | negotiated | churn conn/s (50 clients) | server µs per conn | ping-pong 64 B x 100 rt/s | server µs per rt | bulk MB/s | KiB per idle conn, slope | KiB, 0 to first | RSS with idle conns held | errors |",
 );
-console.log("| --- | --- | --- | --- | --- | --- | --- |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 for (const r of rows) {
   console.log(
-    `| ${r.name} | ${r.hsPerS.toFixed(0)} | ${r.hsUs.toFixed(0)}${
-      ratio(r.hsUs, base?.hsUs, true)
-    } | ${r.rtPerS.toFixed(0)}${ratio(r.rtPerS, base?.rtPerS)} | ${r.rtUs.toFixed(1)}${
-      ratio(r.rtUs, base?.rtUs, true)
-    } | ${r.mbPerS.toFixed(0)}${ratio(r.mbPerS, base?.mbPerS)} | ${r.idleKiB.toFixed(1)}${
-      ratio(r.idleKiB, base?.idleKiB, true)
-    } |`,
+    `| ${r.name} | ${r.info} | ${f0(r.churn)}${x(r.churn, c?.churn)} | ${f0(r.churnUs)} | ${
+      f0(r.rt)
+    }${x(r.rt, deno?.rt)} | ${f1(r.rtUs)} | ${f0(r.mb)}${x(r.mb, deno?.mb)} | ${f1(r.slopeKiB)}${
+      x(r.slopeKiB, c?.slopeKiB)
+    } | ${f1(r.firstKiB)} | ${f1(r.heldRssMiB)} MiB, ${r.held} conns | ${r.errors} |`,
+  );
+}
+
+if (ours !== undefined) {
+  const mark = (ok: boolean | undefined) =>
+    ok === undefined ? "not measured" : ok ? "met" : "missed";
+  const ratio = (a: number, b: number | undefined) => b ? a / b : NaN;
+  const pp = ratio(ours.rt, deno?.rt), bulk = ratio(ours.mb, deno?.mb);
+  const churn = ratio(ours.churn, c?.churn), mem = ratio(ours.slopeKiB, c?.slopeKiB);
+  const want = IDLE[IDLE.length - 1];
+  console.log(`\nIssue 19's targets (this run):\n`);
+  console.log(
+    `- ping-pong 64 B x 100, >= 1.10x Deno native: ${pp.toFixed(2)}x, ${mark(deno && pp >= 1.1)}`,
+  );
+  console.log(
+    `- bulk, 1 connection, >= 1.00x Deno native: ${bulk.toFixed(2)}x, ${mark(deno && bulk >= 1)}`,
+  );
+  console.log(
+    `- churn, 50 clients, >= 1.00x C + OpenSSL: ${churn.toFixed(2)}x, ${mark(c && churn >= 1)}`,
+  );
+  console.log(
+    `- memory per idle connection (slope ${IDLE[0]} to ${want}), <= 1.5x C + OpenSSL: ${
+      f1(ours.slopeKiB)
+    } KiB against ${f1(c?.slopeKiB ?? NaN)}, ${mem.toFixed(2)}x, ${mark(c && mem <= 1.5)}`,
+  );
+  console.log(
+    `- ${want} idle TLS connections held: ${ours.held} held, RSS ${f1(ours.heldRssMiB)} MiB, ${
+      mark(ours.held === want)
+    }`,
   );
 }

@@ -8,6 +8,11 @@
 
 import { timeoutMs } from "../ffi/poll.ts";
 import type { PollFdArray } from "../ffi/structs.ts";
+import { tickPassClock } from "../ffi/transport.ts";
+import type { LoopCore } from "./_loop_core.ts";
+
+/** While a closed channel's last output still waits for room, a pass waits at most this long (ms). */
+export const FLUSH_RETRY_MS = 10;
 
 /** A readiness backend serving one map. */
 export interface Backend {
@@ -29,8 +34,20 @@ export interface Backend {
   close(): void;
 }
 
-/** One pass: prepare, wait up to `seconds` (null: forever), dispatch. Returns events handled. */
-export function runPass(backend: Backend, seconds: number | null): number {
+/**
+ * One pass: flush what transports hold (output queued since the last pass),
+ * prepare, wait up to `seconds` (null: forever), dispatch, and flush what
+ * this pass's handlers gathered (one `send` per TLS channel). Returns events
+ * handled.
+ */
+export function runPass(backend: Backend, seconds: number | null, core: LoopCore): number {
+  const retry = core.runFlushes();
   const readyNow = backend.prepare();
-  return backend.dispatch(backend.wait(readyNow ? 0 : timeoutMs(seconds)));
+  let ms = readyNow ? 0 : timeoutMs(seconds);
+  if (retry && (ms < 0 || ms > FLUSH_RETRY_MS)) ms = FLUSH_RETRY_MS;
+  const ready = backend.wait(ms);
+  tickPassClock();
+  const handled = backend.dispatch(ready);
+  core.runFlushes();
+  return handled;
 }

@@ -15,6 +15,7 @@
  * @module
  */
 
+import type { HeldOutput } from "../ffi/transport.ts";
 import { TimerQueue } from "./timers.ts";
 
 /** The key of a channel's {@linkcode ChannelCore}. */
@@ -113,6 +114,11 @@ export class LoopCore {
   readonly serving: WeakMap<ChannelMap, Serving> = new WeakMap();
   /** How many channels of each map need it served in the background (streams). */
   readonly backgroundNeeds: WeakMap<ChannelMap, number> = new WeakMap();
+  // Output transports hold for the end of the pass (TLS records gathered for
+  // one send). Two arrays, swapped, so a pass allocates nothing.
+  #flushes: HeldOutput[] = [];
+  #spareFlushes: HeldOutput[] = [];
+  #onFlush: ReadonlySet<() => void> = new Set();
 
   /** A loop state with a new, empty map of its own. */
   constructor() {
@@ -145,6 +151,50 @@ export class LoopCore {
   watch(map: ChannelMap, watcher: MapWatcher): () => void {
     this.#setWatchers(map, [...this.watchersOf(map), watcher]);
     return () => this.#setWatchers(map, this.watchersOf(map).filter((w) => w !== watcher));
+  }
+
+  /**
+   * Calls `output.flush()` at the next {@linkcode runFlushes}: the end of
+   * this pass, or the start of the next one. A run waiting on another
+   * thread is woken (output queued from a Deno timer or promise).
+   */
+  flushLater(output: HeldOutput): void {
+    if (this.#flushes.push(output) === 1) { for (const wake of this.#onFlush) wake(); }
+  }
+
+  /**
+   * Flushes what transports hold. Those whose `flush()` returns false (a
+   * closed channel's last records, still going out) are kept for the next
+   * call; returns whether any are.
+   */
+  runFlushes(): boolean {
+    const list = this.#flushes;
+    if (list.length === 0) return false;
+    this.#flushes = this.#spareFlushes;
+    for (let i = 0; i < list.length; i++) {
+      if (!list[i].flush()) this.#flushes.push(list[i]);
+    }
+    list.length = 0;
+    this.#spareFlushes = list;
+    return this.#flushes.length > 0;
+  }
+
+  /** Whether output is still held for a later flush (the loop keeps running for it). */
+  get flushPending(): boolean {
+    return this.#flushes.length > 0;
+  }
+
+  /**
+   * Tells `listener` (a waiting run's wake-up) when {@linkcode flushLater}
+   * queues the first output of a pass; returns the function that stops it.
+   */
+  onFlush(listener: () => void): () => void {
+    this.#onFlush = new Set([...this.#onFlush, listener]);
+    return () => {
+      const next = new Set(this.#onFlush);
+      next.delete(listener);
+      this.#onFlush = next;
+    };
   }
 }
 

@@ -15,7 +15,7 @@ import { C } from "../ffi/platform.ts";
 import { Poller, timeoutMs } from "../ffi/poll.ts";
 import type { StopSignal } from "../ffi/signals.ts";
 import { Wakeup } from "../ffi/wakeup.ts";
-import { runPass } from "./_backend.ts";
+import { FLUSH_RETRY_MS, runPass } from "./_backend.ts";
 import { type ChannelMap, coreOf, watchMap } from "./_loop_core.ts";
 import { LoopSession } from "./_loop_session.ts";
 import { createBackend, type PollerName } from "./_pollers.ts";
@@ -87,16 +87,19 @@ function timeoutWithTimers(timers: TimerQueue, timeout: number | null): number |
 
 /** Runs passes until the map is empty or `count` passes are done. */
 export function runSync({ map, poller, timeout, count, stopSignals }: Run): void {
-  const timers = coreOf(map).timers;
+  const core = coreOf(map);
+  const timers = core.timers;
   const backend = createBackend(poller, map);
   let session: LoopSession | undefined;
   try {
     session = new LoopSession(stopSignals);
-    for (let left = count; map.size > 0 && left > 0; left--) {
-      runPass(backend, timeoutWithTimers(timers, timeout));
+    // A closed channel's last output keeps the loop running until it is out.
+    for (let left = count; (map.size > 0 || core.flushPending) && left > 0; left--) {
+      runPass(backend, timeoutWithTimers(timers, timeout), core);
       timers.runDue();
       session.check();
     }
+    core.runFlushes(); // what the last timers sent
   } finally {
     backend.close();
     session?.end();
@@ -181,7 +184,8 @@ export function retainBackground(map: ChannelMap, poller: PollerName): () => voi
 
 /** The passes of an asynchronous run (see {@linkcode runAsync}). */
 async function passes({ map, poller, timeout, count, signal }: Run): Promise<void> {
-  const timers = coreOf(map).timers;
+  const core = coreOf(map);
+  const timers = core.timers;
   const wakeup = new Wakeup();
   const backend = createBackend(poller, map);
   const waitSet = new Poller();
@@ -193,18 +197,27 @@ async function passes({ map, poller, timeout, count, signal }: Run): Promise<voi
   // needs POLLOUT, which the snapshot may not ask for.
   const unwatch = watchMap(map, { added: wake, removed: wake, changed: wake });
   const unlisten = timers.onScheduled(wake);
+  const unflush = core.onFlush(wake);
   signal?.addEventListener("abort", wake);
   try {
     let busy = false;
     let lastYield = performance.now();
     let lastActive = -Infinity;
-    for (let left = count; map.size > 0 && left > 0 && !signal?.aborted; left--) {
+    for (
+      let left = count;
+      (map.size > 0 || core.flushPending) && left > 0 && !signal?.aborted;
+      left--
+    ) {
       if (!busy || performance.now() - lastYield >= YIELD_MS) {
-        await waitReady(busy ? 0 : timeoutWithTimers(timers, timeout));
+        // Output queued from outside the loop (a Deno timer, a promise) goes out before the wait.
+        const retry = core.runFlushes();
+        let wait = busy ? 0 : timeoutWithTimers(timers, timeout);
+        if (retry && (wait === null || wait > FLUSH_RETRY_MS / 1000)) wait = FLUSH_RETRY_MS / 1000;
+        await waitReady(wait);
         lastYield = performance.now();
-        if (signal?.aborted || map.size === 0) break;
+        if (signal?.aborted || (map.size === 0 && !core.flushPending)) break;
       }
-      const handled = runPass(backend, 0);
+      const handled = runPass(backend, 0, core);
       timers.runDue();
       if (handled > 0) {
         for (let i = 0; i < REACTION_TURNS; i++) await null;
@@ -217,8 +230,10 @@ async function passes({ map, poller, timeout, count, signal }: Run): Promise<voi
         busy = count === Infinity && performance.now() - lastActive < SPIN_FOR_MS;
       }
     }
+    core.runFlushes();
   } finally {
     signal?.removeEventListener("abort", wake);
+    unflush();
     unlisten();
     unwatch();
     backend.close();

@@ -406,9 +406,12 @@ export class AsyncChat extends Dispatcher {
     this.close();
   }
 
-  /** The bytes queued for sending (producers count once they have produced). */
+  /**
+   * The bytes queued for sending (producers count once they have produced),
+   * plus what the transport holds.
+   */
   override get queuedBytes(): number {
-    return this.producerFifo.bytes;
+    return this.producerFifo.bytes + super.queuedBytes;
   }
 
   /** The reference's `handle_read` loop over #buf[#pos:]. */

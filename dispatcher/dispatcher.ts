@@ -15,7 +15,7 @@ import { C } from "../ffi/platform.ts";
 import { acceptedSocket, Socket } from "../ffi/socket.ts";
 import type { Address } from "../ffi/structs.ts";
 import { READ, type Transport, transportOf, WRITE } from "../ffi/transport.ts";
-import { type SSLContext, SSLSocket, type WrapSocketOptions } from "../tls/ssl.ts";
+import type { SSLContext, SSLSocket, WrapSocketOptions } from "../tls/ssl.ts";
 import { trackPredicates } from "./_interest.ts";
 import {
   announceAdded,
@@ -28,7 +28,14 @@ import {
 } from "./_loop_core.ts";
 import { compactTraceback, isDisconnect } from "./errors.ts";
 import type { FileWrapper } from "./file_wrapper.ts";
-import { applyBackpressure, checkIdleSeconds, guarded, IdleWatch, pauseIfOver } from "./limits.ts";
+import {
+  applyBackpressure,
+  checkIdleSeconds,
+  guarded,
+  IdleWatch,
+  pauseIfOver,
+  resumeIfDrained,
+} from "./limits.ts";
 import { ACCEPT_BATCH, AcceptBackoff, admit, adoptSlot, ConnectionCounter } from "./listener.ts";
 import { awaitProxyHeader, proxySettings } from "./proxy_accept.ts";
 import type { ProxyProtocolVersion } from "./proxy_header.ts";
@@ -167,6 +174,8 @@ export class Dispatcher {
       this.connected = true;
       try {
         this.addr = sock.getpeername();
+        // Connected: a transport with a session to set up may start now (it need not ask).
+        this.#transport?.connectionMade();
       } catch (error) {
         if (error instanceof OSError && (error.errno === E.ENOTCONN || error.errno === E.EINVAL)) {
           // A socket that is not connected yet (or is a listener).
@@ -267,8 +276,8 @@ export class Dispatcher {
    * no cast), or null when the channel does not run TLS.
    */
   get tlsSocket(): SSLSocket | null {
-    const s = this.#socket;
-    return s instanceof SSLSocket ? s : null;
+    // The transport knows: a secure one is the TLS session of an SSLSocket.
+    return this.#transport?.secure ? this.#socket as SSLSocket : null;
   }
 
   /** The transport of the socket; a `TypeError` when there is no socket. */
@@ -376,21 +385,28 @@ export class Dispatcher {
 
   /**
    * Library policy applied to what the predicates asked for (see
-   * `_interest.ts`): a listener backing off from EMFILE does not read; the
-   * transport adds what it waits for (a TLS handshake); a channel over its
-   * high-water mark does not read.
+   * `_interest.ts`): a listener backing off from EMFILE does not read; a
+   * channel over its high-water mark does not read; then the transport adds
+   * what it waits for (a TLS handshake, records it holds). In that order: a
+   * paused channel must not get the write event by which a transport hands
+   * over bytes it read ahead.
    * @ignore
    */
   [kPolicy](want: number): number {
     if (want & READ && this.#backoff?.paused()) want &= ~READ;
+    want = applyBackpressure(this, want);
     const t = this.#transport;
-    if (t !== null) want = t.wants(want);
-    return applyBackpressure(this, want);
+    return t !== null ? t.wants(want) : want;
   }
 
-  /** The bytes queued for sending; a plain `Dispatcher` queues none. */
+  /**
+   * The bytes queued for sending. A plain `Dispatcher` queues none itself;
+   * its transport may hold some (TLS records gathered for the end of the
+   * pass, or refused by a full socket buffer), and those count here, in
+   * every class's `queuedBytes`.
+   */
   get queuedBytes(): number {
-    return 0;
+    return this.#transport?.queued() ?? 0;
   }
 
   /**
@@ -470,27 +486,8 @@ export class Dispatcher {
    */
   accept(): [Socket, Address] | null {
     const sock = this.sock;
-    let fd: number;
-    try {
-      fd = sock.tryAccept();
-    } catch (error) {
-      if (error instanceof OSError) {
-        if (error.errno === E.ECONNABORTED || error.errno === E.EAGAIN) return null;
-        if (error.errno === E.EMFILE || error.errno === E.ENFILE) {
-          (this.#backoff ??= new AcceptBackoff()).start(
-            error,
-            this[kCore].loop.timers,
-            (line) => this.logInfo(`${this} ${line}`, "error"),
-            () => notifyInterest(this),
-          );
-          return null;
-        }
-      }
-      throw error;
-    }
-    if (fd < 0) return null;
-    this.#backoff?.accepted();
-    return [acceptedSocket(sock, fd), sock.lastAcceptedAddress()];
+    const fd = (this.#backoff ??= new AcceptBackoff()).accept(this, sock);
+    return fd < 0 ? null : [acceptedSocket(sock, fd), sock.lastAcceptedAddress()];
   }
 
   /**
@@ -632,7 +629,9 @@ export class Dispatcher {
   #drainBuffered(t: Transport): void {
     for (let i = 0; i < MAX_DRAIN; i++) {
       if (this.fileno() === null || this.#transport !== t || t.buffered() === 0) return;
-      if (!this.readable()) return; // the transport asks for it once readable() says so
+      // The transport asks for the rest once readable() says so, or once the
+      // queue is down again (the read event's end pauses this channel).
+      if (!this.readable() || this.queuedBytes > this.highWaterMark) return;
       this.handleRead();
     }
   }
@@ -656,6 +655,8 @@ export class Dispatcher {
     }
     const t = this.#io();
     const events = t.ready(WRITE);
+    // The transport may have sent output it held: that can end a pause.
+    if (this._readPaused) resumeIfDrained(this);
     if (events === 0) return;
     if (!this.connected) {
       if (this.connecting) {

@@ -56,9 +56,9 @@ export class DispatcherWithSend extends Dispatcher {
   /** See `Dispatcher.highWaterMark`; default 1 MiB (`Infinity`: the reference's unbounded queue). */
   override highWaterMark: number = DEFAULT_HIGH_WATER_MARK;
 
-  /** The bytes queued for sending (`outBuffer.length`). */
+  /** The bytes queued for sending: `outBuffer.length`, plus what the transport holds. */
   override get queuedBytes(): number {
-    return this.outBuffer.length;
+    return this.outBuffer.length + super.queuedBytes;
   }
 
   /**

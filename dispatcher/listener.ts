@@ -8,7 +8,9 @@
  * @module
  */
 
-import type { OSError } from "../ffi/errno.ts";
+import { errno as E, OSError } from "../ffi/errno.ts";
+import type { Socket } from "../ffi/socket.ts";
+import { type ChannelCore, kCore, notifyInterest } from "./_loop_core.ts";
 import type { Address } from "../ffi/structs.ts";
 import type { TimerHandle, TimerQueue } from "./timers.ts";
 
@@ -59,6 +61,12 @@ export class ConnectionCounter {
   }
 }
 
+/** What the accept back-off needs of its listening channel. */
+export interface BackoffOwner {
+  readonly [kCore]: ChannelCore;
+  logInfo(message: unknown, type: string): void;
+}
+
 /** A listener's pause after running out of fds. */
 export class AcceptBackoff {
   /** Until when (`performance.now()` ms) accepting is paused; 0 when it is not. */
@@ -67,6 +75,34 @@ export class AcceptBackoff {
   // Logged once per episode: each pause ends by itself, so the end of a pause
   // cannot tell a retry from a new shortage.
   #outOfFds = false;
+
+  /**
+   * One accept on `sock` for `owner`: the new fd, or -1 when there was none
+   * after all (`EAGAIN`, `ECONNABORTED`) or the process ran out of fds (the
+   * pause starts, logged once through `owner.logInfo(..., "error")`).
+   */
+  accept(owner: BackoffOwner, sock: Socket): number {
+    let fd: number;
+    try {
+      fd = sock.tryAccept();
+    } catch (error) {
+      if (error instanceof OSError) {
+        if (error.errno === E.ECONNABORTED || error.errno === E.EAGAIN) return -1;
+        if (error.errno === E.EMFILE || error.errno === E.ENFILE) {
+          this.start(
+            error,
+            owner[kCore].loop.timers,
+            (line) => owner.logInfo(`${owner} ${line}`, "error"),
+            () => notifyInterest(owner),
+          );
+          return -1;
+        }
+      }
+      throw error;
+    }
+    if (fd >= 0) this.accepted();
+    return fd;
+  }
 
   /**
    * `error` (EMFILE/ENFILE) on accept: pause for {@linkcode ACCEPT_BACKOFF_SECONDS}

@@ -14,7 +14,7 @@ import type { StopSignal } from "../ffi/signals.ts";
 import { type Backend, runPass } from "./_backend.ts";
 import { PollBackend } from "./_backend_poll.ts";
 import { SelectBackend } from "./_backend_select.ts";
-import { defaultCore, LoopCore } from "./_loop_core.ts";
+import { coreOf, defaultCore, LoopCore } from "./_loop_core.ts";
 import { type LoopOptions, resolveLoopOptions } from "./_options.ts";
 import { bestPoller, checkPoller, type PollerName } from "./_pollers.ts";
 import { runAsync, runSync } from "./_run.ts";
@@ -199,10 +199,10 @@ export function setTimerErrorHandler(handler: TimerErrorHandler | null): void {
   defaultLoop.setTimerErrorHandler(handler);
 }
 
-/** One pass of `backend`, released afterwards (no timers: asyncore's `poll` runs none). */
-function onePass(backend: Backend, timeout: number | null): number {
+/** One pass of `backend` over `map`, released afterwards (no timers: asyncore's `poll` runs none). */
+function onePass(backend: Backend, timeout: number | null, map: SocketMap): number {
   try {
-    return runPass(backend, timeout);
+    return runPass(backend, timeout, coreOf(map));
   } finally {
     backend.close();
   }
@@ -215,13 +215,13 @@ function onePass(backend: Backend, timeout: number | null): number {
  */
 export function poll(timeout: number | null = 0, map: SocketMap = socketMap): number {
   if (map.size === 0) return 0;
-  return onePass(new SelectBackend(map), timeout);
+  return onePass(new SelectBackend(map), timeout, map);
 }
 
 /** One pass with `poll()` (asyncore's `poll2`). Returns the number of ready fds. */
 export function poll2(timeout: number | null = 0, map: SocketMap = socketMap): number {
   if (map.size === 0) return 0;
-  return onePass(new PollBackend(map), timeout);
+  return onePass(new PollBackend(map), timeout, map);
 }
 
 /** Same as {@linkcode poll2} (asyncore keeps `poll3` as an alias). */

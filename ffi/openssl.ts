@@ -79,17 +79,33 @@ const sslSymbols = {
   SSL_is_init_finished: { parameters: ["pointer"], result: "i32" },
   /** int SSL_read(SSL *ssl, void *buf, int num); */
   SSL_read: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  /** int SSL_peek(SSL *ssl, void *buf, int num); */
+  SSL_peek: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
   /** int SSL_write(SSL *ssl, const void *buf, int num); */
   SSL_write: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
   /** int SSL_pending(const SSL *ssl); */
   SSL_pending: { parameters: ["pointer"], result: "i32" },
+  /** int SSL_has_pending(const SSL *s); (decrypted or still encrypted bytes held) */
+  SSL_has_pending: { parameters: ["pointer"], result: "i32" },
+  /** void SSL_set_read_ahead(SSL *s, int yes); */
+  SSL_set_read_ahead: { parameters: ["pointer", "i32"], result: "void" },
+  /** void SSL_set_default_read_buffer_len(SSL *s, size_t len); (pass a bigint: fast call) */
+  SSL_set_default_read_buffer_len: { parameters: ["pointer", "usize"], result: "void" },
+  /** void SSL_set0_wbio(SSL *s, BIO *wbio); (takes one reference) */
+  SSL_set0_wbio: { parameters: ["pointer", "pointer"], result: "void" },
+  /** int SSL_want(const SSL *s); (SSL_NOTHING 1, SSL_WRITING 2, SSL_READING 3, ...) */
+  SSL_want: { parameters: ["pointer"], result: "i32" },
   /** int SSL_get_error(const SSL *ssl, int ret); */
   SSL_get_error: { parameters: ["pointer", "i32"], result: "i32" },
   /** int SSL_shutdown(SSL *ssl); */
   SSL_shutdown: { parameters: ["pointer"], result: "i32" },
   /** int SSL_get_shutdown(const SSL *ssl); */
   SSL_get_shutdown: { parameters: ["pointer"], result: "i32" },
-  /** long SSL_ctrl(SSL *ssl, int cmd, long larg, void *parg); (parg: a C string or NULL) */
+  /**
+   * long SSL_ctrl(SSL *ssl, int cmd, long larg, void *parg); (parg: a C string or NULL).
+   * Pass `larg` as a bigint: a number argument for a 64-bit parameter takes
+   * Deno's slow call path (about 100 ns more).
+   */
   SSL_ctrl: { parameters: ["pointer", "i32", "i64", "buffer"], result: "i64" },
   /** int SSL_set1_host(SSL *s, const char *hostname); */
   SSL_set1_host: { parameters: ["pointer", "buffer"], result: "i32" },
@@ -118,6 +134,13 @@ const sslSymbols = {
 const cryptoSymbols = {
   /** void ERR_clear_error(void); */
   ERR_clear_error: { parameters: [], result: "void" },
+  /**
+   * unsigned long ERR_peek_error(void); the oldest queued error, left in the
+   * queue (about 3x cheaper than ERR_clear_error, which walks all 16 slots).
+   * Read as `u32`: OpenSSL 3's codes (library << 23 | reason, and the system
+   * flag at bit 31) fit in 32 bits, and a number result spares a bigint.
+   */
+  ERR_peek_error: { parameters: [], result: "u32" },
   /** unsigned long ERR_get_error(void); */
   ERR_get_error: { parameters: [], result: "u64" },
   /** const char *ERR_lib_error_string(unsigned long e); */
@@ -138,6 +161,21 @@ const cryptoSymbols = {
   BIO_new_mem_buf: { parameters: ["buffer", "i32"], result: "pointer" },
   /** int BIO_free(BIO *a); */
   BIO_free: { parameters: ["pointer"], result: "i32" },
+  /** const BIO_METHOD *BIO_s_mem(void); */
+  BIO_s_mem: { parameters: [], result: "pointer" },
+  /** BIO *BIO_new(const BIO_METHOD *type); */
+  BIO_new: { parameters: ["pointer"], result: "pointer" },
+  /** int BIO_read(BIO *b, void *data, int dlen); */
+  BIO_read: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  /** int BIO_up_ref(BIO *a); */
+  BIO_up_ref: { parameters: ["pointer"], result: "i32" },
+  /**
+   * long BIO_ctrl(BIO *bp, int cmd, long larg, void *parg); the result read
+   * as `int` (the memory BIO's lengths and offsets stay far below 2 GiB, and
+   * an `i32` result keeps the call free of bigint); `larg` as a bigint (see
+   * SSL_ctrl).
+   */
+  BIO_ctrl: { parameters: ["pointer", "i32", "i64", "buffer"], result: "i32" },
   /** X509 *PEM_read_bio_X509(BIO *bp, X509 **x, pem_password_cb *cb, void *u); */
   PEM_read_bio_X509: {
     parameters: ["pointer", "pointer", "pointer", "pointer"],
@@ -182,6 +220,7 @@ export const SSLC = {
   SSL_CTRL_CHAIN: 88,
   /** SSL_CTX_add0_chain_cert(ctx, x509) is SSL_CTX_ctrl(ctx, SSL_CTRL_CHAIN_CERT, 0, x509). */
   SSL_CTRL_CHAIN_CERT: 89,
+  SSL_CTRL_CLEAR_MODE: 78,
   SSL_CTRL_SET_TLSEXT_HOSTNAME: 55,
   SSL_CTRL_SET_MIN_PROTO_VERSION: 123,
   SSL_CTRL_SET_MAX_PROTO_VERSION: 124,
@@ -189,6 +228,7 @@ export const SSLC = {
   SSL_MODE_ENABLE_PARTIAL_WRITE: 0x1,
   SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER: 0x2,
   SSL_MODE_RELEASE_BUFFERS: 0x10,
+  SSL_READING: 3,
   SSL_SENT_SHUTDOWN: 1,
   SSL_RECEIVED_SHUTDOWN: 2,
   TLS1_2_VERSION: 0x0303,
@@ -197,6 +237,12 @@ export const SSLC = {
   SSL_TLSEXT_ERR_NOACK: 3,
   OPENSSL_NPN_NEGOTIATED: 1,
   X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS: 0x4,
+  /** BIO_ctrl: BIO_get_mem_data (length; the data's address into parg). */
+  BIO_CTRL_INFO: 3,
+  /** BIO_ctrl: BIO_seek (a memory BIO moves its read position, without copying). */
+  BIO_C_FILE_SEEK: 128,
+  /** BIO_ctrl: BIO_get_mem_ptr (a memory BIO first moves its unread bytes to the front). */
+  BIO_C_GET_BUF_MEM_PTR: 115,
   /** ERR_GET_REASON(e) is `e & 0x7fffff` in OpenSSL 3. */
   ERR_REASON_MASK: 0x7fffff,
   /** SSL_R_CERTIFICATE_VERIFY_FAILED */

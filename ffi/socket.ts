@@ -49,8 +49,8 @@ function checkSize(n: number, what: string): void {
 
 /**
  * The blocking mode `accept4` gave the fd an {@linkcode acceptedSocket} is
- * being built for, so its constructor needs no `fcntl` to find out; null at
- * every other time.
+ * being built for (or that a {@linkcode handOver} socket had), so its
+ * constructor needs no `fcntl` to find out; null at every other time.
  */
 let acceptedBlocking: boolean | null = null;
 
@@ -67,6 +67,18 @@ export function acceptedSocket(listener: Socket, fd: number): Socket {
   } finally {
     acceptedBlocking = null;
   }
+}
+
+/**
+ * Detaches `sock`'s fd for the socket built next over it (a subclass's
+ * `super(family, type, proto, handOver(sock))`, as `SSLSocket` wraps a
+ * socket): that constructor takes `sock`'s blocking mode without an `fcntl`.
+ */
+export function handOver(sock: Socket): number {
+  const blocking = sock.getblocking();
+  const fd = sock.detach();
+  if (fd >= 0) acceptedBlocking = blocking; // a closed socket's -1 is refused before it is used
+  return fd;
 }
 
 /**

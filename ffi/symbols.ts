@@ -38,6 +38,13 @@ const symbols = {
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   /** ssize_t send(int fd, const void *buf, size_t n, int flags); */
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+  /**
+   * The same send(2), from an address rather than a JS buffer: for bytes
+   * that live in C memory (the TLS records OpenSSL wrote into its memory
+   * BIO), sent where they are. Pass both the address and the length as
+   * bigints (Deno's fast call path).
+   */
+  sendAddress: { name: "send", parameters: ["i32", "usize", "usize", "i32"], result: "i32" },
   /** ssize_t recv(int fd, void *buf, size_t n, int flags); */
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
   /** ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to, socklen_t len); */

@@ -9,10 +9,30 @@
  * @module
  */
 
+import { C } from "./platform.ts";
+
 /** Interest bit: watch the fd for reading. */
 export const READ = 1;
 /** Interest bit: watch the fd for writing. */
 export const WRITE = 2;
+
+let passMs = 0;
+
+/**
+ * The loop's clock: `performance.now()` as the loop read it when its
+ * current pass stopped waiting (HAProxy's `now_ms`). Reading it costs
+ * nothing, where `performance.now()` costs about 180 ns in Deno: a
+ * transport uses it for coarse decisions made on every write (how long a
+ * connection has been quiet). 0 before any pass.
+ */
+export function passClock(): number {
+  return passMs;
+}
+
+/** Sets {@linkcode passClock} (the loop calls it once per pass, after its wait). */
+export function tickPassClock(): void {
+  passMs = performance.now();
+}
 
 /** The method of a socket-like object that returns its {@linkcode Transport}. */
 export const kTransport: unique symbol = Symbol("asyncore.transport");
@@ -23,8 +43,28 @@ export interface Cancellable {
   cancel(): void;
 }
 
+/**
+ * Output a transport holds past the call that took it (TLS records gathered
+ * for one `send` at the end of the pass).
+ */
+export interface HeldOutput {
+  /**
+   * Sends what is held. Returns true when the loop is done with it (all
+   * sent, or the rest waits for a write event the transport asked for);
+   * false to be called again after the next pass (a closed channel's last
+   * bytes, still going out).
+   */
+  flush(): boolean;
+}
+
 /** What a transport may ask of the channel that took it over. */
 export interface TransportHooks {
+  /**
+   * Calls `output.flush()` once this pass's handlers and timers have run (at
+   * the start of the next pass if no pass is running), and keeps the loop
+   * running while it returns false.
+   */
+  flushLater(output: HeldOutput): void;
   /** Calls `fn` `seconds` from now, on the channel's loop. */
   callLater(seconds: number, fn: () => void): Cancellable;
   /** What the transport waits for changed outside one of its events. */
@@ -57,6 +97,13 @@ export interface Transport {
   trySendfile(inFd: number, offset: number, count: number): number;
   /** Shuts down one or both directions of the fd. */
   shutdown(how: number): void;
+  /**
+   * Ends the write direction once nothing is held (a half-close; reading
+   * goes on): a TLS session sends close_notify first, then the fd is shut
+   * down for writing. Returns 0 when done, else READ or WRITE for what to
+   * wait for before calling again (a handshake to finish, records to send).
+   */
+  closeWrite(): number;
   /** Ends the session (if any) and closes the fd. */
   close(): void;
 
@@ -68,6 +115,8 @@ export interface Transport {
    * the transport sets up a session first (`hooks.sessionUp` follows).
    */
   connectionMade(): boolean;
+  /** Whether the transport encrypts what it carries (a TLS session over an `SSLSocket`). */
+  readonly secure: boolean;
   /** While true, the fd's events belong to the transport (a handshake runs), not to the channel. */
   readonly busy: boolean;
   /** What to watch (`READ`/`WRITE` bits), given what the channel wants. */
@@ -80,6 +129,12 @@ export interface Transport {
   ready(events: number): number;
   /** Bytes read and held that the fd will not report again (decrypted data): read them now. */
   buffered(): number;
+  /**
+   * Bytes taken by {@linkcode trySend} that have not reached the kernel yet
+   * (TLS records waiting for the end of the pass, or refused by a full
+   * socket buffer): they count toward the channel's queued bytes.
+   */
+  queued(): number;
 }
 
 /** The calls a plain transport forwards to its socket (a `Socket`, a `FileWrapper`, a test's stand-in). */
@@ -109,6 +164,8 @@ export class SocketTransport implements Transport {
   readonly #sock: SocketLike;
   /** A plain transport never sets up a session. */
   readonly busy = false;
+  /** Nothing is encrypted. */
+  readonly secure = false;
 
   /** The transport of `sock`. */
   constructor(sock: SocketLike) {
@@ -138,6 +195,11 @@ export class SocketTransport implements Transport {
   shutdown(how: number): void {
     this.#sock.shutdown!(how);
   }
+  /** Shuts the socket down for writing. */
+  closeWrite(): number {
+    this.#sock.shutdown!(C.SHUT_WR);
+    return 0;
+  }
   /** Closes the socket. */
   close(): void {
     this.#sock.close();
@@ -158,6 +220,10 @@ export class SocketTransport implements Transport {
   }
   /** Nothing is held. */
   buffered(): number {
+    return 0;
+  }
+  /** Every byte taken went to the kernel. */
+  queued(): number {
     return 0;
   }
 }

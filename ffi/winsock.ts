@@ -52,6 +52,8 @@ const ws2 = {
   accept: { parameters: ["u64", "buffer", "buffer"], result: "u64" },
   /** int connect(SOCKET s, const sockaddr *name, int namelen); */
   connect: { parameters: ["u64", "buffer", "i32"], result: "i32" },
+  /** The same send from memory given by address (a BIO's records, sent where they are). */
+  sendAddress: { name: "send", parameters: ["u64", "usize", "i32", "i32"], result: "i32" },
   /** int send(SOCKET s, const char *buf, int len, int flags); */
   send: { parameters: ["u64", "buffer", "i32", "i32"], result: "i32" },
   /** int recv(SOCKET s, char *buf, int len, int flags); */
@@ -541,6 +543,8 @@ export function winsockLibc() {
     connect,
     send: (fd: number, b: Buf, len: number | bigint, fl: number) =>
       onSocket(fd, (s) => ws.send(s, b, n(len), fl)),
+    sendAddress: (fd: number, addr: bigint, len: bigint, fl: number) =>
+      onSocket(fd, (s) => ws.sendAddress(s, addr, n(len), fl)),
     recv: (fd: number, b: Buf, len: number | bigint, fl: number) =>
       fd < 0 ? failWith(E.EBADF) : received(ws.recv(BigInt(fd), b, n(len), fl), n(len)),
     sendto: (

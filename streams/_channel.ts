@@ -16,7 +16,6 @@ import { C } from "../ffi/platform.ts";
 import type { Socket } from "../ffi/socket.ts";
 import type { Address } from "../ffi/structs.ts";
 import { type Transport, transportOf } from "../ffi/transport.ts";
-import { TlsTransport } from "../tls/transport.ts";
 import { trackPredicates } from "../dispatcher/_interest.ts";
 import { retainBackground } from "../dispatcher/_run.ts";
 import { Dispatcher } from "../dispatcher/dispatcher.ts";
@@ -211,14 +210,9 @@ export class StreamChannel extends Dispatcher {
     return n;
   }
 
+  /** Half-closes through the transport (TLS: close_notify first); false: not yet, try again. */
   #shutdownWrite(): boolean {
-    const t = this.#t;
-    if (t.busy) return false; // a TLS handshake under way: after it
-    if (t instanceof TlsTransport) {
-      if (!t.handshakeDone || t.sendCloseNotify() !== 0) return false;
-    }
-    t.shutdown(C.SHUT_WR);
-    return true;
+    return this.#t.closeWrite() === 0;
   }
 }
 trackPredicates(StreamChannel.prototype.readable, StreamChannel.prototype.writable);

@@ -13,7 +13,7 @@ import { errno as E, OSError } from "../ffi/errno.ts";
 import { openssl, SSLC } from "../ffi/openssl.ts";
 import { toCString } from "../ffi/bytes.ts";
 import { C } from "../ffi/platform.ts";
-import { type BytesLike, Socket } from "../ffi/socket.ts";
+import { type BytesLike, handOver, Socket } from "../ffi/socket.ts";
 import { kTransport, type Transport, WRITE } from "../ffi/transport.ts";
 import { asBytes, readCString } from "../ffi/bytes.ts";
 import { queuedSSLError, SSLError, SSLWantReadError, SSLWantWriteError } from "./errors.ts";
@@ -485,7 +485,7 @@ export class SSLSocket extends Socket {
     }
     const ctx = contextPointer(context);
     const blocking = sock.getblocking();
-    super(sock.family, sock.type, sock.proto, sock.detach());
+    super(sock.family, sock.type, sock.proto, handOver(sock));
     this.context = context;
     this.serverSide = serverSide;
     this.serverHostname = hostname;
