@@ -185,6 +185,38 @@ export async function serveWhile<T>(
   }
 }
 
+/** Closes every channel of `map`. */
+export function closeMap(map: SocketMap): void {
+  for (const d of [...map.values()]) d.close();
+}
+
+/**
+ * Echoes `data` through a `Deno.connectTls` client (trusting `caPem`) to
+ * `port` on localhost, writing and reading at once, and returns the hex
+ * SHA-256 of what came back.
+ */
+export async function denoTlsEcho(caPem: string, port: number, data: Uint8Array): Promise<string> {
+  const conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [caPem] });
+  try {
+    const reading = (async () => {
+      const parts: Uint8Array[] = [];
+      let total = 0;
+      const buf = new Uint8Array(65536);
+      while (total < data.length) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        parts.push(buf.slice(0, n));
+        total += n;
+      }
+      return concat(parts);
+    })();
+    for (let off = 0; off < data.length;) off += await conn.write(data.subarray(off, off + 65536));
+    return await sha256(await reading);
+  } finally {
+    conn.close();
+  }
+}
+
 /** Calls `step` until it returns true; throws after `ms` milliseconds or `max` calls. */
 export function pumpUntil(
   step: () => boolean,

@@ -31,9 +31,9 @@ import {
 import { kPolicy } from "../dispatcher/_loop_core.ts";
 import { pauseIfOver } from "../dispatcher/limits.ts";
 import {
-  assertNoFdLeak,
   concat,
   delay,
+  leakAndTimerTest,
   pendingTimers,
   POLLERS,
   python,
@@ -52,17 +52,7 @@ const MiB = 1024 * 1024;
 const noPython = python === null;
 
 /** A test that must leave no fd and no timer behind. */
-function leakTest(name: string, fn: () => unknown | Promise<unknown>, ignore = false): void {
-  Deno.test({
-    name,
-    ignore,
-    fn: async () => {
-      const timers = pendingTimers();
-      await assertNoFdLeak(fn);
-      assertEquals(pendingTimers(), timers, "timers left scheduled");
-    },
-  });
-}
+const leakTest = leakAndTimerTest;
 
 /** Rejects after `ms` with a message naming `what` (the shared `withTimeout`, arguments in this file's order). */
 const within = <T>(ms: number, what: string, p: Promise<T>): Promise<T> => withTimeout(p, ms, what);

@@ -21,7 +21,9 @@ import {
 import { BIG_RECORD, LINGER_SECONDS, recordStats, SMALL_RECORD } from "../tls/_records.ts";
 import {
   assertNoFdLeak,
+  closeMap,
   delay,
+  denoTlsEcho,
   POLLERS,
   python,
   pythonChild,
@@ -98,37 +100,6 @@ class ScatterEcho extends DispatcherWithSend {
   }
 }
 
-function closeMap(map: SocketMap): void {
-  for (const d of [...map.values()]) d.close();
-}
-
-/** Sends `data` over a Deno.connectTls connection to `port` and returns the hash of the echo. */
-async function denoEcho(port: number, data: Uint8Array): Promise<string> {
-  const conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [certs.caPem] });
-  const reading = (async () => {
-    const h: Uint8Array[] = [];
-    let total = 0;
-    const buf = new Uint8Array(65536);
-    while (total < data.length) {
-      const n = await conn.read(buf);
-      if (n === null) break;
-      h.push(buf.slice(0, n));
-      total += n;
-    }
-    const all = new Uint8Array(total);
-    let at = 0;
-    for (const p of h) {
-      all.set(p, at);
-      at += p.length;
-    }
-    return all;
-  })();
-  for (let off = 0; off < data.length;) off += await conn.write(data.subarray(off, off + 65536));
-  const back = await reading;
-  conn.close();
-  return await sha256(back);
-}
-
 for (const poller of POLLERS) {
   Deno.test(`tls records(${poller}): 100 connections x 1 MiB through gathered writes and read-ahead: hash-exact, only TLS records on the wire, records grow`, async () => {
     await assertNoFdLeak(async () => {
@@ -141,7 +112,7 @@ for (const poller of POLLERS) {
       try {
         const work = Promise.all(Array.from({ length: 100 }, async (_, i) => {
           const data = randomBytes(MiB, 1000 + i);
-          return (await denoEcho(relay.port, data)) === (await sha256(data));
+          return (await denoTlsEcho(certs.caPem, relay.port, data)) === (await sha256(data));
         }));
         const ok = await serveWhile(map, poller, work, 120_000);
         assertEquals(ok.filter(Boolean).length, 100, "connections whose echo hashed right");

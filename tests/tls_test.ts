@@ -24,7 +24,9 @@ import {
 import { loadOpenSSL } from "../ffi/openssl.ts";
 import {
   assertNoFdLeak,
+  closeMap,
   delay,
+  denoTlsEcho,
   POLLERS,
   python,
   randomBytes,
@@ -99,38 +101,6 @@ class TlsServer extends Dispatcher {
 /** Writes all of `data` (`Conn.write` may take only part of it). */
 async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
   for (let off = 0; off < data.length;) off += await conn.write(data.subarray(off));
-}
-
-function closeMap(map: SocketMap): void {
-  for (const d of [...map.values()]) d.close();
-}
-
-async function denoTlsEcho(port: number, data: Uint8Array): Promise<string> {
-  const conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [certs.caPem] });
-  const reading = (async () => {
-    const parts: Uint8Array[] = [];
-    let total = 0;
-    const buf = new Uint8Array(65536);
-    while (total < data.length) {
-      const n = await conn.read(buf);
-      if (n === null) break;
-      parts.push(buf.slice(0, n));
-      total += n;
-    }
-    const all = new Uint8Array(total);
-    let at = 0;
-    for (const p of parts) {
-      all.set(p, at);
-      at += p.length;
-    }
-    return all;
-  })();
-  for (let off = 0; off < data.length; off += 65536) {
-    await writeAll(conn, data.subarray(off, off + 65536));
-  }
-  const back = await reading;
-  conn.close();
-  return await sha256(back);
 }
 
 // ---- the binding ----
@@ -296,7 +266,7 @@ for (const poller of POLLERS) {
       const clients = 100;
       const work = Promise.all(Array.from({ length: clients }, async (_, i) => {
         const data = randomBytes(MiB, i + 1);
-        return (await denoTlsEcho(server.port, data)) === (await sha256(data));
+        return (await denoTlsEcho(certs.caPem, server.port, data)) === (await sha256(data));
       }));
       const ok = await serveWhile(map, poller, work);
       assertEquals(ok.filter(Boolean).length, clients);
@@ -596,7 +566,7 @@ for (const poller of POLLERS) {
         vanishing.close();
         // A good client meanwhile.
         const data = randomBytes(200_000, 8);
-        const ok = (await denoTlsEcho(port, data)) === (await sha256(data));
+        const ok = (await denoTlsEcho(certs.caPem, port, data)) === (await sha256(data));
         // The server answers plaintext and garbage with an alert and closes.
         const buf = new Uint8Array(4096);
         const answers = [];
@@ -775,7 +745,7 @@ t.close()
       }
       const server = new Server(ctx, map);
       const data = randomBytes(100_000, 4);
-      const ok = await serveWhile(map, poller, denoTlsEcho(server.port, data));
+      const ok = await serveWhile(map, poller, denoTlsEcho(certs.caPem, server.port, data));
       assertEquals(ok, await sha256(data));
       closeMap(map);
       ctx.close();
