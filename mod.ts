@@ -81,6 +81,12 @@ export {
 } from "./dispatcher/dispatcher.ts";
 export { DispatcherWithSend } from "./dispatcher/dispatcher_with_send.ts";
 export {
+  HANDOFF_PROTOCOL_VERSION,
+  HandoffServer,
+  serveHandoff,
+  takeOverListeners,
+} from "./dispatcher/handoff.ts";
+export {
   parseProxyHeader,
   PROXY_V1_MAX_BYTES,
   PROXY_V2_MAX_BYTES,

@@ -583,6 +583,8 @@ export function winsockLibc() {
     epoll_wait: null,
     epollWaitAsync: null,
     dup: unixOnly,
+    unlink: unixOnly,
+    statx: null,
     pipe2: unixOnly,
     pipe: unixOnly,
     read: unixOnly,
