@@ -137,7 +137,8 @@ export class LineReader {
   /** Adds `bytes`; returns the first complete line (the rest is kept), or null. */
   push(bytes: Uint8Array): string | null {
     for (const b of bytes) {
-      if (b > 0x7e || (b < 0x20 && b !== 0x0a)) {
+      // Text only (a CR or tab is let through, to be quoted in the error that follows).
+      if (b > 0x7e || (b < 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09)) {
         throw new Error(`not an asyncore handoff peer (it sent byte 0x${b.toString(16)})`);
       }
     }

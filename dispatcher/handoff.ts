@@ -37,7 +37,7 @@ import {
   parseLine,
   type SocketKind,
 } from "./_handoff_wire.ts";
-import { takeOverListeners, unixOnly } from "./handoff_successor.ts";
+import { pathError, takeOverListeners, unixOnly } from "./handoff_successor.ts";
 
 export { takeOverListeners };
 
@@ -171,7 +171,6 @@ class HandoffSession extends Dispatcher {
     super(sock, server._map);
     this.#server = server;
     server._sessions.add(this);
-    this.ignoreLogTypes = server.ignoreLogTypes;
     this.#timer = this[kCore].loop.timers.callLater(
       server.handoffTimeout,
       () => guarded(this, () => this.#fail(`no answer in ${server.handoffTimeout} s`)),
@@ -239,7 +238,7 @@ class HandoffSession extends Dispatcher {
 
   /** Answers ERROR and ends the conversation; nothing was handed over. */
   #refuse(text: string): void {
-    this.logInfo(`refused a handoff request: ${text}`, "warning");
+    this.#server.logInfo(`refused a handoff request: ${text}`, "warning");
     this._finish(errorLine(text));
   }
 
@@ -247,7 +246,8 @@ class HandoffSession extends Dispatcher {
   #fail(reason: string): void {
     if (this.#state === "done" || this.fileno() === null) return;
     const sent = this.#state === "sent";
-    this.logInfo(
+    // The server's log: the one dispatcher the program holds.
+    this.#server.logInfo(
       sent
         ? `handoff failed after the fds were sent (${reason}): still serving the listeners`
         : `dropped a handoff request: ${reason}`,
@@ -296,11 +296,7 @@ function bindReplacingStale(server: Dispatcher, path: string): void {
     }
   }
   const inUse = (why: string) =>
-    new OSError(E.EADDRINUSE, {
-      syscall: "bind",
-      filename: path,
-      message: `[Errno ${E.EADDRINUSE}] Address already in use: '${path}' (${why})`,
-    });
+    pathError(E.EADDRINUSE, "bind", path, `Address already in use: '${path}' (${why})`);
   const probe = new Socket(C.AF_UNIX, C.SOCK_STREAM | C.SOCK_NONBLOCK);
   let err: number;
   try {

@@ -31,13 +31,19 @@ export function unixOnly(call: string): never {
   });
 }
 
+/**
+ * An `OSError` about `path` whose message explains itself: the path sits in
+ * the sentence (`filename` is still set), not appended at the end.
+ */
+export function pathError(err: number, syscall: string, path: string, text: string): OSError {
+  const error = new OSError(err, { syscall, message: text });
+  Object.defineProperty(error, "filename", { value: path, enumerable: true });
+  return error;
+}
+
 /** A protocol failure: the peer is not a handoff server, or broke the protocol. */
 function protocolError(path: string, text: string): OSError {
-  return new OSError(E.EPROTO, {
-    syscall: "takeOverListeners",
-    filename: path,
-    message: `handoff from '${path}' failed: ${text}`,
-  });
+  return pathError(E.EPROTO, "takeOverListeners", path, `handoff from '${path}' failed: ${text}`);
 }
 
 /** Sleeps `ms` milliseconds, blocking (the successor has no loop running yet). */
@@ -54,20 +60,13 @@ function connectBefore(conn: Socket, path: string, end: number, seconds: number)
     const err = conn.connectEx(path);
     if (err === 0) return;
     if (err === E.ENOENT) {
-      throw new OSError(E.ENOENT, {
-        syscall: "connect",
-        filename: path,
-        message:
-          `[Errno ${E.ENOENT}] No such file or directory: '${path}' (no process serves a handoff there)`,
-      });
+      const text = `No such file or directory: '${path}' (no process serves a handoff there)`;
+      throw pathError(err, "connect", path, text);
     }
     if (err === E.ECONNREFUSED) {
-      throw new OSError(E.ECONNREFUSED, {
-        syscall: "connect",
-        filename: path,
-        message:
-          `[Errno ${E.ECONNREFUSED}] Connection refused: '${path}' (a stale socket file: the process that served a handoff there is gone)`,
-      });
+      const text =
+        `Connection refused: '${path}' (a stale socket file: the process that served a handoff there is gone)`;
+      throw pathError(err, "connect", path, text);
     }
     if (err !== E.EAGAIN || performance.now() >= end) {
       if (err === E.EAGAIN) throw timedOut(path, seconds);
