@@ -112,6 +112,19 @@ const BAD: [Prog, string[], RegExp][] = [
   ["echo", ["--poller"], /^echo: --poller needs a value/],
   ["echo", ["a", "1", "extra"], /^echo: unexpected argument 'extra'/],
   ["echo", ["--proxy-protocol=v3"], /^echo: --proxy-protocol must be one of v1, v2, any/],
+  // The production flags: socket activation without sockets, two sources of listeners, a backlog.
+  [
+    "echo",
+    ["--systemd"],
+    /^echo: --systemd: no sockets were passed \(LISTEN_FDS is not set for this process\)$/,
+  ],
+  [
+    "echo",
+    ["--systemd", "--takeover=/run/echo.sock"],
+    /^echo: --systemd and --takeover both give the listeners: use one \(see --help\)$/,
+  ],
+  ["echo", ["--handoff"], /^echo: --handoff needs a value/],
+  ["echo", ["--backlog=0"], /^echo: --backlog must be an integer >= 1 and <= 65535, not '0'/],
   [
     "echo_workers",
     ["--workers=0"],
@@ -230,6 +243,17 @@ for (const prog of PROGS.filter((p) => EXAMPLES[p].server)) {
     }
   });
 }
+
+Deno.test("examples/echo.ts --takeover with nothing to take over: one line, exit status 1", async () => {
+  const path = `${Deno.makeTempDirSync({ prefix: "asyncore-cli-" })}/none.sock`;
+  const r = await example("echo", [`--takeover=${path}`]);
+  assertOneLine(
+    r,
+    1,
+    /^echo: \[Errno 2\] No such file or directory: '.*none\.sock' \(no process serves a handoff there\)$/,
+    "takeover",
+  );
+});
 
 // ---- SIGINT and SIGTERM: every channel closed, exit status 0 ----
 
@@ -350,6 +374,67 @@ Deno.test({
       );
     } finally {
       await stop(s);
+    }
+  },
+});
+
+Deno.test({
+  name: "examples/echo.ts --systemd: systemd-socket-activate hands it the listener; nc is echoed",
+  ignore: !hasNc || !hasCommand("systemd-socket-activate"),
+  async fn() {
+    const port = freePort();
+    // systemd-socket-activate listens, and starts the example on the first connection.
+    const s = spawn("systemd-socket-activate", [
+      "-l",
+      `127.0.0.1:${port}`,
+      ...[Deno.execPath(), ...denoArgs("echo", ["--systemd"])],
+    ], root);
+    try {
+      assert(await waitForPort(port), "systemd-socket-activate did not listen");
+      const r = await run("nc", ["-N", "-w", "30", "127.0.0.1", String(port)], {
+        input: new TextEncoder().encode("activated\n"),
+        ms: 60_000,
+      });
+      assertEquals(decoder.decode(r.stdout), "activated\n", r.stderr);
+      const line = await s.stdout.waitFor(/^echo server listening on /);
+      assertEquals(line, [`echo server listening on 127.0.0.1:${port} (from systemd)`]);
+      // Stopped as a service manager stops it: SIGTERM, exit status 0.
+      assertEquals((await stop(s)).code, 0);
+    } finally {
+      await stop(s);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "examples/echo.ts --handoff/--takeover: the successor answers nc on the same port, the first exits 0",
+  ignore: !hasNc,
+  async fn() {
+    const path = `${Deno.makeTempDirSync({ prefix: "asyncore-cli-" })}/echo.sock`;
+    const first = await startServer("echo", [`--handoff=${path}`]);
+    let second: Spawned | null = null;
+    try {
+      assert(await first.stdout.waitFor(/^echo server serving a handoff at /));
+      second = spawn(
+        Deno.execPath(),
+        denoArgs("echo", [`--takeover=${path}`, `--handoff=${path}`]),
+        root,
+      );
+      const taken = await second.stdout.waitFor(/taken over from/);
+      assertEquals(taken, [
+        `echo server listening on 127.0.0.1:${first.port} (taken over from ${path})`,
+      ]);
+      assertEquals((await first.child.status).code, 0, await first.stderr);
+      assert(first.stdout.matching(/handed its listener\(s\) over/).length === 1);
+      const r = await run("nc", ["-N", "-w", "10", "127.0.0.1", String(first.port)], {
+        input: new TextEncoder().encode("after the switch\n"),
+      });
+      assertEquals(decoder.decode(r.stdout), "after the switch\n", r.stderr);
+      assert(await second.stdout.waitFor(/^Incoming connection from 127\.0\.0\.1:\d+$/));
+    } finally {
+      await stop(first);
+      if (second) await stop(second);
     }
   },
 });
