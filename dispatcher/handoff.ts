@@ -25,6 +25,7 @@ import type { Address } from "../ffi/structs.ts";
 import { Dispatcher, type SocketMap } from "./dispatcher.ts";
 import { kCore } from "./_loop_core.ts";
 import { guarded } from "./limits.ts";
+import { trackPredicates } from "./_interest.ts";
 import type { TimerHandle } from "./timers.ts";
 import {
   doneLine,
@@ -280,6 +281,8 @@ class HandoffSession extends Dispatcher {
     super.close();
   }
 }
+
+trackPredicates(HandoffSession.prototype.readable, HandoffSession.prototype.writable);
 
 /**
  * Binds `server` to `path`; a socket file nobody listens on any more (left
