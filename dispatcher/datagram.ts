@@ -141,6 +141,9 @@ export class DatagramDispatcher extends Dispatcher {
    * {@linkcode handleDatagramError}.
    */
   override handleRead(): void {
+    // select() reports a connected socket's pending error as readable, and the receive
+    // that reads it is repeated by the errno policy, which loses it: look first.
+    if (this.connected && this.#reportPendingError()) return;
     const batch = this.batch;
     let n: number;
     try {
@@ -218,8 +221,8 @@ export class DatagramDispatcher extends Dispatcher {
    * `sendmmsg` where it can. A received batch sent as it is goes back to
    * each sender. What the socket cannot take now is copied into the queue
    * and sent when it is writable, after what was queued before; a datagram
-   * the kernel refuses goes to {@linkcode handleDatagramError}. Returns how
-   * many went now.
+   * the kernel refuses goes to {@linkcode handleDatagramError} and is
+   * dropped. Returns how many were sent now (the rest were queued or refused).
    */
   sendDatagrams(batch: MessageBatch, count: number, start = 0): number {
     if (!(batch instanceof MessageBatch)) throw new TypeError("sendDatagrams needs a MessageBatch");
@@ -231,10 +234,11 @@ export class DatagramDispatcher extends Dispatcher {
     }
     const end = start + count;
     if (this.queuedDatagrams > 0) this.#flush();
+    const before = this.datagramsSent;
     let i = start;
     if (this.queuedDatagrams === 0) i = this.#sendNow(batch, start, end);
     for (let j = i; j < end; j++) this.#enqueue(batch.data(j).slice(), batch.address(j));
-    return i - start;
+    return this.datagramsSent - before;
   }
 
   /** Sends from `start` until the socket is full; returns the first message not sent. */
@@ -330,6 +334,37 @@ export class DatagramDispatcher extends Dispatcher {
   /** A write event: sends what the queue holds. */
   override handleWrite(): void {
     this.#flush();
+  }
+
+  /**
+   * A connected datagram socket (`connect()` sets its default destination
+   * and makes the kernel report ICMP errors): nothing to do by default.
+   */
+  override handleConnect(): void {}
+
+  /**
+   * poll and epoll report a datagram socket's pending error (an ICMP port
+   * unreachable on a connected socket) as `POLLERR`, which asyncore takes
+   * for a hang-up: here the error is read and goes to
+   * {@linkcode handleDatagramError}, and the channel stays open. Without a
+   * pending error it closes, as a `Dispatcher`'s does.
+   */
+  override handleClose(): void {
+    if (!this.#reportPendingError()) this.close();
+  }
+
+  /** A pending socket error goes to `handleDatagramError`; otherwise `handleExpt`. */
+  override handleExptEvent(): void {
+    if (!this.#reportPendingError()) this.handleExpt();
+  }
+
+  /** Reads and clears the socket's pending error (`SO_ERROR`); true when there was one. */
+  #reportPendingError(): boolean {
+    if (this.fileno() === null) return false;
+    const err = this.sock.getsockopt(C.SOL_SOCKET, C.SO_ERROR);
+    if (err === 0) return false;
+    this.handleDatagramError(new OSError(err, { syscall: "recvfrom" }), null);
+    return true;
   }
 
   /** Closes the channel; datagrams still queued are dropped (UDP promises no delivery). */

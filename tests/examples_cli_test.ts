@@ -6,7 +6,7 @@
 // Every child is bounded by a timeout and reaped.
 import { assert, assertEquals, assertMatch } from "@std/assert";
 import { assertType, type IsExact } from "@std/testing/types";
-import type { PollerName } from "../mod.ts";
+import { AF_INET, type PollerName, SOCK_DGRAM, Socket } from "../mod.ts";
 import { type Command, helpText, parseCommandLine, pollerFlag } from "../examples/_cli.ts";
 import { hasCommand, python, randomBytes, sha256 } from "./_util.ts";
 import {
@@ -34,9 +34,13 @@ const EXAMPLES = {
   tls_echo: { file: "tls_echo.ts", perms: ["--allow-ffi"], server: true },
   http_client: { file: "http_client.ts", perms: ["--allow-ffi"], server: false },
   https_client: { file: "https_client.ts", perms: ["--allow-ffi"], server: false },
+  // UDP: no connections to hold or a TCP port to take; tests/datagram_test.ts runs it with peers.
+  udp_echo: { file: "udp_echo.ts", perms: ["--allow-ffi"], server: false, udp: true },
 } as const;
 type Prog = keyof typeof EXAMPLES;
 const PROGS = Object.keys(EXAMPLES) as Prog[];
+/** The examples that hold TCP connections (the signal tests hold two each). */
+const TCP_PROGS = PROGS.filter((p) => !("udp" in EXAMPLES[p]));
 
 function denoArgs(prog: Prog, args: string[]): string[] {
   const { file, perms } = EXAMPLES[prog];
@@ -125,6 +129,12 @@ const BAD: [Prog, string[], RegExp][] = [
   ],
   ["echo", ["--handoff"], /^echo: --handoff needs a value/],
   ["echo", ["--backlog=0"], /^echo: --backlog must be an integer >= 1 and <= 65535, not '0'/],
+  ["udp_echo", ["127.0.0.1", "65536"], /^udp_echo: bad port '65536'/],
+  ["udp_echo", ["--batch=0"], /^udp_echo: --batch must be an integer >= 1 and <= 1024, not '0'/],
+  ["udp_echo", ["--size=x"], /^udp_echo: --size must be an integer/],
+  ["udp_echo", ["--per-datagram=yes"], /^udp_echo: --per-datagram takes no value/],
+  ["udp_echo", ["--join=10.0.0.1"], /^udp_echo: --join wants an IPv4 multicast group/],
+  ["udp_echo", ["no-such-host.invalid", "0"], /^udp_echo: unknown host: /],
   [
     "echo_workers",
     ["--workers=0"],
@@ -244,6 +254,21 @@ for (const prog of PROGS.filter((p) => EXAMPLES[p].server)) {
   });
 }
 
+Deno.test("examples/udp_echo.ts on a UDP port in use: one line, exit status 1", async () => {
+  const taken = new Socket(AF_INET, SOCK_DGRAM);
+  try {
+    taken.bind(["127.0.0.1", 0]);
+    const port = (taken.getsockname() as [string, number])[1];
+    const r = await example("udp_echo", ["127.0.0.1", String(port)]);
+    const want = new RegExp(
+      `^udp_echo: \\[Errno 98\\] Address already in use: '127\\.0\\.0\\.1:${port}'$`,
+    );
+    assertOneLine(r, 1, want, "udp_echo");
+  } finally {
+    taken.close();
+  }
+});
+
 Deno.test("examples/echo.ts --takeover with nothing to take over: one line, exit status 1", async () => {
   const path = `${Deno.makeTempDirSync({ prefix: "asyncore-cli-" })}/none.sock`;
   const r = await example("echo", [`--takeover=${path}`]);
@@ -291,7 +316,7 @@ function holdArgs(prog: Prog, port: number, i: number): string[] {
   }
 }
 
-for (const prog of PROGS) {
+for (const prog of TCP_PROGS) {
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     Deno.test({
       name: `examples/${
