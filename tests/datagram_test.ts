@@ -17,7 +17,7 @@ import {
   IPPROTO_IP,
   Loop,
   type MessageBatch,
-  OSError,
+  type OSError,
   type PollerName,
   SO_SNDBUF,
   SOCK_DGRAM,

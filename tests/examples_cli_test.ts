@@ -1,4 +1,4 @@
-// The six examples' shared command line (examples/_cli.ts), run as a user runs
+// The seven examples' shared command line (examples/_cli.ts), run as a user runs
 // them: --help; one line and exit status 2 for a bad argument, file,
 // certificate or key; one line and exit status 1 for a port in use; SIGINT and
 // SIGTERM close every channel and exit 0; and each still does its job against
