@@ -4,7 +4,8 @@
 // datagrams, a send queue that fills (a Unix datagram pair whose reader
 // stops) and pauses reading under highWaterMark, refused destinations,
 // ICMP errors on a connected socket, and IPv4 multicast on the loopback with
-// python3 sending to the group. examples/udp_echo.ts answers python3 and nc -u.
+// python3 sending to the group. examples/udp_echo.ts answers python3 and nc -u,
+// and the C load generator's UDP mode (bench/loadgen.c --mode=udp).
 import { assert, assertEquals, assertGreater, assertMatch } from "@std/assert";
 import {
   type Address,
@@ -39,6 +40,7 @@ import {
   serveWhile,
 } from "./_util.ts";
 import { run, spawn, stop } from "./fixtures/subprocess.ts";
+import { buildLoadgen, hasCompiler, runLoadgen } from "./fixtures/loadgen.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const enc = new TextEncoder();
@@ -404,6 +406,37 @@ print(s.recvfrom(100)[0].decode())
       assertEquals(dec.decode(r.stdout), "hello, group\n", r.stderr);
     } finally {
       await stop(s);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "bench/loadgen.c --mode=udp against examples/udp_echo.ts: every echo checked, none wrong, packets per second measured",
+  ignore: !hasCompiler || onWindows,
+  async fn() {
+    const loadgen = (await buildLoadgen())!;
+    for (const args of [[], ["--per-datagram"]]) {
+      const s = await startUdpEcho(args);
+      try {
+        const r = await runLoadgen(loadgen, {
+          host: "127.0.0.1",
+          port: s.port,
+          mode: "udp",
+          conns: 4,
+          outstanding: 8,
+          size: 64,
+          warmup: 0.2,
+          duration: 1,
+          "server-pid": s.child.pid,
+        }, 30_000);
+        assertEquals(r.mode, "udp");
+        assertEquals(r.errors, 0, JSON.stringify(r.error_detail));
+        assertGreater(r.ops, 1000, JSON.stringify(r));
+        assertGreater(r.ops_per_s as number, 1000);
+      } finally {
+        await stop(s);
+      }
     }
   },
 });
