@@ -65,10 +65,8 @@ export class HandoffServer extends Dispatcher {
   readonly #onHandedOff: () => void;
   /** The file bound, to remove only that one on close (null: abstract, or not known). */
   #identity: string | null = null;
-  /** The session whose successor holds the fds and has not acknowledged yet. */
-  _inFlight: HandoffSession | null = null;
-  /** The open sessions (closed with the server once the handoff is done). */
-  readonly _sessions: Set<HandoffSession> = new Set();
+  /** What the sessions share with this server, out of its public surface. */
+  readonly #side: ServerSide;
 
   /** Binds `path` (removing a stale socket file first) and listens. */
   constructor(path: string, listeners: Dispatcher[], onHandedOff: () => void, map?: SocketMap) {
@@ -76,6 +74,13 @@ export class HandoffServer extends Dispatcher {
     this.path = path;
     this.listeners = [...listeners];
     this.#onHandedOff = onHandedOff;
+    this.#side = {
+      server: this,
+      inFlight: null,
+      sessions: new Set(),
+      listenerFds: () => this.#listenerFds(),
+      handedOff: (session) => this.#handedOff(session),
+    };
     this.maxConnections = MAX_SESSIONS;
     this.createSocket(C.AF_UNIX, C.SOCK_STREAM);
     try {
@@ -94,10 +99,12 @@ export class HandoffServer extends Dispatcher {
     super.close();
   }
 
+  /** A successor connected: its conversation runs in a channel of its own. */
   override handleAccepted(sock: Socket, _addr: Address): void {
-    new HandoffSession(sock, this);
+    new HandoffSession(sock, this.#side);
   }
 
+  /** More successors at once than it serves: told so, and closed. */
   override handleAcceptRefused(sock: Socket, _addr: Address): void {
     try {
       sock.send(errorLine("busy: too many handoff requests at once"));
@@ -108,7 +115,7 @@ export class HandoffServer extends Dispatcher {
   }
 
   /** The fds and their kinds, or why they cannot go (a listener closed, not a socket). */
-  _listenerFds(): { fds: number[]; kinds: SocketKind[] } | string {
+  #listenerFds(): { fds: number[]; kinds: SocketKind[] } | string {
     const fds: number[] = [], kinds: SocketKind[] = [];
     for (const [i, l] of this.listeners.entries()) {
       const fd = l.fileno();
@@ -125,12 +132,12 @@ export class HandoffServer extends Dispatcher {
   }
 
   /** The successor acknowledged: the listeners stop here, and so does this server. */
-  _handedOff(session: HandoffSession): void {
+  #handedOff(session: HandoffSession): void {
     this.handedOff = true;
-    this._inFlight = null;
+    this.#side.inFlight = null;
     for (const l of this.listeners) l.close();
     this.close();
-    for (const other of this._sessions) {
+    for (const other of this.#side.sessions) {
       if (other !== session) other._finish(errorLine("the listeners went to another successor"));
     }
     this.logInfo(
@@ -155,23 +162,38 @@ export class HandoffServer extends Dispatcher {
     }
   }
 
+  /** The server's socket failed: it closes (the listeners go on here). */
   override handleClose(): void {
     this.close();
   }
 }
 
+/** What a session needs of its server. */
+interface ServerSide {
+  readonly server: HandoffServer;
+  /** The session whose successor holds the fds and has not acknowledged yet. */
+  inFlight: HandoffSession | null;
+  /** The open sessions (told off once the handoff is done). */
+  readonly sessions: Set<HandoffSession>;
+  listenerFds(): { fds: number[]; kinds: SocketKind[] } | string;
+  handedOff(session: HandoffSession): void;
+}
+
 /** One successor's conversation with a {@linkcode HandoffServer}. */
 class HandoffSession extends Dispatcher {
+  readonly #side: ServerSide;
   readonly #server: HandoffServer;
   readonly #lines = new LineReader();
   #state: "hello" | "sent" | "done" = "hello";
   #count = 0;
   #timer: TimerHandle | null;
 
-  constructor(sock: Socket, server: HandoffServer) {
+  constructor(sock: Socket, side: ServerSide) {
+    const server = side.server;
     super(sock, server._map);
+    this.#side = side;
     this.#server = server;
-    server._sessions.add(this);
+    side.sessions.add(this);
     this.#timer = this[kCore].loop.timers.callLater(
       server.handoffTimeout,
       () => guarded(this, () => this.#fail(`no answer in ${server.handoffTimeout} s`)),
@@ -213,17 +235,17 @@ class HandoffSession extends Dispatcher {
         throw new Error(`expected ACK ${this.#count}, got ${JSON.stringify(line.slice(0, 60))}`);
       }
       this.#state = "done";
-      this.#server._handedOff(this);
+      this.#side.handedOff(this);
     }
   }
 
   #sendFds(): void {
-    const server = this.#server;
-    if (server._inFlight !== null) {
+    const side = this.#side;
+    if (side.inFlight !== null) {
       this.#refuse("busy: another successor is taking over");
       return;
     }
-    const what = server._listenerFds();
+    const what = side.listenerFds();
     if (typeof what === "string") {
       this.#refuse(what);
       return;
@@ -233,8 +255,8 @@ class HandoffSession extends Dispatcher {
     if (sent !== line.length) throw new Error(`sent ${sent} of ${line.length} bytes of FDS`);
     this.#count = what.fds.length;
     this.#state = "sent";
-    server._inFlight = this;
-    this.#timer?.reset(server.handoffTimeout);
+    side.inFlight = this;
+    this.#timer?.reset(this.#server.handoffTimeout);
   }
 
   /** Answers ERROR and ends the conversation; nothing was handed over. */
@@ -276,8 +298,8 @@ class HandoffSession extends Dispatcher {
   override close(): void {
     this.#timer?.cancel();
     this.#timer = null;
-    if (this.#server._inFlight === this) this.#server._inFlight = null;
-    this.#server._sessions.delete(this);
+    if (this.#side.inFlight === this) this.#side.inFlight = null;
+    this.#side.sessions.delete(this);
     super.close();
   }
 }
