@@ -168,7 +168,7 @@ export function takeOverListeners(path: string, timeoutSeconds = 10): Socket[] {
       );
     }
     // One at a time: on a failure, the catch below closes what is left in `received`.
-    while (received.length > 0) sockets.push(adopt(received.shift()!));
+    while (received.length > 0) sockets.push(adopt(received.shift()!, sockets.length, path));
     for (const [i, want] of msg.sockets.entries()) {
       const s = sockets[i];
       const proto = want.proto !== 0 && s.proto !== want.proto;
@@ -199,12 +199,15 @@ export function takeOverListeners(path: string, timeoutSeconds = 10): Socket[] {
   return sockets;
 }
 
-/** Adopts `fd` as a Socket; if it cannot be (it is no socket), it is closed. */
-function adopt(fd: number): Socket {
+/** Adopts `fd` (the `i`th) as a Socket; if it cannot be (it is no socket), it is closed. */
+function adopt(fd: number, i: number, path: string): Socket {
   try {
     return Socket.fromFd(fd);
   } catch (error) {
     closeFds([fd]);
+    if (error instanceof OSError && error.errno === E.ENOTSOCK) {
+      throw protocolError(path, `fd ${i + 1} is not a socket`);
+    }
     throw error;
   }
 }

@@ -282,7 +282,7 @@ for (const poller of POLLERS) {
 }
 
 leakAndTimerTest(
-  "takeOverListeners: a wrong peer, a refusal, a wrong fd count, version or kind, silence: clear errors, every fd received closed",
+  "takeOverListeners: a wrong peer, a refusal, a wrong fd count, version or kind, a pipe, silence: clear errors, every fd received closed",
   async () => {
     const cases: [string, number, RegExp][] = [
       [
@@ -294,6 +294,7 @@ leakAndTimerTest(
       ["count", 0, /failed: the FDS line announces 2 fds, 1 came$/],
       ["v2", 0, /failed: the peer speaks handoff protocol version 2, this process 1$/],
       ["kind", 0, /failed: fd 1 is 2\/1\/6, announced as 10\/1\/6$/],
+      ["file", 0, /failed: fd 1 is not a socket$/],
     ];
     for (const [mode, , message] of cases) {
       const path = tempSocketPath("handoff");
