@@ -58,7 +58,7 @@ export {
   type RecvmsgResult,
   sendFds,
 } from "./ffi/msg.ts";
-export { MAX_BATCH, MessageBatch } from "./ffi/mmsg.ts";
+export { hasBatchCalls, MAX_BATCH, MessageBatch } from "./ffi/mmsg.ts";
 export { inetAton, inetNtoa, inetNtop, inetPton } from "./ffi/inet.ts";
 export {
   createConnection,
@@ -80,6 +80,13 @@ export {
   type StartTlsOptions,
 } from "./dispatcher/dispatcher.ts";
 export { DispatcherWithSend } from "./dispatcher/dispatcher_with_send.ts";
+export { DatagramDispatcher, type DatagramOptions } from "./dispatcher/datagram.ts";
+export {
+  HANDOFF_PROTOCOL_VERSION,
+  HandoffServer,
+  serveHandoff,
+  takeOverListeners,
+} from "./dispatcher/handoff.ts";
 export {
   parseProxyHeader,
   PROXY_V1_MAX_BYTES,

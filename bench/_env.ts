@@ -88,7 +88,7 @@ export async function probeEnv(): Promise<Env> {
   };
 }
 
-/** Builds bench/loadgen.c and bench/servers/epoll_echo.c into bench/out/. */
+/** Builds bench/loadgen.c and the C servers (epoll_echo.c, udp_recvmmsg_echo.c) into bench/out/. */
 export async function compile(env: Env): Promise<void> {
   if (!env.cc) {
     throw new Error("the bench needs a C compiler (cc, gcc or clang) to build bench/loadgen.c");
@@ -97,6 +97,7 @@ export async function compile(env: Env): Promise<void> {
   const jobs: [string, string, string[]][] = [
     [`${BENCH}/loadgen.c`, `${OUT}/loadgen`, ["-lm"]],
     [`${BENCH}/servers/epoll_echo.c`, `${OUT}/epoll_echo`, []],
+    [`${BENCH}/servers/udp_recvmmsg_echo.c`, `${OUT}/udp_recvmmsg_echo`, []],
   ];
   for (const [src, bin, libs] of jobs) {
     const r = await run([env.cc, "-O2", "-Wall", "-o", bin, src, ...libs]);

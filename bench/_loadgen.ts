@@ -30,6 +30,10 @@ export interface LoadgenResult {
   p50_us: number;
   p99_us: number;
   max_us: number;
+  /** UDP: datagrams given up for lost (nothing heard for --udp-timeout); 0 otherwise. */
+  lost: number;
+  /** UDP: echoes that came after their datagrams were given up for lost. */
+  late: number;
   jain: number;
   errors: number;
   error_detail: string[];

@@ -35,6 +35,15 @@
  *             server closes it (discarding in the kernel, MSG_TRUNC); checks
  *             that each got --expect bytes; measures MB/s over all of them
  *             from the first connect to the last end of stream.
+ *   udp       a UDP echo: --conns connected UDP sockets, each keeping
+ *             --outstanding datagrams of --size bytes in flight (sent and
+ *             received with sendmmsg/recvmmsg, so the load generator costs
+ *             less per packet than the servers); every echo is checked byte
+ *             for byte, and each one answered sends the next. A socket that
+ *             hears nothing for --udp-timeout seconds gives its outstanding
+ *             datagrams up for lost ("lost"; UDP may drop them) and sends a
+ *             new window; an echo that comes after that counts as "late".
+ *             "ops" are datagrams echoed: ops_per_s is packets per second.
  *
  * Tuning knobs (not used by bench/main.ts): --spin 1 polls epoll without
  * sleeping; --sockbuf B fixes SO_SNDBUF/SO_RCVBUF of the bulk connection.
@@ -97,6 +106,8 @@ static uint64_t opt_seed = 0x9e3779b97f4a7c15ull;
 static int opt_spin = 0;
 static int opt_sockbuf = 0;
 static int opt_verify_every = 8;
+static int opt_outstanding = 16;
+static double opt_udp_timeout = 0.5;
 
 /* ---- time, errors ---- */
 
@@ -117,6 +128,7 @@ static void die(const char *fmt, ...) {
 }
 
 static uint64_t errors = 0;
+static uint64_t udp_lost = 0, udp_late = 0;
 static char error_detail[5][160];
 static int n_error_detail = 0;
 
@@ -571,6 +583,8 @@ static void print_json(const char *mode, conn_t *conns, int nconns, mark_t a, ma
   printf("\"bytes_echoed_total\":%llu,", (unsigned long long)total_bytes);
   printf("\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f,", hist_quantile(0.5),
          hist_quantile(0.99), hist_max_ns / 1000.0);
+  printf("\"lost\":%llu,\"late\":%llu,", (unsigned long long)udp_lost,
+         (unsigned long long)udp_late);
   printf("\"jain\":%.5f,\"errors\":%llu,\"error_detail\":[", jain, (unsigned long long)errors);
   for (int i = 0; i < n_error_detail; i++) {
     printf("%s\"", i ? "," : "");
@@ -1037,13 +1051,175 @@ static void run_hold(struct sockaddr_in *sa) {
   for (int i = 0; i < opt_idle; i++) close(fds[i]);
 }
 
+/* ---- udp: datagram ping-pong, --outstanding in flight per socket ---- */
+
+#define UDP_RING 4096
+#define UDP_BATCH 64
+
+typedef struct {
+  conn_t *c;          /* id, counts */
+  uint32_t next_seq;  /* the next sequence number to send */
+  uint32_t base;      /* echoes below it were given up for lost */
+  int inflight;
+  uint64_t t_last;    /* last send or receive */
+  uint64_t t_send[UDP_RING];
+} udp_t;
+
+static uint8_t *udp_tx, *udp_rx;
+static size_t udp_slot; /* receive room per datagram: more than --size, to see a longer one */
+static struct mmsghdr udp_tx_h[UDP_BATCH], udp_rx_h[UDP_BATCH];
+static struct iovec udp_tx_iov[UDP_BATCH], udp_rx_iov[UDP_BATCH];
+
+/* Sends `n` new datagrams on u, a batch per sendmmsg. */
+static void udp_send(udp_t *u, int n, uint64_t now) {
+  while (n > 0) {
+    int k = n < UDP_BATCH ? n : UDP_BATCH;
+    for (int i = 0; i < k; i++) {
+      uint8_t *p = udp_tx + (size_t)i * opt_size;
+      msg_fill(p, u->c->id, u->next_seq + (uint32_t)i, 0, opt_size);
+      udp_tx_iov[i] = (struct iovec){.iov_base = p, .iov_len = opt_size};
+      memset(&udp_tx_h[i], 0, sizeof udp_tx_h[i]);
+      udp_tx_h[i].msg_hdr.msg_iov = &udp_tx_iov[i];
+      udp_tx_h[i].msg_hdr.msg_iovlen = 1;
+    }
+    int r = sendmmsg(u->c->fd, udp_tx_h, (unsigned)k, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == ENOBUFS) break; /* the stall check sends again */
+      record_error("socket %u: sendmmsg: %s", u->c->id, strerror(errno));
+      break;
+    }
+    for (int i = 0; i < r; i++) u->t_send[(u->next_seq + (uint32_t)i) % UDP_RING] = now;
+    u->next_seq += (uint32_t)r;
+    u->inflight += r;
+    n -= r;
+    if (r < k) break;
+  }
+  u->t_last = now;
+}
+
+/* Reads every echo queued on u, checks each, and sends one new datagram per echo. */
+static void udp_recv(udp_t *u) {
+  for (;;) {
+    for (int i = 0; i < UDP_BATCH; i++) {
+      udp_rx_iov[i] = (struct iovec){.iov_base = udp_rx + (size_t)i * udp_slot, .iov_len = udp_slot};
+      memset(&udp_rx_h[i], 0, sizeof udp_rx_h[i]);
+      udp_rx_h[i].msg_hdr.msg_iov = &udp_rx_iov[i];
+      udp_rx_h[i].msg_hdr.msg_iovlen = 1;
+    }
+    int r = recvmmsg(u->c->fd, udp_rx_h, UDP_BATCH, MSG_DONTWAIT, NULL);
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EINTR) return;
+      /* ECONNREFUSED: an ICMP port unreachable, nobody listens there. */
+      record_error("socket %u: recvmmsg: %s", u->c->id, strerror(errno));
+      return;
+    }
+    uint64_t now = now_ns();
+    int replies = 0;
+    for (int i = 0; i < r; i++) {
+      uint32_t len = udp_rx_h[i].msg_len;
+      const uint8_t *p = udp_rx + (size_t)i * udp_slot;
+      if (len != opt_size) {
+        record_error("socket %u: a %u-byte datagram, %u expected", u->c->id, len, opt_size);
+        continue;
+      }
+      uint32_t id = p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+      uint32_t seq = p[4] | p[5] << 8 | p[6] << 16 | (uint32_t)p[7] << 24;
+      if (id != u->c->id || seq >= u->next_seq || u->next_seq - seq > UDP_RING) {
+        record_error("socket %u: an echo of id %u seq %u never sent", u->c->id, id, seq);
+        continue;
+      }
+      long bad = msg_check(p, id, seq, 0, len);
+      if (bad >= 0) {
+        record_error("socket %u seq %u: wrong byte at offset %ld", u->c->id, seq, bad);
+        continue;
+      }
+      if (seq < u->base) {
+        udp_late++;
+        continue;
+      }
+      u->inflight--;
+      replies++;
+      u->c->total++;
+      u->c->bytes_echoed += len;
+      if (measuring) {
+        u->c->count++;
+        win_ops++;
+        win_bytes += len;
+        hist_add(now - u->t_send[seq % UDP_RING]);
+      }
+    }
+    u->t_last = now;
+    if (replies > 0) udp_send(u, replies, now);
+    if (r < UDP_BATCH) return;
+  }
+}
+
+static void run_udp(struct sockaddr_in *sa) {
+  int n = opt_conns;
+  if (opt_size > 65507) die("--size must be at most 65507 for UDP");
+  if (opt_outstanding < 1 || opt_outstanding > UDP_RING / 2) die("--outstanding must be 1-2048");
+  udp_slot = opt_size + 64;
+  udp_tx = calloc(UDP_BATCH, opt_size);
+  udp_rx = calloc(UDP_BATCH, udp_slot);
+  conn_t *conns = calloc((size_t)n, sizeof(conn_t));
+  udp_t *us = calloc((size_t)n, sizeof(udp_t));
+  if (!udp_tx || !udp_rx || !conns || !us) die("out of memory");
+  for (int i = 0; i < n; i++) {
+    conn_t *c = &conns[i];
+    c->id = (uint32_t)i + 1;
+    c->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) die("socket: %s", strerror(errno));
+    if (connect(c->fd, (struct sockaddr *)sa, sizeof *sa) < 0) die("connect: %s", strerror(errno));
+    us[i].c = c;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &us[i]};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl: %s", strerror(errno));
+  }
+  struct epoll_event *evs = calloc(MAX_EVENTS, sizeof *evs);
+  uint64_t t0 = now_ns();
+  uint64_t t_warm = t0 + (uint64_t)(opt_warmup * 1e9);
+  uint64_t t_end = t_warm + (uint64_t)(opt_duration * 1e9);
+  uint64_t stall = (uint64_t)(opt_udp_timeout * 1e9);
+  for (int i = 0; i < n; i++) udp_send(&us[i], opt_outstanding, t0);
+  mark_t a = take_mark(), b = a;
+  for (;;) {
+    int k = epoll_wait(ep, evs, MAX_EVENTS, opt_spin ? 0 : 2);
+    if (k < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
+    for (int i = 0; i < k; i++) udp_recv(evs[i].data.ptr);
+    uint64_t t = now_ns();
+    for (int i = 0; i < n; i++) {
+      udp_t *u = &us[i];
+      if (u->inflight > 0 && t - u->t_last < stall) continue;
+      /* Nothing heard for a while: what is out is lost (or late); start a new window. */
+      udp_lost += (uint64_t)u->inflight;
+      u->base = u->next_seq;
+      u->inflight = 0;
+      udp_send(u, opt_outstanding, t);
+    }
+    if (!measuring && t >= t_warm) {
+      hist_reset();
+      win_ops = win_bytes = 0;
+      udp_lost = udp_late = 0;
+      for (int i = 0; i < n; i++) conns[i].count = 0;
+      measuring = 1;
+      a = take_mark();
+    } else if (measuring && t >= t_end) {
+      b = take_mark();
+      break;
+    }
+  }
+  for (int i = 0; i < n; i++) close(conns[i].fd);
+  print_json("udp", conns, n, a, b, win_bytes, win_bytes, 1);
+}
+
 static void usage(void) {
   fprintf(stderr,
           "usage: loadgen --port P [--host H] [--server-pid PID]\n"
-          "               [--mode pingpong|bulk|soak|hold|churn|burst|sink] [--expect B]\n"
+          "               [--mode pingpong|bulk|soak|hold|churn|burst|sink|udp] [--expect B]\n"
           "               [--conns N] [--idle K] [--size B] [--min-size B] [--max-size B]\n"
           "               [--warmup S] [--duration S] [--window B] [--connect-timeout S]\n"
-          "               [--seed N] [--spin 0|1] [--sockbuf B] [--verify-every N]\n");
+          "               [--seed N] [--spin 0|1] [--sockbuf B] [--verify-every N]\n"
+          "               [--outstanding K] [--udp-timeout S]\n");
   exit(2);
 }
 
@@ -1078,6 +1254,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(key, "--sockbuf")) opt_sockbuf = atoi(v);
     else if (!strcmp(key, "--verify-every")) opt_verify_every = atoi(v);
     else if (!strcmp(key, "--expect")) opt_expect = (uint64_t)atoll(v);
+    else if (!strcmp(key, "--outstanding")) opt_outstanding = atoi(v);
+    else if (!strcmp(key, "--udp-timeout")) opt_udp_timeout = atof(v);
     else usage();
   }
   if (opt_port <= 0) usage();
@@ -1099,6 +1277,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(opt_mode, "churn")) run_churn(&sa);
   else if (!strcmp(opt_mode, "burst")) run_burst(&sa);
   else if (!strcmp(opt_mode, "sink")) run_sink(&sa);
+  else if (!strcmp(opt_mode, "udp")) run_udp(&sa);
   else usage();
   return 0;
 }

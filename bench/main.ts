@@ -35,13 +35,15 @@
  *   --no-conn-cost       skip the connection-cost measurement
  *   --no-extras          skip the AsyncChat and loopAsync benchmarks run at the end
  *   --modules=a,b        scenario modules to run: churn burst sendfile workers memory tls streams
- *                        (default all)
+ *                        udp (default all)
  *   --no-modules         skip the scenario modules
  *   --record             also write the run into bench/RESULTS.md (between its markers)
  *
  * Results go to stdout (markdown) and to bench/out/results.{md,json}.
  * The TLS rows are a module too (`bench/tls_bench.ts`; also alone: `deno run -A bench/tls_bench.ts`),
- * and so are the Web Streams rows (`bench/streams_bench.ts`: `listen()` against `Deno.listen`).
+ * and so are the Web Streams rows (`bench/streams_bench.ts`: `listen()` against `Deno.listen`) and
+ * the UDP rows (`bench/udp_bench.ts`: `DatagramDispatcher` against `Deno.listenDatagram`, Node's
+ * `dgram`, Python asyncore and a C `recvmmsg` loop, 64 B packets per second).
  *
  * @module
  */
@@ -73,6 +75,7 @@ const MODULES: [id: string, title: string, file: string][] = [
     "tls_bench.ts",
   ],
   ["streams", "Streams: listen() against Deno.listen (bench/streams_bench.ts)", "streams_bench.ts"],
+  ["udp", "UDP echo at 64 B: packets per second (bench/udp_bench.ts)", "udp_bench.ts"],
 ];
 for (const [id, title, file] of MODULES) {
   if (ctx.opts.modules !== null && !ctx.opts.modules.includes(id)) continue;

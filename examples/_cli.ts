@@ -2,7 +2,7 @@
  * The command line every example shares. Each example declares its
  * arguments and flags in one table ({@linkcode Command}); this module parses
  * them with `node:util`'s `parseArgs` (built into Deno, no dependency),
- * writes `--help` from the table, and keeps the promises all six make:
+ * writes `--help` from the table, and keeps the promises all seven make:
  *
  * - `--help`/`-h`: the usage on stdout, exit status 0;
  * - a bad argument, flag, file, certificate or key: one line on stderr,

@@ -26,6 +26,17 @@ const STORAGE = S.sockaddrStorage;
 export const MAX_BATCH = 1024;
 /** The most memory one batch's data may take. */
 const MAX_SLAB = 1 << 28;
+/** Asks `recvfrom` for a datagram's whole length (Linux); Winsock has no such input flag. */
+const TRUNC_FLAG = platform.winsock ? 0 : C.MSG_TRUNC;
+
+/**
+ * Whether this platform has `recvmmsg(2)` and `sendmmsg(2)` (Linux; not
+ * Windows, where a datagram dispatcher makes one call per datagram).
+ */
+export function hasBatchCalls(): boolean {
+  const lib = libc();
+  return lib.recvmmsg !== null && lib.sendmmsg !== null;
+}
 
 /** A pointer to the `offset`th byte of an `ArrayBuffer` (whose memory never moves). */
 function pointerTo(buffer: ArrayBuffer, offset: number): bigint {
@@ -160,6 +171,59 @@ export class MessageBatch {
     from.#check(j);
     this.#names.set(from.#names.subarray(j * STORAGE, (j + 1) * STORAGE), i * STORAGE);
     this.#hdr[(i * MM.size + M.namelen) >> 2] = from.#hdr[(j * MM.size + M.namelen) >> 2];
+  }
+
+  /**
+   * Whether message `i` arrived cut: it was longer than `size` (`MSG_TRUNC`
+   * in its flags). Windows does not tell: there a datagram that filled its
+   * buffer exactly may have been longer.
+   */
+  truncated(i: number): boolean {
+    return (this.flags(i) & C.MSG_TRUNC) !== 0;
+  }
+
+  /**
+   * One `recvfrom(2)` on `fd` into message `i`, as `recvmmsg` would fill it
+   * (length, sender, `MSG_TRUNC`): the datagram's length, or -1 when none is
+   * queued and `expected` is `EAGAIN`. The one-call-per-datagram path, for
+   * platforms without the batch calls. Internal.
+   */
+  _recvOne(fd: number, i: number, flags: number, expected: number): number {
+    const h = i * MM.size;
+    const hdr = this.#hdr;
+    hdr[(h + M.namelen) >> 2] = STORAGE;
+    hdr[(h + M.flags) >> 2] = 0;
+    const nameLen = hdr.subarray((h + M.namelen) >> 2, ((h + M.namelen) >> 2) + 1);
+    const name = this.#names.subarray(i * STORAGE, (i + 1) * STORAGE);
+    const buf = this.buffers[i];
+    const lib = libc();
+    // Linux's MSG_TRUNC makes recvfrom return the datagram's whole length.
+    const fl = flags | TRUNC_FLAG;
+    const r = attempt(() => lib.recvfrom(fd, buf, BigInt(buf.length), fl, name, nameLen), expected);
+    if (r === -E.EAGAIN && expected === E.EAGAIN) return -1;
+    check(r, "recvfrom");
+    this.lengths[i] = Math.min(r, this.size);
+    if (r > this.size) hdr[(h + M.flags) >> 2] = C.MSG_TRUNC;
+    return this.lengths[i];
+  }
+
+  /**
+   * One `sendto(2)` on `fd` of message `i` (`lengths[i]` bytes to its
+   * address, or none on a connected socket): the bytes sent, or -1 when it
+   * would block and `expected` is `EAGAIN`. Internal.
+   */
+  _sendOne(fd: number, i: number, flags: number, expected: number): number {
+    this._prepareSend(i, 1);
+    const len = this.#hdr[(i * MM.size + M.namelen) >> 2];
+    // A connected socket's message has no address: NULL, as the kernel wants it.
+    const name = len === 0 ? null : this.#names.subarray(i * STORAGE, (i + 1) * STORAGE);
+    const buf = this.buffers[i];
+    const n = BigInt(this.lengths[i]);
+    const lib = libc();
+    const fl = flags | C.MSG_NOSIGNAL;
+    const r = attempt(() => lib.sendto(fd, buf, n, fl, name, len), expected);
+    if (r === -E.EAGAIN && expected === E.EAGAIN) return -1;
+    return check(r, "sendto");
   }
 
   /** Readies messages `0..n-1` for a receive: full buffers, room for any address. */

@@ -325,7 +325,7 @@ export class RecvMsg {
       const data = n === this.#data.length ? this.#data : this.#data.slice(0, n);
       return [data, ancdata, msgFlags, address];
     } catch (error) {
-      closeAll(fdsIn(ancdata));
+      closeFds(fdsIn(ancdata));
       throw error;
     }
   }
@@ -364,7 +364,8 @@ function fdsIn(ancdata: Ancillary[]): number[] {
   return fds;
 }
 
-function closeAll(fds: number[]): void {
+/** Closes each of `fds` (received and not wanted). */
+export function closeFds(fds: number[]): void {
   const lib = libc();
   // close(2) is never repeated: the fd is released even when it reports an error.
   for (const fd of fds) lib.close(fd);
@@ -442,7 +443,7 @@ export function recvFds(
   const [data, ancdata, msgFlags, address] = sock.recvmsg(bufsize, CMSG_LEN(maxfds * 4), flags);
   const fds = fdsIn(ancdata);
   if ((msgFlags & C.MSG_CTRUNC) !== 0) {
-    closeAll(fds);
+    closeFds(fds);
     return [data, [], msgFlags, address];
   }
   return [data, fds, msgFlags, address];

@@ -124,6 +124,13 @@ const symbols = {
   getenv: { parameters: ["buffer"], result: "pointer" },
   /** int unsetenv(const char *name); */
   unsetenv: { parameters: ["buffer"], result: "i32" },
+  /** int unlink(const char *path); (a handoff server removes its socket file) */
+  unlink: { parameters: ["buffer"], result: "i32" },
+  /**
+   * int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *buf);
+   * (Linux 4.11, glibc 2.28) `struct statx` has one layout on every architecture.
+   */
+  statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32", optional: true },
   /** int dup(int fd); */
   dup: { parameters: ["i32"], result: "i32" },
   /** int pipe2(int fds[2], int flags); (Linux, the BSDs) */

@@ -36,6 +36,9 @@
  */
 
 import { C, platform } from "./platform.ts";
+import { winerrorToErrno, wsaTexts } from "./winsock_errors.ts";
+
+export { winerrorToErrno };
 
 const ws2 = {
   /** int WSAStartup(WORD wVersionRequested, LPWSADATA lpWSAData); */
@@ -163,31 +166,6 @@ const E = platform.errno;
  * returns, so `readErrno()` reads it as it reads libc's errno.
  */
 const errnoCell = new Int32Array(1);
-
-/**
- * A Winsock (or Win32) error code as Python's errno: CPython's
- * `winerror_to_errno` keeps Winsock codes, except the six that duplicate a
- * C runtime errno, which become that errno.
- */
-export function winerrorToErrno(code: number): number {
-  if (code >= 10000 && code < 12000) {
-    switch (code) {
-      case 10004: // WSAEINTR
-      case 10009: // WSAEBADF
-      case 10013: // WSAEACCES
-      case 10014: // WSAEFAULT
-      case 10022: // WSAEINVAL
-      case 10024: // WSAEMFILE
-        return code - 10000;
-      default:
-        return code;
-    }
-  }
-  if (code === 6) return E.EBADF; // ERROR_INVALID_HANDLE
-  if (code === 8) return E.ENOMEM; // ERROR_NOT_ENOUGH_MEMORY
-  if (code === 87) return E.EINVAL; // ERROR_INVALID_PARAMETER
-  return code;
-}
 
 let ws: Ws2;
 let k32: Deno.DynamicLibrary<typeof kernel32>["symbols"];
@@ -431,32 +409,6 @@ function gethostbyaddrR(
   return 0;
 }
 
-// Texts of the Winsock errors FormatMessage may not know (Wine knows few).
-const wsaTexts: Record<number, string> = {
-  10035: "A non-blocking socket operation could not be completed immediately",
-  10036: "A blocking operation is currently executing",
-  10037:
-    "An operation was attempted on a non-blocking socket that already had an operation in progress",
-  10038: "An operation was attempted on something that is not a socket",
-  10042:
-    "An unknown, invalid, or unsupported option or level was specified in a getsockopt or setsockopt call",
-  10047: "An address incompatible with the requested protocol was used",
-  10048:
-    "Only one usage of each socket address (protocol/network address/port) is normally permitted",
-  10049: "The requested address is not valid in its context",
-  10053: "An established connection was aborted by the software in your host machine",
-  10054: "An existing connection was forcibly closed by the remote host",
-  10056: "A connect request was made on an already connected socket",
-  10057: "A request to send or receive data was disallowed because the socket is not connected",
-  10058:
-    "A request to send or receive data was disallowed because the socket had already been shut down",
-  10060:
-    "A connection attempt failed because the connected party did not properly respond after a period of time",
-  10061: "No connection could be made because the target machine actively refused it",
-  10093: "Either the application has not called WSAStartup, or WSAStartup failed",
-  11001: "No such host is known",
-};
-
 const text16 = new Uint16Array(512);
 let lastText = new Uint8Array(1);
 
@@ -489,8 +441,7 @@ function inet_aton(cp: Buf, out: Buf): number {
   // INADDR_NONE is also the answer for "255.255.255.255" itself.
   const text = String.fromCharCode(...(cp as Uint8Array));
   if (r === 0xffffffff && !/^\s*255\.255\.255\.255\s*\0/.test(text)) return 0;
-  const o = out as Uint8Array;
-  new DataView(o.buffer, o.byteOffset, 4).setUint32(0, r, true); // network order in memory
+  new DataView((out as Uint8Array).buffer).setUint32((out as Uint8Array).byteOffset, r, true);
   return 1;
 }
 
@@ -587,6 +538,8 @@ export function winsockLibc() {
     epoll_wait: null,
     epollWaitAsync: null,
     dup: unixOnly,
+    unlink: unixOnly,
+    statx: null,
     pipe2: unixOnly,
     pipe: unixOnly,
     read: unixOnly,

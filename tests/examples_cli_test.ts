@@ -1,4 +1,4 @@
-// The six examples' shared command line (examples/_cli.ts), run as a user runs
+// The seven examples' shared command line (examples/_cli.ts), run as a user runs
 // them: --help; one line and exit status 2 for a bad argument, file,
 // certificate or key; one line and exit status 1 for a port in use; SIGINT and
 // SIGTERM close every channel and exit 0; and each still does its job against
@@ -6,7 +6,7 @@
 // Every child is bounded by a timeout and reaped.
 import { assert, assertEquals, assertMatch } from "@std/assert";
 import { assertType, type IsExact } from "@std/testing/types";
-import type { PollerName } from "../mod.ts";
+import { AF_INET, type PollerName, SOCK_DGRAM, Socket } from "../mod.ts";
 import { type Command, helpText, parseCommandLine, pollerFlag } from "../examples/_cli.ts";
 import { hasCommand, python, randomBytes, sha256 } from "./_util.ts";
 import {
@@ -34,9 +34,13 @@ const EXAMPLES = {
   tls_echo: { file: "tls_echo.ts", perms: ["--allow-ffi"], server: true },
   http_client: { file: "http_client.ts", perms: ["--allow-ffi"], server: false },
   https_client: { file: "https_client.ts", perms: ["--allow-ffi"], server: false },
+  // UDP: no connections to hold or a TCP port to take; tests/datagram_test.ts runs it with peers.
+  udp_echo: { file: "udp_echo.ts", perms: ["--allow-ffi"], server: false, udp: true },
 } as const;
 type Prog = keyof typeof EXAMPLES;
 const PROGS = Object.keys(EXAMPLES) as Prog[];
+/** The examples that hold TCP connections (the signal tests hold two each). */
+const TCP_PROGS = PROGS.filter((p) => !("udp" in EXAMPLES[p]));
 
 function denoArgs(prog: Prog, args: string[]): string[] {
   const { file, perms } = EXAMPLES[prog];
@@ -112,6 +116,25 @@ const BAD: [Prog, string[], RegExp][] = [
   ["echo", ["--poller"], /^echo: --poller needs a value/],
   ["echo", ["a", "1", "extra"], /^echo: unexpected argument 'extra'/],
   ["echo", ["--proxy-protocol=v3"], /^echo: --proxy-protocol must be one of v1, v2, any/],
+  // The production flags: socket activation without sockets, two sources of listeners, a backlog.
+  [
+    "echo",
+    ["--systemd"],
+    /^echo: --systemd: no sockets were passed \(LISTEN_FDS is not set for this process\)$/,
+  ],
+  [
+    "echo",
+    ["--systemd", "--takeover=/run/echo.sock"],
+    /^echo: --systemd and --takeover both give the listeners: use one \(see --help\)$/,
+  ],
+  ["echo", ["--handoff"], /^echo: --handoff needs a value/],
+  ["echo", ["--backlog=0"], /^echo: --backlog must be an integer >= 1 and <= 65535, not '0'/],
+  ["udp_echo", ["127.0.0.1", "65536"], /^udp_echo: bad port '65536'/],
+  ["udp_echo", ["--batch=0"], /^udp_echo: --batch must be an integer >= 1 and <= 1024, not '0'/],
+  ["udp_echo", ["--size=x"], /^udp_echo: --size must be an integer/],
+  ["udp_echo", ["--per-datagram=yes"], /^udp_echo: --per-datagram takes no value/],
+  ["udp_echo", ["--join=10.0.0.1"], /^udp_echo: --join wants an IPv4 multicast group/],
+  ["udp_echo", ["no-such-host.invalid", "0"], /^udp_echo: unknown host: /],
   [
     "echo_workers",
     ["--workers=0"],
@@ -231,6 +254,32 @@ for (const prog of PROGS.filter((p) => EXAMPLES[p].server)) {
   });
 }
 
+Deno.test("examples/udp_echo.ts on a UDP port in use: one line, exit status 1", async () => {
+  const taken = new Socket(AF_INET, SOCK_DGRAM);
+  try {
+    taken.bind(["127.0.0.1", 0]);
+    const port = (taken.getsockname() as [string, number])[1];
+    const r = await example("udp_echo", ["127.0.0.1", String(port)]);
+    const want = new RegExp(
+      `^udp_echo: \\[Errno 98\\] Address already in use: '127\\.0\\.0\\.1:${port}'$`,
+    );
+    assertOneLine(r, 1, want, "udp_echo");
+  } finally {
+    taken.close();
+  }
+});
+
+Deno.test("examples/echo.ts --takeover with nothing to take over: one line, exit status 1", async () => {
+  const path = `${Deno.makeTempDirSync({ prefix: "asyncore-cli-" })}/none.sock`;
+  const r = await example("echo", [`--takeover=${path}`]);
+  assertOneLine(
+    r,
+    1,
+    /^echo: \[Errno 2\] No such file or directory: '.*none\.sock' \(no process serves a handoff there\)$/,
+    "takeover",
+  );
+});
+
 // ---- SIGINT and SIGTERM: every channel closed, exit status 0 ----
 
 /** Starts a server example on a free port (retrying if the port was taken meanwhile). */
@@ -267,7 +316,7 @@ function holdArgs(prog: Prog, port: number, i: number): string[] {
   }
 }
 
-for (const prog of PROGS) {
+for (const prog of TCP_PROGS) {
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     Deno.test({
       name: `examples/${
@@ -350,6 +399,67 @@ Deno.test({
       );
     } finally {
       await stop(s);
+    }
+  },
+});
+
+Deno.test({
+  name: "examples/echo.ts --systemd: systemd-socket-activate hands it the listener; nc is echoed",
+  ignore: !hasNc || !hasCommand("systemd-socket-activate"),
+  async fn() {
+    const port = freePort();
+    // systemd-socket-activate listens, and starts the example on the first connection.
+    const s = spawn("systemd-socket-activate", [
+      "-l",
+      `127.0.0.1:${port}`,
+      ...[Deno.execPath(), ...denoArgs("echo", ["--systemd"])],
+    ], root);
+    try {
+      assert(await waitForPort(port), "systemd-socket-activate did not listen");
+      const r = await run("nc", ["-N", "-w", "30", "127.0.0.1", String(port)], {
+        input: new TextEncoder().encode("activated\n"),
+        ms: 60_000,
+      });
+      assertEquals(decoder.decode(r.stdout), "activated\n", r.stderr);
+      const line = await s.stdout.waitFor(/^echo server listening on /);
+      assertEquals(line, [`echo server listening on 127.0.0.1:${port} (from systemd)`]);
+      // Stopped as a service manager stops it: SIGTERM, exit status 0.
+      assertEquals((await stop(s)).code, 0);
+    } finally {
+      await stop(s);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "examples/echo.ts --handoff/--takeover: the successor answers nc on the same port, the first exits 0",
+  ignore: !hasNc,
+  async fn() {
+    const path = `${Deno.makeTempDirSync({ prefix: "asyncore-cli-" })}/echo.sock`;
+    const first = await startServer("echo", [`--handoff=${path}`]);
+    let second: Spawned | null = null;
+    try {
+      assert(await first.stdout.waitFor(/^echo server serving a handoff at /));
+      second = spawn(
+        Deno.execPath(),
+        denoArgs("echo", [`--takeover=${path}`, `--handoff=${path}`]),
+        root,
+      );
+      const taken = await second.stdout.waitFor(/taken over from/);
+      assertEquals(taken, [
+        `echo server listening on 127.0.0.1:${first.port} (taken over from ${path})`,
+      ]);
+      assertEquals((await first.child.status).code, 0, await first.stderr);
+      assert(first.stdout.matching(/handed its listener\(s\) over/).length === 1);
+      const r = await run("nc", ["-N", "-w", "10", "127.0.0.1", String(first.port)], {
+        input: new TextEncoder().encode("after the switch\n"),
+      });
+      assertEquals(decoder.decode(r.stdout), "after the switch\n", r.stderr);
+      assert(await second.stdout.waitFor(/^Incoming connection from 127\.0\.0\.1:\d+$/));
+    } finally {
+      await stop(first);
+      if (second) await stop(second);
     }
   },
 });

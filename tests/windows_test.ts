@@ -5,16 +5,22 @@ import { assert, assertEquals, assertGreaterOrEqual, assertThrows } from "@std/a
 import {
   AF_INET,
   AF_UNIX,
+  DatagramDispatcher,
   Dispatcher,
   FileDispatcher,
+  hasBatchCalls,
+  listenFds,
   loop,
+  type MessageBatch,
   OSError,
+  serveHandoff,
   SOCK_DGRAM,
   SOCK_NONBLOCK,
   SOCK_STREAM,
   Socket,
   type SocketMap,
   SSLContext,
+  takeOverListeners,
 } from "../mod.ts";
 import { C, type Constants, type ErrnoName, platform } from "../ffi/platform.ts";
 import { windowsX86_64 } from "../ffi/platform_windows.ts";
@@ -173,6 +179,45 @@ leakTest("windows: what is Unix-only says so", () => {
     );
   } finally {
     d.close();
+  }
+}, !onWindows);
+
+leakTest("windows: the handoff and socket activation are Unix-only, in one sentence", () => {
+  for (const fn of [() => takeOverListeners("C:\\x.sock"), () => serveHandoff("x", [])]) {
+    const err = assertThrows(fn, OSError);
+    assertEquals(err.code, "ENOSYS");
+    assert(err.message.includes("SCM_RIGHTS"), err.message);
+  }
+  assertEquals(listenFds(), [], "no LISTEN_PID on Windows: no sockets");
+}, !onWindows);
+
+leakTest("windows: a DatagramDispatcher makes one call per datagram and echoes a batch", () => {
+  assertEquals(hasBatchCalls(), false);
+  const map: SocketMap = new Map();
+  const echo = new (class extends DatagramDispatcher {
+    override handleDatagrams(batch: MessageBatch, count: number) {
+      this.sendDatagrams(batch, count);
+    }
+  })(null, map);
+  const client = new Socket(AF_INET, SOCK_DGRAM);
+  try {
+    assertEquals(echo.batchCalls, false);
+    echo.createSocket();
+    echo.bind(["127.0.0.1", 0]);
+    const to = echo.sock.getsockname();
+    client.bind(["127.0.0.1", 0]);
+    client.settimeout(5);
+    for (let i = 0; i < 10; i++) client.sendto(`datagram ${i}`, to);
+    const got: string[] = [];
+    for (let pass = 0; pass < 50 && echo.datagramsSent < 10; pass++) {
+      loop({ map, count: 1, timeout: 0.05, poller: "poll" });
+    }
+    for (let i = 0; i < 10; i++) got.push(new TextDecoder().decode(client.recvfrom(64)[0]));
+    assertEquals(got, Array.from({ length: 10 }, (_, i) => `datagram ${i}`));
+    assertEquals([echo.datagramsReceived, echo.datagramsSent], [10, 10]);
+  } finally {
+    client.close();
+    echo.close();
   }
 }, !onWindows);
 
