@@ -60,7 +60,8 @@ export class EchoServer extends Dispatcher {
     this.bind(address);
     // 5, as in the asyncore documentation. A server that takes bursts of new
     // connections wants listen(1024): a full accept queue drops SYNs, and each
-    // client dropped waits for a retransmit (1 s). See README "Bursts".
+    // client dropped waits for a retransmit (1 s). See docs/production.md,
+    // "Bursts and the backlog".
     this.listen(5);
   }
 
