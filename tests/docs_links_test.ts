@@ -99,7 +99,10 @@ Deno.test({
         assert(/8080/.test(stderr), stderr);
         return;
       }
-      const conn = await Deno.connect({ hostname: "localhost", port: 8080 });
+      // Where it says it listens ("localhost" may also name ::1, where something else may be).
+      const [, host, port] = /listening on (\S+):(\d+)$/.exec(server.stdout.lines[0]) ?? [];
+      assertEquals(port, "8080", server.stdout.lines[0]);
+      const conn = await Deno.connect({ hostname: host.replace(/^\[|\]$/g, ""), port: 8080 });
       try {
         await conn.write(new TextEncoder().encode("hello\n"));
         const buf = new Uint8Array(6);
