@@ -3,8 +3,8 @@
  * descriptors through Deno FFI. Needs `--allow-ffi`.
  *
  * @example Echo server
- * ```ts ignore
- * import { Dispatcher, DispatcherWithSend, loop, type Socket } from "./mod.ts";
+ * ```ts no-run
+ * import { Dispatcher, DispatcherWithSend, loop, type Socket } from "@asyncore/deno";
  *
  * class EchoHandler extends DispatcherWithSend {
  *   override handleRead() {
@@ -25,7 +25,7 @@
  *   }
  * }
  * new EchoServer("localhost", 8080);
- * loop();
+ * loop(); // serves until the process is stopped
  * ```
  *
  * @module

@@ -125,7 +125,9 @@ export function findPrefixAtEnd(
  * {@linkcode AsyncChat.foundTerminator}.
  *
  * @example A line-echo channel
- * ```ts ignore
+ * ```ts
+ * import { AsyncChat, type Socket } from "@asyncore/deno";
+ *
  * class LineEcho extends AsyncChat {
  *   constructor(sock: Socket) {
  *     super(sock);

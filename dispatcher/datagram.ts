@@ -61,8 +61,9 @@ interface Queued {
  * send with {@linkcode sendDatagrams} or {@linkcode sendDatagram}.
  *
  * @example A UDP echo: every batch received goes back to its senders in one call
- * ```ts ignore
- * import { DatagramDispatcher, loop, type MessageBatch } from "jsr:@asyncore/deno";
+ * ```ts no-run
+ * // serves until stopped
+ * import { DatagramDispatcher, loop, type MessageBatch } from "@asyncore/deno";
  *
  * class UdpEcho extends DatagramDispatcher {
  *   constructor(port: number) {

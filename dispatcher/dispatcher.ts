@@ -63,8 +63,8 @@ let nextId = 1;
  * `handle*` methods; a handler that throws goes to `handleError`.
  *
  * @example A listening server that hands each connection to a handler
- * ```ts ignore
- * import { type Address, Dispatcher, loop, type Socket } from "jsr:@asyncore/deno";
+ * ```ts no-run
+ * import { type Address, Dispatcher, formatAddress, loop, type Socket } from "@asyncore/deno";
  *
  * class Server extends Dispatcher {
  *   constructor(port: number) {
@@ -75,12 +75,12 @@ let nextId = 1;
  *     this.listen(5);
  *   }
  *   override handleAccepted(sock: Socket, addr: Address) {
- *     console.log("connection from", addr);
+ *     console.log("connection from", formatAddress(addr));
  *     sock.close();
  *   }
  * }
  * new Server(8080);
- * loop();
+ * loop(); // serves until the process is stopped
  * ```
  */
 export class Dispatcher {
@@ -423,9 +423,20 @@ export class Dispatcher {
    * go-ahead has been sent: bytes still queued would leave encrypted.
    *
    * @example
-   * ```ts ignore
-   * this.send("220 Ready to start TLS\r\n");
-   * this.startTls(serverContext, { serverSide: true });
+   * ```ts
+   * import { DispatcherWithSend, PROTOCOL_TLS_SERVER, SSLContext } from "@asyncore/deno";
+   *
+   * const serverContext = new SSLContext(PROTOCOL_TLS_SERVER); // and serverContext.loadCertChain(...)
+   *
+   * class SmtpHandler extends DispatcherWithSend {
+   *   override handleRead() {
+   *     const line = new TextDecoder().decode(this.recv(1024)).trim();
+   *     if (line === "STARTTLS") {
+   *       this.send("220 Ready to start TLS\r\n"); // plaintext: it must have left first
+   *       this.startTls(serverContext, { serverSide: true });
+   *     }
+   *   }
+   * }
    * ```
    */
   startTls(context: SSLContext, options: StartTlsOptions = {}): void {
@@ -818,7 +829,9 @@ export class Dispatcher {
    * moved by calling the socket's own methods directly are not seen.
    *
    * @example Close peers that stay silent for a minute
-   * ```ts ignore
+   * ```ts
+   * import { DispatcherWithSend, type Socket } from "@asyncore/deno";
+   *
    * class Handler extends DispatcherWithSend {
    *   constructor(sock: Socket) {
    *     super(sock);

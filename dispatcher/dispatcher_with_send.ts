@@ -25,8 +25,8 @@ const SEND_CHUNK = 65536;
  * the rest as the socket becomes writable.
  *
  * @example The echo handler
- * ```ts ignore
- * import { DispatcherWithSend } from "jsr:@asyncore/deno";
+ * ```ts
+ * import { DispatcherWithSend } from "@asyncore/deno";
  *
  * class EchoHandler extends DispatcherWithSend {
  *   override handleRead() {
@@ -133,10 +133,17 @@ export class DispatcherWithSend extends Dispatcher {
    * producer (its `sent` counts the bytes gone).
    *
    * @example
-   * ```ts ignore
-   * this.send("HTTP/1.0 200 OK\r\n\r\n");
-   * this.sendFile("index.html");
-   * this.send("more bytes, after the file");
+   * ```ts
+   * import { DispatcherWithSend } from "@asyncore/deno";
+   *
+   * class IndexServer extends DispatcherWithSend {
+   *   override handleRead() {
+   *     if (this.recv(4096).length === 0) return;
+   *     this.send("HTTP/1.0 200 OK\r\n\r\n");
+   *     this.sendFile("index.html");
+   *     this.send("more bytes, after the file");
+   *   }
+   * }
    * ```
    */
   sendFile(file: SendfileSource | FileProducer, options?: FileProducerOptions): FileProducer {

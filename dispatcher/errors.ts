@@ -22,9 +22,10 @@ export class ExitNow extends Error {
  * handed to `handleError`.
  *
  * @example Stopping on Ctrl-C and cleaning up
- * ```ts ignore
- * import { closeAll, KeyboardInterrupt, loop } from "./mod.ts";
+ * ```ts
+ * import { closeAll, KeyboardInterrupt, loop } from "@asyncore/deno";
  *
+ * // ... the program's channels are made here ...
  * try {
  *   loop({ stopSignals: ["SIGINT", "SIGTERM"] });
  * } catch (error) {

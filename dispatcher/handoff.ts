@@ -368,9 +368,20 @@ function bindReplacingStale(server: Dispatcher, path: string): void {
  * @throws {OSError} `EADDRINUSE` as above; `ENOSYS` on Windows; a `bind` failure.
  * @throws {TypeError} When a listener is not an open dispatcher over a `Socket`.
  * @example Restartable echo server (see examples/echo.ts --handoff)
- * ```ts ignore
- * import { loop, serveHandoff } from "jsr:@asyncore/deno";
- * const server = new EchoServer("0.0.0.0", 8080); // a listening Dispatcher
+ * ```ts no-run
+ * // serves until a successor takes the listener and the last connection closes
+ * import { Dispatcher, loop, serveHandoff, type Socket } from "@asyncore/deno";
+ *
+ * class Server extends Dispatcher {
+ *   override handleAccepted(sock: Socket) {
+ *     sock.close(); // a real server hands it to a channel
+ *   }
+ * }
+ * const server = new Server();
+ * server.createSocket();
+ * server.setReuseAddr();
+ * server.bind(["0.0.0.0", 8080]);
+ * server.listen(1024);
  * serveHandoff("/run/echo/handoff.sock", [server], () => console.log("handed over"));
  * loop(); // returns once the successor has the listener and the last connection closed
  * ```

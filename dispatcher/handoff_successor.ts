@@ -111,11 +111,17 @@ function timedOut(path: string, seconds: number): TimeoutError {
  *   broke the protocol; the message says which), {@linkcode TimeoutError}.
  * @throws {RangeError} For a timeout that is not a positive number.
  * @example The successor of examples/echo.ts --handoff=/run/echo/handoff.sock
- * ```ts ignore
- * import { loop, takeOverListeners } from "jsr:@asyncore/deno";
+ * ```ts no-run
+ * // needs a running server at the path (examples/echo.ts --handoff), then serves until stopped
+ * import { Dispatcher, loop, type Socket, takeOverListeners } from "@asyncore/deno";
+ *
+ * class Server extends Dispatcher {
+ *   override handleAccepted(sock: Socket) {
+ *     sock.close(); // a real server hands it to a channel
+ *   }
+ * }
  * for (const sock of takeOverListeners("/run/echo/handoff.sock")) {
- *   const server = new EchoServer(sock); // a Dispatcher subclass: super(sock)
- *   server.listen(128);
+ *   new Server(sock).listen(1024); // the queue comes with the socket
  * }
  * loop();
  * ```

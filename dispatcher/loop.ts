@@ -63,13 +63,26 @@ let adoptCore: LoopCore | null = null;
  * them in turn, or as two concurrent `runAsync()` calls.
  *
  * @example Two servers, each on its own loop, served together
- * ```ts ignore
- * import { Loop } from "jsr:@asyncore/deno";
+ * ```ts
+ * import { Dispatcher, Loop, type SocketMap } from "@asyncore/deno";
+ *
+ * class Server extends Dispatcher {
+ *   constructor(port: number, map: SocketMap) {
+ *     super(null, map); // joins the loop that owns `map`
+ *     this.createSocket();
+ *     this.bind(["127.0.0.1", port]);
+ *     this.listen(5);
+ *   }
+ * }
  *
  * const a = new Loop(), b = new Loop();
- * new EchoServer(8080, a.map);
- * new EchoServer(8081, b.map);
- * a.callEvery(60, () => console.log("a is alive"));
+ * new Server(0, a.map);
+ * new Server(0, b.map);
+ * a.callEvery(60, () => console.log("a is alive")); // fires in a's runs only
+ * b.callLater(0.1, () => { // closing a loop ends its run
+ *   a.close();
+ *   b.close();
+ * });
  * await Promise.all([a.runAsync(), b.runAsync()]);
  * ```
  */
@@ -243,8 +256,8 @@ export const poll3: typeof poll2 = poll2;
  * an fd of 1024 or more under select).
  *
  * @example Serving until Ctrl-C, then cleaning up (Python's `except KeyboardInterrupt`)
- * ```ts ignore
- * import { closeAll, KeyboardInterrupt, loop } from "jsr:@asyncore/deno";
+ * ```ts
+ * import { closeAll, KeyboardInterrupt, loop } from "@asyncore/deno";
  *
  * try {
  *   loop({ poller: "epoll", stopSignals: ["SIGINT", "SIGTERM"] });

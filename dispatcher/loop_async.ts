@@ -26,8 +26,8 @@ export { type LoopAsyncOptions, SPIN_MS, SPIN_SECONDS, YIELD_EVERY_MS, YIELD_EVE
  * another `loopAsync` already serves the map.
  *
  * @example Stopping on Ctrl-C: Deno's signal listeners run while it waits
- * ```ts ignore
- * import { closeAll, loopAsync } from "jsr:@asyncore/deno";
+ * ```ts
+ * import { closeAll, loopAsync } from "@asyncore/deno";
  *
  * const stop = new AbortController();
  * const onSignal = () => stop.abort();

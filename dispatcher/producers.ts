@@ -65,7 +65,9 @@ export interface FileProducerOptions {
  * `fileno()`. A bad fd or path fails here, with an `OSError`.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { DispatcherWithSend } from "@asyncore/deno";
+ *
  * class FileServer extends DispatcherWithSend {
  *   override handleRead() {
  *     if (this.recv(4096).length > 0) {

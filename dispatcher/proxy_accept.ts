@@ -59,11 +59,15 @@ const headers = new WeakMap<Socket, ProxyHeader>();
  * TLVs (ALPN, authority, unique ID, SSL details).
  *
  * @example
- * ```ts ignore
- * override handleAccepted(sock: Socket, addr: Address) {
- *   const header = proxyHeaderOf(sock);
- *   console.log(addr, "via", header?.destination, header?.tlvs.length, "TLVs");
- *   new Handler(sock);
+ * ```ts
+ * import { type Address, Dispatcher, DispatcherWithSend, proxyHeaderOf, type Socket } from "@asyncore/deno";
+ *
+ * class Server extends Dispatcher {
+ *   override handleAccepted(sock: Socket, addr: Address) {
+ *     const header = proxyHeaderOf(sock);
+ *     console.log(addr, "via", header?.destination, header?.tlvs.length, "TLVs");
+ *     new DispatcherWithSend(sock);
+ *   }
  * }
  * ```
  */

@@ -119,8 +119,8 @@ export function proxyHeaderLimit(version: ProxyProtocolVersion): number {
  * or {@linkcode PROXY_V2_MAX_BYTES} is refused as oversized.
  *
  * @example
- * ```ts ignore
- * import { parseProxyHeader } from "jsr:@asyncore/deno";
+ * ```ts
+ * import { parseProxyHeader } from "@asyncore/deno";
  *
  * const bytes = new TextEncoder().encode("PROXY TCP4 192.0.2.7 198.51.100.1 56324 443\r\nGET /");
  * const r = parseProxyHeader(bytes, "v1");

@@ -25,10 +25,15 @@ export interface TimerHandle {
    * timer, since `cancel()` is final. Costs O(log n) in the number of timers.
    *
    * @example An idle timer pushed back by activity (pyftpdlib's pattern)
-   * ```ts ignore
+   * ```ts
+   * import { callLater, Dispatcher } from "@asyncore/deno";
+   *
+   * const channel = new Dispatcher();
    * const idle = callLater(30, () => channel.close());
    * // ... whenever the peer does something:
    * idle.reset();
+   * // ... and when the channel closes first:
+   * idle.cancel();
    * ```
    */
   reset(seconds?: number): void;

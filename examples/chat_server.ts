@@ -219,7 +219,7 @@ export class ChatServer extends Dispatcher {
     this.setReuseAddr();
     this.bind(address);
     // Enough for a chat; a server that takes bursts of new connections wants
-    // listen(1024) (see README "Bursts").
+    // listen(1024) (see docs/production.md, "Bursts and the backlog").
     this.listen(128);
     this.maxConnectionsPerHost = 16;
   }

@@ -70,7 +70,7 @@ export class EchoServer extends Dispatcher {
    * The backlog is 5 by default, as in the asyncore documentation. A server
    * that takes bursts of new connections wants 1024: a full accept queue
    * drops SYNs, and each client dropped waits for a retransmit (1 s). See
-   * README "Bursts".
+   * docs/production.md, "Bursts and the backlog".
    */
   constructor(where: { host: string; port: number } | Socket, backlog = 5) {
     super(where instanceof Socket ? where : null);

@@ -116,10 +116,17 @@ function adopt(n: number): Socket[] {
  *   still removed); `EBADF` for an fd that is not open; `ENOTSOCK` for one
  *   that is not a socket.
  * @example Serving the sockets of a systemd `.socket` unit
- * ```ts ignore
- * import { Dispatcher, listenFds, loop } from "jsr:@asyncore/deno";
- * for (const sock of listenFds()) {
- *   const server = new EchoServer(sock); // a Dispatcher subclass
+ * ```ts
+ * import { Dispatcher, listenFds, loop, type Socket } from "@asyncore/deno";
+ *
+ * class EchoServer extends Dispatcher {
+ *   override handleAccepted(sock: Socket) {
+ *     sock.close(); // a real server makes a handler here
+ *   }
+ * }
+ *
+ * for (const sock of listenFds()) { // none unless started by systemd (or systemd-socket-activate)
+ *   const server = new EchoServer(sock);
  *   server.listen(128);
  * }
  * loop();
@@ -146,10 +153,12 @@ export function listenFds(unsetEnvironment = true): Socket[] {
  * @throws {OSError} `EINVAL` when there are not as many names as fds, or a
  *   variable is malformed; as {@linkcode listenFds} otherwise.
  * @example Telling the public listener from the admin one
- * ```ts ignore
- * import { listenFdsWithNames } from "jsr:@asyncore/deno";
+ * ```ts
+ * import { listenFdsWithNames } from "@asyncore/deno";
+ *
  * const byName = new Map(listenFdsWithNames().map(([sock, name]) => [name, sock]));
  * const web = byName.get("web"), admin = byName.get("admin");
+ * console.log(web ? "serving web" : "no web socket", admin ? "and admin" : "");
  * ```
  */
 export function listenFdsWithNames(unsetEnvironment = true): [Socket, string][] {

@@ -19,7 +19,7 @@ export type InetAddress = [host: string, port: number];
  *
  * @example
  * ```ts
- * import { isInetAddress } from "jsr:@asyncore/deno";
+ * import { isInetAddress } from "@asyncore/deno";
  *
  * const addr: string | [string, number] = ["127.0.0.1", 8080];
  * if (isInetAddress(addr)) console.log(addr[1] + 1); // addr[1] is a number here
@@ -37,7 +37,7 @@ export function isInetAddress(addr: unknown): addr is Exclude<Address, string> {
  *
  * @example
  * ```ts
- * import { AF_INET, inetAddress, Socket } from "jsr:@asyncore/deno";
+ * import { AF_INET, inetAddress, Socket } from "@asyncore/deno";
  *
  * using sock = new Socket(AF_INET);
  * sock.bind(["127.0.0.1", 0]);
@@ -65,7 +65,7 @@ export function inetAddress(addr: Address | null | undefined): InetAddress {
  *
  * @example
  * ```ts
- * import { formatAddress } from "jsr:@asyncore/deno";
+ * import { formatAddress } from "@asyncore/deno";
  *
  * console.log(formatAddress(["::1", 8080, 0, 0])); // [::1]:8080
  * console.log(formatAddress("/run/echo.sock")); // /run/echo.sock

@@ -41,11 +41,14 @@ export interface CreateServerOptions {
  * @returns The two ends.
  * @throws {OSError} From `socketpair(2)` (`EOPNOTSUPP`, `EMFILE`, ...).
  * @example
- * ```ts ignore
- * import { socketpair } from "jsr:@asyncore/deno";
+ * ```ts
+ * import { socketpair } from "@asyncore/deno";
+ *
  * const [a, b] = socketpair();
  * a.sendall("ping");
  * b.recv(4); // "ping" as bytes
+ * a.close();
+ * b.close();
  * ```
  */
 export function socketpair(
@@ -88,9 +91,12 @@ function pyRepr(addr: unknown): string {
  * @throws {OSError} The last address's error when none connects (`ECONNREFUSED`,
  *   `TimeoutError`, ...); {@linkcode GaiError} when the name does not resolve.
  * @example
- * ```ts ignore
- * import { createConnection } from "jsr:@asyncore/deno";
- * const sock = createConnection(["localhost", 8080], 5);
+ * ```ts
+ * import { createConnection, createServer, inetAddress } from "@asyncore/deno";
+ *
+ * using server = createServer(["127.0.0.1", 0]); // a peer to connect to
+ * const [, port] = inetAddress(server.getsockname());
+ * using sock = createConnection(["localhost", port], 5);
  * sock.sendall("hello\n");
  * ```
  */
@@ -127,11 +133,13 @@ export function createConnection(
  * can take IPv4 connections too (`IPV6_V6ONLY` can be turned off).
  *
  * @example
- * ```ts ignore
- * import { AF_INET, AF_INET6, createServer, hasDualstackIpv6 } from "jsr:@asyncore/deno";
- * const listener = hasDualstackIpv6()
- *   ? createServer(["", 8080], { family: AF_INET6, dualstackIpv6: true })
- *   : createServer(["", 8080], { family: AF_INET });
+ * ```ts
+ * import { AF_INET, AF_INET6, createServer, hasDualstackIpv6 } from "@asyncore/deno";
+ *
+ * const port = 0; // 0: the kernel picks a free port
+ * using listener = hasDualstackIpv6()
+ *   ? createServer(["", port], { family: AF_INET6, dualstackIpv6: true })
+ *   : createServer(["", port], { family: AF_INET });
  * ```
  */
 export function hasDualstackIpv6(): boolean {
@@ -163,9 +171,13 @@ export function hasDualstackIpv6(): boolean {
  * @throws {OSError} When binding fails, with Python's message
  *   (`"Address already in use (while attempting to bind on address ('', 8080))"`).
  * @example A dual-stack server on port 8080
- * ```ts ignore
- * import { AF_INET6, createServer } from "jsr:@asyncore/deno";
- * const listener = createServer(["", 8080], { family: AF_INET6, dualstackIpv6: true });
+ * ```ts
+ * import { AF_INET6, createServer, hasDualstackIpv6 } from "@asyncore/deno";
+ *
+ * if (hasDualstackIpv6()) {
+ *   using listener = createServer(["", 0], { family: AF_INET6, dualstackIpv6: true }); // 0: any port
+ *   console.log(listener.getsockname()); // ["::", 39541, 0, 0]: IPv4 clients come as ::ffff:a.b.c.d
+ * }
  * ```
  */
 export function createServer(address: Address, options: CreateServerOptions = {}): Socket {

@@ -13,7 +13,7 @@
  *
  * @example
  * ```ts
- * import { MIN_DENO_VERSION } from "jsr:@asyncore/deno";
+ * import { MIN_DENO_VERSION } from "@asyncore/deno";
  *
  * console.log(`needs Deno ${MIN_DENO_VERSION} or later; this is ${Deno.version.deno}`);
  * ```

@@ -37,8 +37,11 @@ function packedBytes(packed: unknown, what: string): Uint8Array {
  *
  * @throws {OSError} `"illegal IP address string passed to inet_aton"` for anything else.
  * @example Joining a multicast group (an `ip_mreq` is the group, then the interface)
- * ```ts ignore
- * import { inetAton, IP_ADD_MEMBERSHIP, IPPROTO_IP } from "jsr:@asyncore/deno";
+ * ```ts
+ * import { AF_INET, inetAton, IP_ADD_MEMBERSHIP, IPPROTO_IP, SOCK_DGRAM, Socket } from "@asyncore/deno";
+ *
+ * using sock = new Socket(AF_INET, SOCK_DGRAM);
+ * sock.bind(["0.0.0.0", 0]);
  * const mreq = new Uint8Array([...inetAton("239.1.2.3"), ...inetAton("127.0.0.1")]);
  * sock.setsockopt(IPPROTO_IP, IP_ADD_MEMBERSHIP, mreq);
  * ```
@@ -57,7 +60,9 @@ export function inetAton(ip: string): Uint8Array {
  *
  * @throws {OSError} `"packed IP wrong length for inet_ntoa"` unless `packed` has 4 bytes.
  * @example
- * ```ts ignore
+ * ```ts
+ * import { inetNtoa } from "@asyncore/deno";
+ *
  * inetNtoa(new Uint8Array([127, 0, 0, 1])); // "127.0.0.1"
  * ```
  */
@@ -74,7 +79,9 @@ export function inetNtoa(packed: Uint8Array): string {
  * @throws {OSError} `"illegal IP address string passed to inet_pton"` for bad text;
  *   `EAFNOSUPPORT` for another family.
  * @example
- * ```ts ignore
+ * ```ts
+ * import { AF_INET6, inetPton } from "@asyncore/deno";
+ *
  * inetPton(AF_INET6, "::1"); // 15 zero bytes, then 1
  * ```
  */
@@ -96,7 +103,9 @@ export function inetPton(family: number, ip: string): Uint8Array {
  * @throws {RangeError} For a length that does not fit the family, or an unknown family
  *   (Python's `ValueError`).
  * @example
- * ```ts ignore
+ * ```ts
+ * import { AF_INET6, inetNtop, inetPton } from "@asyncore/deno";
+ *
  * inetNtop(AF_INET6, inetPton(AF_INET6, "2001:db8:0:0:0:0:0:1")); // "2001:db8::1"
  * ```
  */

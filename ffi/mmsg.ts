@@ -53,12 +53,13 @@ function pointerTo(buffer: ArrayBuffer, offset: number): bigint {
  * sender: the echo of every datagram in one call each way.
  *
  * @example A UDP echo, 64 datagrams per system call
- * ```ts ignore
- * import { AF_INET, MessageBatch, SOCK_DGRAM, Socket } from "jsr:@asyncore/deno";
+ * ```ts no-run
+ * import { AF_INET, MessageBatch, SOCK_DGRAM, Socket } from "@asyncore/deno";
+ *
  * const sock = new Socket(AF_INET, SOCK_DGRAM);
  * sock.bind(["127.0.0.1", 9999]);
  * const batch = new MessageBatch(64, 2048);
- * for (;;) {
+ * for (;;) { // serves until the process is stopped
  *   const n = sock.recvmmsgInto(batch); // waits for the first, takes what is queued
  *   for (let sent = 0; sent < n;) sent += sock.sendmmsg(batch, n - sent, 0, sent);
  * }

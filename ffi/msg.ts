@@ -85,8 +85,9 @@ function checkCmsgLength(length: unknown, what: string): number {
  *
  * @throws {RangeError} When `length` is negative or too large (Python's `OverflowError`).
  * @example
- * ```ts ignore
- * import { CMSG_LEN } from "jsr:@asyncore/deno";
+ * ```ts
+ * import { CMSG_LEN } from "@asyncore/deno";
+ *
  * CMSG_LEN(0); // 16 on 64-bit Linux
  * CMSG_LEN(4 * 3); // room for three fds, as recvFds asks for
  * ```
@@ -102,9 +103,11 @@ export function CMSG_LEN(length: number): number {
  *
  * @throws {RangeError} When `length` is negative or too large (Python's `OverflowError`).
  * @example
- * ```ts ignore
- * import { CMSG_SPACE } from "jsr:@asyncore/deno";
+ * ```ts
+ * import { CMSG_SPACE } from "@asyncore/deno";
+ *
  * const ancbufsize = CMSG_SPACE(4 * 2) + CMSG_SPACE(12); // two fds, then credentials
+ * console.log(ancbufsize);
  * ```
  */
 export function CMSG_SPACE(length: number): number {
@@ -389,9 +392,14 @@ export function closeFds(fds: number[]): void {
  * @returns The number of data bytes sent.
  * @throws {OSError} From `sendmsg(2)` (`EBADF` for an fd that is not open, `ETOOMANYREFS`, ...).
  * @example Handing a listening socket to another process
- * ```ts ignore
- * import { sendFds } from "jsr:@asyncore/deno";
+ * ```ts
+ * import { createServer, sendFds, socketpair } from "@asyncore/deno";
+ *
+ * const [unixConn, successor] = socketpair(); // in real use, a Unix socket to the other process
+ * using listener = createServer(["127.0.0.1", 0]);
  * sendFds(unixConn, ["listener"], [listener.fileno()]);
+ * unixConn.close();
+ * successor.close();
  * ```
  */
 export function sendFds(
@@ -424,11 +432,18 @@ export function sendFds(
  * @returns `[data, fds, msgFlags, address]`; `address` is null on a connected socket.
  * @throws {RangeError} When `bufsize` or `maxfds` is negative.
  * @example Taking over listening sockets sent by another process
- * ```ts ignore
- * import { MSG_CTRUNC, recvFds, Socket } from "jsr:@asyncore/deno";
+ * ```ts
+ * import { createServer, MSG_CTRUNC, recvFds, sendFds, Socket, socketpair } from "@asyncore/deno";
+ *
+ * const [predecessor, unixConn] = socketpair(); // in real use, a Unix socket to the other process
+ * using old = createServer(["127.0.0.1", 0]);
+ * sendFds(predecessor, ["listener"], [old.fileno()]);
+ *
  * const [data, fds, flags] = recvFds(unixConn, 1024, 16);
  * if (flags & MSG_CTRUNC) throw new Error("more fds than expected");
  * const listeners = fds.map((fd) => Socket.fromFd(fd));
+ * console.log(new TextDecoder().decode(data), listeners.map((s) => s.getsockname()));
+ * for (const s of [...listeners, predecessor, unixConn]) s.close();
  * ```
  */
 export function recvFds(

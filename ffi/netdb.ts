@@ -143,9 +143,14 @@ function checkHost(host: string | null): void {
  * @throws {TypeError} When `host` or `port` has the wrong type.
  *
  * @example Picking the family before `createSocket`
- * ```ts ignore
- * import { getaddrinfo, SOCK_STREAM } from "./mod.ts";
+ * ```ts
+ * import { Dispatcher, getaddrinfo, SOCK_STREAM } from "@asyncore/deno";
+ *
  * const [[family, , , , address]] = getaddrinfo("localhost", 8025, 0, SOCK_STREAM);
+ * const client = new Dispatcher();
+ * client.createSocket(family); // AF_INET or AF_INET6, as the name resolved
+ * console.log(address); // ["127.0.0.1", 8025]
+ * client.close();
  * ```
  */
 export function getaddrinfo(
@@ -188,9 +193,11 @@ export function getaddrinfo(
  * @throws {TypeError} At once, when an argument has the wrong type.
  *
  * @example
- * ```ts ignore
- * import { getaddrinfoAsync, SOCK_STREAM } from "./mod.ts";
- * const [[family, , , , address]] = await getaddrinfoAsync("example.org", 443, 0, SOCK_STREAM);
+ * ```ts
+ * import { getaddrinfoAsync, SOCK_STREAM } from "@asyncore/deno";
+ *
+ * const [[family, , , , address]] = await getaddrinfoAsync("localhost", 443, 0, SOCK_STREAM);
+ * console.log(family, address); // 2 ["127.0.0.1", 443]
  * ```
  */
 export function getaddrinfoAsync(
@@ -359,8 +366,9 @@ export function getfqdn(name = ""): string {
  * @throws {OSError} When an IPv4 address is given with more than two items.
  *
  * @example
- * ```ts ignore
- * import { getnameinfo, NI_NUMERICSERV } from "./mod.ts";
+ * ```ts
+ * import { getnameinfo, NI_NUMERICSERV } from "@asyncore/deno";
+ *
  * getnameinfo(["127.0.0.1", 80]); // ["localhost", "http"]
  * getnameinfo(["127.0.0.1", 80], NI_NUMERICSERV); // ["localhost", "80"]
  * ```

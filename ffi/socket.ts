@@ -87,13 +87,19 @@ export function handOver(sock: Socket): number {
  * calls throw {@linkcode OSError} with Python's `errno`.
  *
  * @example A blocking client, as a Python script would write it
- * ```ts ignore
- * import { Socket } from "jsr:@asyncore/deno";
+ * ```ts
+ * import { createServer, inetAddress, Socket } from "@asyncore/deno";
+ *
+ * using server = createServer(["127.0.0.1", 0]); // a peer to talk to
+ * const [, port] = inetAddress(server.getsockname());
  *
  * const s = new Socket(); // AF_INET, SOCK_STREAM
- * s.connect(["127.0.0.1", 8080]);
+ * s.connect(["127.0.0.1", port]);
  * s.sendall("hello\n");
+ * const [conn] = server.accept();
+ * conn.sendall(conn.recv(1024)); // the peer echoes
  * console.log(new TextDecoder().decode(s.recv(1024)));
+ * conn.close();
  * s.close();
  * ```
  */
@@ -216,10 +222,18 @@ export class Socket {
    * @throws {RangeError} For a negative or NaN value (Python's `ValueError`).
    * @throws {TypeError} For a value that is not a number or null.
    * @example
-   * ```ts ignore
-   * const sock = new Socket();
-   * sock.settimeout(5);
-   * sock.connect(["127.0.0.1", 8080]); // TimeoutError after 5 s without an answer
+   * ```ts
+   * import { socketpair, TimeoutError } from "@asyncore/deno";
+   *
+   * const [sock, peer] = socketpair();
+   * sock.settimeout(0.5);
+   * try {
+   *   sock.recv(1024); // the peer sends nothing: TimeoutError after 0.5 s
+   * } catch (error) {
+   *   if (!(error instanceof TimeoutError)) throw error;
+   * }
+   * sock.close();
+   * peer.close();
    * ```
    */
   settimeout(seconds: number | null): void {
@@ -433,8 +447,17 @@ export class Socket {
    * a loop use {@linkcode trySendfile} or `DispatcherWithSend.sendFile`.
    *
    * @example
-   * ```ts ignore
-   * const sent = sock.sendfile("/srv/www/index.html");
+   * ```ts
+   * import { socketpair } from "@asyncore/deno";
+   *
+   * const path = Deno.makeTempFileSync();
+   * Deno.writeTextFileSync(path, "<h1>hello</h1>\n");
+   * const [sock, peer] = socketpair();
+   * const sent = sock.sendfile(path); // 15
+   * console.log(sent, new TextDecoder().decode(peer.recv(sent)));
+   * sock.close();
+   * peer.close();
+   * Deno.removeSync(path);
    * ```
    */
   sendfile(file: SendfileSource, offset = 0, count?: number): number {
@@ -561,10 +584,17 @@ export class Socket {
    *
    * @throws {RangeError} When `n` is negative or more than `buffer` holds.
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { AF_INET, SOCK_DGRAM, Socket } from "@asyncore/deno";
+   *
+   * using sock = new Socket(AF_INET, SOCK_DGRAM);
+   * sock.bind(["127.0.0.1", 0]);
+   * using client = new Socket(AF_INET, SOCK_DGRAM);
+   * client.sendto("ping", sock.getsockname());
+   *
    * const buf = new Uint8Array(2048);
    * const [n, from] = sock.recvfromInto(buf);
-   * sock.sendto(buf.subarray(0, n), from);
+   * sock.sendto(buf.subarray(0, n), from); // back to the sender
    * ```
    */
   recvfromInto(buffer: Uint8Array, n: number = buffer.length, flags = 0): [number, Address] {
@@ -599,8 +629,16 @@ export class Socket {
    * @param address The destination, for an unconnected datagram socket.
    * @throws {OSError} From `sendmsg(2)`.
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { SCM_RIGHTS, Socket, SOL_SOCKET, socketpair } from "@asyncore/deno";
+   *
+   * const [sock, peer] = socketpair();
+   * using other = new Socket(); // the fd to pass
+   * const body = new TextEncoder().encode(" and body");
+   * const fd = other.fileno();
    * sock.sendmsg(["header", body], [[SOL_SOCKET, SCM_RIGHTS, new Int32Array([fd])]]);
+   * sock.close();
+   * peer.close();
    * ```
    */
   sendmsg(
@@ -638,8 +676,19 @@ export class Socket {
    *
    * @throws {RangeError} For a negative size.
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { CMSG_SPACE, SCM_RIGHTS, Socket, SOL_SOCKET, socketpair } from "@asyncore/deno";
+   *
+   * const [peer, sock] = socketpair();
+   * using passed = new Socket();
+   * peer.sendmsg(["one fd"], [[SOL_SOCKET, SCM_RIGHTS, new Int32Array([passed.fileno()])]]);
+   *
    * const [data, ancdata, flags] = sock.recvmsg(1024, CMSG_SPACE(4));
+   * console.log(new TextDecoder().decode(data), ancdata.length, flags); // "one fd" 1 0
+   * const [[, , fdBytes]] = ancdata;
+   * Socket.fromFd(new DataView(fdBytes.buffer, fdBytes.byteOffset).getInt32(0, true)).close();
+   * peer.close();
+   * sock.close();
    * ```
    */
   recvmsg(bufsize: number, ancbufsize = 0, flags = 0): RecvmsgResult {
@@ -668,7 +717,15 @@ export class Socket {
    * @param count The most datagrams to take (default: the batch's capacity).
    * @param flags `MSG_*` flags.
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { AF_INET, MessageBatch, SOCK_DGRAM, Socket } from "@asyncore/deno";
+   *
+   * using sock = new Socket(AF_INET, SOCK_DGRAM);
+   * sock.bind(["127.0.0.1", 0]);
+   * using client = new Socket(AF_INET, SOCK_DGRAM);
+   * client.sendto("one", sock.getsockname());
+   * client.sendto("two", sock.getsockname());
+   *
    * const batch = new MessageBatch(32, 1500);
    * const n = sock.recvmmsgInto(batch);
    * for (let i = 0; i < n; i++) console.log(batch.address(i), batch.data(i).length);
@@ -696,7 +753,15 @@ export class Socket {
    * @param flags `MSG_*` flags.
    * @param start The first message to send (default 0).
    * @example Echo what arrived, each datagram to its sender
-   * ```ts ignore
+   * ```ts
+   * import { AF_INET, MessageBatch, SOCK_DGRAM, Socket } from "@asyncore/deno";
+   *
+   * using sock = new Socket(AF_INET, SOCK_DGRAM);
+   * sock.bind(["127.0.0.1", 0]);
+   * using client = new Socket(AF_INET, SOCK_DGRAM);
+   * client.sendto("ping", sock.getsockname());
+   * const batch = new MessageBatch();
+   *
    * const n = sock.recvmmsgInto(batch);
    * for (let sent = 0; sent < n;) sent += sock.sendmmsg(batch, n - sent, 0, sent);
    * ```
@@ -797,9 +862,13 @@ export class Socket {
    * the other open; both share the connection and its blocking mode.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { Socket } from "@asyncore/deno";
+   *
+   * const sock = new Socket();
    * const copy = sock.dup();
    * sock.close(); // copy still works
+   * copy.close();
    * ```
    */
   dup(): Socket {

@@ -23,13 +23,18 @@ const P = platform.structs.pollfd;
  * leaves its `errno` unset; here it is `ETIMEDOUT`, so that `code` names it.
  *
  * @example
- * ```ts ignore
- * sock.settimeout(2);
+ * ```ts
+ * import { socketpair, TimeoutError } from "@asyncore/deno";
+ *
+ * const [sock, peer] = socketpair();
+ * sock.settimeout(0.2);
  * try {
  *   sock.recv(1024);
  * } catch (e) {
- *   if (e instanceof TimeoutError) console.log("no answer in 2 s");
+ *   if (e instanceof TimeoutError) console.log("no answer in 0.2 s");
  * }
+ * sock.close();
+ * peer.close();
  * ```
  */
 export class TimeoutError extends OSError {

@@ -29,14 +29,18 @@ import type { StreamChannel } from "./_channel.ts";
  * the writable is closed, or at once by `close()`.
  *
  * @example An echo over a connection
- * ```ts ignore
- * import { connect } from "jsr:@asyncore/deno";
+ * ```ts
+ * import { connect, inetAddress, listen } from "@asyncore/deno";
  *
- * await using conn = await connect({ hostname: "127.0.0.1", port: 7 });
+ * const listener = listen({ hostname: "127.0.0.1", port: 0 }); // an echo server to talk to
+ * listener.accept().then((c) => c.readable.pipeTo(c.writable));
+ *
+ * await using conn = await connect({ hostname: "127.0.0.1", port: inetAddress(listener.addr)[1] });
  * const writer = conn.writable.getWriter();
  * await writer.write(new TextEncoder().encode("hello\n"));
  * await conn.closeWrite();
  * for await (const chunk of conn.readable) console.log(chunk);
+ * listener.close();
  * ```
  */
 export interface Conn extends AsyncDisposable {

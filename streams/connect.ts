@@ -90,9 +90,10 @@ async function attempt(
  * @throws {RangeError} (as a rejection) For a value out of range (a port of 0 or above 65535).
  *
  * @example An HTTPS request with streams
- * ```ts ignore
- * import { connect, createDefaultContext } from "jsr:@asyncore/deno";
+ * ```ts no-run
+ * import { connect, createDefaultContext } from "@asyncore/deno";
  *
+ * // needs the internet
  * const conn = await connect({ hostname: "example.org", port: 443, tls: createDefaultContext() });
  * const writer = conn.writable.getWriter();
  * await writer.write(new TextEncoder().encode("GET / HTTP/1.0\r\nHost: example.org\r\n\r\n"));

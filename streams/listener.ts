@@ -33,11 +33,11 @@ export const ACCEPT_AHEAD = 64;
  * `break`) stops listening.
  *
  * @example An echo server
- * ```ts ignore
- * import { listen } from "jsr:@asyncore/deno";
+ * ```ts no-run
+ * import { listen } from "@asyncore/deno";
  *
  * const listener = listen({ port: 8080 });
- * for await (const conn of listener) {
+ * for await (const conn of listener) { // serves until the process is stopped
  *   conn.readable.pipeTo(conn.writable).catch(() => {});
  * }
  * ```
@@ -239,11 +239,11 @@ function listenAddress(hostname: string, port: number): [number, Address] {
  * @throws {RangeError} For a value out of range (a port above 65535, a negative backlog).
  *
  * @example A TLS echo server
- * ```ts ignore
- * import { listen, PROTOCOL_TLS_SERVER, SSLContext } from "jsr:@asyncore/deno";
+ * ```ts no-run
+ * import { listen, PROTOCOL_TLS_SERVER, SSLContext } from "@asyncore/deno";
  *
  * const tls = new SSLContext(PROTOCOL_TLS_SERVER);
- * tls.loadCertChain("cert.pem", "key.pem");
+ * tls.loadCertChain("cert.pem", "key.pem"); // needs cert.pem and key.pem
  * for await (const conn of listen({ port: 8443, tls })) {
  *   conn.readable.pipeTo(conn.writable).catch((e) => console.error(e.message));
  * }

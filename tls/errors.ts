@@ -36,8 +36,22 @@ export interface SSLErrorOptions {
  * `[SSL: WRONG_VERSION_NUMBER] wrong version number`.
  *
  * @example
- * ```ts ignore
- * try { sock.doHandshake(); } catch (e) { if (e instanceof SSLError) console.log(e.reason); }
+ * ```ts
+ * import { createDefaultContext, socketpair, SSLError } from "@asyncore/deno";
+ *
+ * const [sock, peer] = socketpair();
+ * peer.sendall("HTTP/1.0 400 Bad Request\r\n\r\n"); // a peer that does not speak TLS
+ * const tls = createDefaultContext().wrapSocket(sock, {
+ *   serverHostname: "localhost",
+ *   doHandshakeOnConnect: false,
+ * });
+ * try {
+ *   tls.doHandshake();
+ * } catch (e) {
+ *   if (e instanceof SSLError) console.log(e.reason); // WRONG_VERSION_NUMBER
+ * }
+ * tls.close();
+ * peer.close();
  * ```
  */
 export class SSLError extends OSError {

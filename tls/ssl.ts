@@ -98,16 +98,30 @@ export interface DefaultContextOptions {
  * TLS 1.2 at least, Python's cipher list.
  *
  * @example Client
- * ```ts ignore
+ * ```ts no-run
+ * import { PROTOCOL_TLS_CLIENT, Socket, SSLContext } from "@asyncore/deno";
+ *
  * const ctx = new SSLContext(PROTOCOL_TLS_CLIENT);
- * ctx.loadVerifyLocations("ca.pem");
- * const tls = ctx.wrapSocket(sock, { serverHostname: "localhost" });
+ * ctx.loadVerifyLocations("ca.pem"); // needs ca.pem, and a TLS server on localhost:8443
+ * const sock = new Socket();
+ * sock.connect(["localhost", 8443]);
+ * using tls = ctx.wrapSocket(sock, { serverHostname: "localhost" });
  * ```
  * @example Server
- * ```ts ignore
+ * ```ts no-run
+ * import { DispatcherWithSend, PROTOCOL_TLS_SERVER, type Socket, SSLContext } from "@asyncore/deno";
+ *
  * const ctx = new SSLContext(PROTOCOL_TLS_SERVER);
- * ctx.loadCertChain("cert.pem", "key.pem");
- * new EchoHandler(ctx.wrapSocket(sock, { serverSide: true }));
+ * ctx.loadCertChain("cert.pem", "key.pem"); // needs cert.pem and key.pem
+ *
+ * class EchoHandler extends DispatcherWithSend {
+ *   override handleRead() {
+ *     const data = this.recv(8192);
+ *     if (data.length > 0) this.send(data);
+ *   }
+ * }
+ * // in a listening Dispatcher's handleAccepted(sock):
+ * const accepted = (sock: Socket) => new EchoHandler(ctx.wrapSocket(sock, { serverSide: true }));
  * ```
  */
 export class SSLContext {
@@ -229,9 +243,11 @@ export class SSLContext {
    * without one it fails instead of prompting.
    *
    * @example From files, as Python's `load_cert_chain`
-   * ```ts ignore
+   * ```ts no-run
+   * import { PROTOCOL_TLS_SERVER, SSLContext } from "@asyncore/deno";
+   *
    * const ctx = new SSLContext(PROTOCOL_TLS_SERVER);
-   * ctx.loadCertChain("cert.pem", "key.pem");
+   * ctx.loadCertChain("cert.pem", "key.pem"); // needs cert.pem and key.pem
    * ```
    *
    * @throws {OSError} When a file is missing or unreadable (`ENOENT`, `EACCES`, `EISDIR`).
@@ -251,10 +267,12 @@ export class SSLContext {
    * `key` the private key (default: the key in `cert`).
    *
    * @example From PEM text
-   * ```ts ignore
+   * ```ts no-run
+   * import { PROTOCOL_TLS_SERVER, SSLContext } from "@asyncore/deno";
+   *
    * const ctx = new SSLContext(PROTOCOL_TLS_SERVER);
    * ctx.loadCertChain({
-   *   cert: Deno.readTextFileSync("cert.pem"),
+   *   cert: Deno.readTextFileSync("cert.pem"), // needs cert.pem, and the key in TLS_KEY
    *   key: Deno.env.get("TLS_KEY")!,
    * });
    * ```
@@ -361,9 +379,11 @@ export class SSLContext {
  * `"clientAuth"` a server context.
  *
  * @example
- * ```ts ignore
- * const ctx = createDefaultContext();            // trusts the system's CAs
- * const test = createDefaultContext("serverAuth", { cafile: "ca.pem" });
+ * ```ts no-run
+ * import { createDefaultContext } from "@asyncore/deno";
+ *
+ * const ctx = createDefaultContext(); // trusts the system's CAs
+ * const test = createDefaultContext("serverAuth", { cafile: "ca.pem" }); // needs ca.pem
  * ```
  */
 export function createDefaultContext(
@@ -431,10 +451,12 @@ export interface WrapSocketOptions {
  * it wraps), not by `new`.
  *
  * @example
- * ```ts ignore
+ * ```ts no-run
+ * import { createDefaultContext, Socket } from "@asyncore/deno";
+ *
  * const ctx = createDefaultContext();
  * const raw = new Socket();
- * raw.connect(["example.org", 443]);
+ * raw.connect(["example.org", 443]); // needs the internet
  * const tls = ctx.wrapSocket(raw, { serverHostname: "example.org" });
  * tls.sendall("GET / HTTP/1.0\r\nHost: example.org\r\n\r\n");
  * console.log(new TextDecoder().decode(tls.recv(4096)));
