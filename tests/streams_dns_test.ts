@@ -64,10 +64,12 @@ Deno.test({
       `mount --bind ${dir}/resolv.conf /etc/resolv.conf`,
       "ip link set lo up",
       `${python} ${ROOT}tests/fixtures/slow_dns.py 1.5 > ${dir}/dns.log 2>&1 &`,
+      // sh -c has no job control: keep the pid, as `kill %1` would miss and leave it running.
+      "dns=$!",
       `for i in $(seq 50); do grep -q ready ${dir}/dns.log && break; sleep 0.1; done`,
       `${Deno.execPath()} run -A ${ROOT}tests/fixtures/slow_lookup.ts slow.test`,
       "status=$?",
-      "kill %1",
+      "kill $dns",
       "exit $status",
     ].join("\n");
     const out = await withTimeout(
