@@ -1,6 +1,6 @@
 /**
  * The TLS section of `deno task bench` (issue 19's rows), also standalone:
- * `deno run -A bench/tls_bench.ts [--quick] [--duration=S] [--only=a,b] [--idle=N1,N2]`.
+ * `deno run -A bench/tls_bench.ts [--quick] [--duration=S] [--rounds=N] [--only=a,b] [--idle=N1,N2]`.
  *
  * Echo servers over TLS 1.3 with an ECDSA P-256 certificate, each pinned to
  * CPU 0 with 20,000 fds: this library (`servers/asyncore_tls_echo.ts`,
@@ -19,6 +19,11 @@
  *   RSS with N2 held. The old measure (growth from 0 to N1, per connection)
  *   is printed beside it.
  *
+ * Churn, ping-pong and bulk run in `--rounds` rounds (default 3), each with
+ * the servers in another order and a fresh server process per run; a ratio
+ * is taken within a round and the median of the rounds shown, as in the
+ * main table.
+ *
  * Every server's negotiated protocol, cipher and key exchange group are
  * printed, and each of issue 19's targets is marked met or missed.
  *
@@ -33,6 +38,7 @@ const args = new Map(
 );
 const QUICK = args.has("quick") || Deno.env.get("BENCH_QUICK") === "1";
 const DURATION = Number(args.get("duration") ?? (QUICK ? 1 : 3));
+const ROUNDS = Number(args.get("rounds") ?? (QUICK ? 1 : 3));
 const ONLY = args.get("only")?.split(",");
 const IDLE = (args.get("idle") ?? (QUICK ? "200,2000" : "1000,10000")).split(",").map(Number);
 const FDS = 20000;
@@ -224,11 +230,12 @@ interface Row {
   errors: number;
 }
 
-const rows: Row[] = [];
-for (const s of servers) {
-  if (ONLY && !s.name.startsWith("Deno native") && !ONLY.some((w) => s.name.includes(w))) continue;
+/** One server's churn, ping-pong and bulk in one round. */
+type Sample = Pick<Row, "info" | "churn" | "churnUs" | "rt" | "rtUs" | "mb" | "errors">;
+
+/** Starts `s`, warms it up and measures churn, ping-pong and bulk once. */
+async function measure(s: Server): Promise<Sample> {
   const { child, port } = await start(s);
-  let row: Row;
   try {
     const pid = serverPid(child);
     const info = await loadgen(["info", String(port)]);
@@ -242,23 +249,60 @@ for (const s of servers) {
     const pp = await loadgen(["pingpong", String(port), String(DURATION), "100", "64"]);
     const rtUs = (cpuTicks(pid) - t0) * TICK_US / Math.max(1, Number(pp.count));
     const bulk = await loadgen(["bulk", String(port), String(DURATION)]);
-    row = {
-      name: s.name,
+    return {
       info: `${info.protocol} ${info.cipher} ${info.group}`,
       churn: Number(churn.count) / Number(churn.seconds),
       churnUs,
       rt: Number(pp.count) / Number(pp.seconds),
       rtUs,
       mb: Number(bulk.bytes) / Number(bulk.seconds) / 1e6,
-      slopeKiB: NaN,
-      firstKiB: NaN,
-      heldRssMiB: NaN,
-      held: 0,
       errors: Number(churn.errors) + Number(pp.errors) + Number(bulk.errors),
     };
   } finally {
     await stopServer(child);
   }
+}
+
+const median = (xs: number[]) => {
+  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+};
+
+const chosen = servers.filter((s) =>
+  !ONLY || s.name.startsWith("Deno native") || ONLY.some((w) => s.name.includes(w))
+);
+// Rounds interleaved, each in another server order (a server started right
+// after another one exits runs slower on a VM; see echo_matrix.ts): a ratio
+// is taken within a round, between runs seconds apart, and the median shown.
+const samples = new Map<string, Sample[]>(chosen.map((s) => [s.name, []]));
+for (let round = 0; round < ROUNDS; round++) {
+  const order = chosen.map((_, i) => chosen[(i + round) % chosen.length]);
+  for (const s of order) {
+    samples.get(s.name)!.push(await measure(s));
+    console.error(`round ${round + 1}/${ROUNDS}, ${s.name}: done`);
+  }
+}
+
+const rows: Row[] = [];
+for (const s of chosen) {
+  const runs = samples.get(s.name)!;
+  const pick = (k: "churn" | "churnUs" | "rt" | "rtUs" | "mb") => median(runs.map((r) => r[k]));
+  const row: Row = {
+    name: s.name,
+    info: [...new Set(runs.map((r) => r.info))].join(" / "),
+    churn: pick("churn"),
+    churnUs: pick("churnUs"),
+    rt: pick("rt"),
+    rtUs: pick("rtUs"),
+    mb: pick("mb"),
+    slopeKiB: NaN,
+    firstKiB: NaN,
+    heldRssMiB: NaN,
+    held: 0,
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+  };
   // Memory on a fresh server: the runs above leave freed heap behind.
   const fresh = await start(s);
   try {
@@ -274,20 +318,36 @@ for (const s of servers) {
     await stopServer(fresh.child);
   }
   rows.push(row);
-  console.error(`${s.name}: done`);
+  console.error(`${s.name}: memory done`);
+}
+
+/** The median over the rounds of `name`'s `key` over `base`'s in the same round. */
+function roundRatio(name: string, base: string | undefined, key: "churn" | "rt" | "mb"): number {
+  const a = samples.get(name), b = base === undefined ? undefined : samples.get(base);
+  if (a === undefined || b === undefined) return NaN;
+  return median(a.map((r, i) => r[key] / b[i][key]));
+}
+
+/** Each round's ratio, for the notes under the table. */
+function perRound(name: string, base: string | undefined, key: "churn" | "rt" | "mb"): string {
+  const a = samples.get(name), b = base === undefined ? undefined : samples.get(base);
+  if (a === undefined || b === undefined) return "n/a";
+  return a.map((r, i) => (r[key] / b[i][key]).toFixed(2)).join(", ");
 }
 
 const by = (prefix: string) => rows.find((r) => r.name.startsWith(prefix));
 const deno = by("Deno native"), c = by("C epoll"), ours = by("asyncore");
-const x = (v: number, b: number | undefined) => b ? ` (${(v / b).toFixed(2)}x)` : "";
+const x = (r: Row, base: Row | undefined, key: "churn" | "rt" | "mb") =>
+  base ? ` (${roundRatio(r.name, base.name, key).toFixed(2)}x)` : "";
+const xMem = (v: number, b: number | undefined) => b ? ` (${(v / b).toFixed(2)}x)` : "";
 const f0 = (v: number) => Number.isFinite(v) ? v.toFixed(0) : "n/a";
 const f1 = (v: number) => Number.isFinite(v) ? v.toFixed(1) : "n/a";
 
 console.log(
-  `TLS 1.3, ECDSA P-256 certificate; ${DURATION} s per row; servers on CPU 0, the C OpenSSL client (bench/tls_loadgen.c) on CPU 1.`,
+  `TLS 1.3, ECDSA P-256 certificate; ${ROUNDS} round(s) of ${DURATION} s per row, interleaved, each round in another server order (median shown); servers on CPU 0, the C OpenSSL client (bench/tls_loadgen.c) on CPU 1.`,
 );
 console.log(
-  "Ratios: to Deno native for ping-pong and bulk, to C + OpenSSL for churn and memory (issue 19's yardsticks).\n",
+  "Ratios (the median of the rounds' ratios): to Deno native for ping-pong and bulk, to C + OpenSSL for churn and memory (issue 19's yardsticks; memory once, on a fresh server).\n",
 );
 console.log(
   "| Server | negotiated | churn conn/s (50 clients) | server µs per conn | ping-pong 64 B x 100 rt/s | server µs per rt | bulk MB/s | KiB per idle conn, slope | KiB, 0 to first | RSS with idle conns held | errors |",
@@ -295,10 +355,10 @@ console.log(
 console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 for (const r of rows) {
   console.log(
-    `| ${r.name} | ${r.info} | ${f0(r.churn)}${x(r.churn, c?.churn)} | ${f0(r.churnUs)} | ${
-      f0(r.rt)
-    }${x(r.rt, deno?.rt)} | ${f1(r.rtUs)} | ${f0(r.mb)}${x(r.mb, deno?.mb)} | ${f1(r.slopeKiB)}${
-      x(r.slopeKiB, c?.slopeKiB)
+    `| ${r.name} | ${r.info} | ${f0(r.churn)}${x(r, c, "churn")} | ${f0(r.churnUs)} | ${f0(r.rt)}${
+      x(r, deno, "rt")
+    } | ${f1(r.rtUs)} | ${f0(r.mb)}${x(r, deno, "mb")} | ${f1(r.slopeKiB)}${
+      xMem(r.slopeKiB, c?.slopeKiB)
     } | ${f1(r.firstKiB)} | ${f1(r.heldRssMiB)} MiB, ${r.held} conns | ${r.errors} |`,
   );
 }
@@ -306,19 +366,26 @@ for (const r of rows) {
 if (ours !== undefined) {
   const mark = (ok: boolean | undefined) =>
     ok === undefined ? "not measured" : ok ? "met" : "missed";
-  const ratio = (a: number, b: number | undefined) => b ? a / b : NaN;
-  const pp = ratio(ours.rt, deno?.rt), bulk = ratio(ours.mb, deno?.mb);
-  const churn = ratio(ours.churn, c?.churn), mem = ratio(ours.slopeKiB, c?.slopeKiB);
+  const pp = roundRatio(ours.name, deno?.name, "rt");
+  const bulk = roundRatio(ours.name, deno?.name, "mb");
+  const churn = roundRatio(ours.name, c?.name, "churn");
+  const mem = c ? ours.slopeKiB / c.slopeKiB : NaN;
   const want = IDLE[IDLE.length - 1];
   console.log(`\nIssue 19's targets (this run):\n`);
   console.log(
-    `- ping-pong 64 B x 100, >= 1.10x Deno native: ${pp.toFixed(2)}x, ${mark(deno && pp >= 1.1)}`,
+    `- ping-pong 64 B x 100, >= 1.10x Deno native: ${pp.toFixed(2)}x, ${
+      mark(deno && pp >= 1.1)
+    } (rounds: ${perRound(ours.name, deno?.name, "rt")})`,
   );
   console.log(
-    `- bulk, 1 connection, >= 1.00x Deno native: ${bulk.toFixed(2)}x, ${mark(deno && bulk >= 1)}`,
+    `- bulk, 1 connection, >= 1.00x Deno native: ${bulk.toFixed(2)}x, ${
+      mark(deno && bulk >= 1)
+    } (rounds: ${perRound(ours.name, deno?.name, "mb")})`,
   );
   console.log(
-    `- churn, 50 clients, >= 1.00x C + OpenSSL: ${churn.toFixed(2)}x, ${mark(c && churn >= 1)}`,
+    `- churn, 50 clients, >= 1.00x C + OpenSSL: ${churn.toFixed(2)}x, ${
+      mark(c && churn >= 1)
+    } (rounds: ${perRound(ours.name, c?.name, "churn")})`,
   );
   console.log(
     `- memory per idle connection (slope ${IDLE[0]} to ${want}), <= 1.5x C + OpenSSL: ${

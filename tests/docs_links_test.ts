@@ -5,7 +5,15 @@
 // the README links every docs page, so any topic is one click away, and its
 // commands for a newcomer are the ones the tests and CI run.
 import { assert, assertEquals } from "@std/assert";
-import { anchors, linkedPages, links, root, samplePages, slugify } from "./fixtures/docs.ts";
+import {
+  anchors,
+  libraryModules,
+  linkedPages,
+  links,
+  root,
+  samplePages,
+  slugify,
+} from "./fixtures/docs.ts";
 import { spawn, stop } from "./fixtures/subprocess.ts";
 
 function exists(path: string): boolean {
@@ -65,6 +73,14 @@ Deno.test("docs links: the README links every page of docs/ directly", () => {
     [],
     "docs/README.md lists every page",
   );
+});
+
+Deno.test("docs: internals.md names every module of the library's layers", () => {
+  const text = Deno.readTextFileSync(root + "docs/internals.md");
+  const unnamed = libraryModules()
+    .filter((m) => m !== "mod.ts")
+    .filter((m) => !text.includes("`" + m.split("/").pop() + "`"));
+  assertEquals(unnamed, [], "a module docs/internals.md's layout does not name");
 });
 
 /** The commands of the README's "From a clone" block. */
