@@ -11,7 +11,7 @@
 import { compile, type Env as BaseEnv, probeEnv, serverPrefix } from "./_env.ts";
 import { BENCH, HOST, run, RunningServer, sleep, which } from "./_proc.ts";
 import { type LoadgenResult, runLoadgen } from "./_loadgen.ts";
-import { serverNamed as findServer, type ServerSpec } from "./_servers.ts";
+import { BASELINE, serverNamed as findServer, type ServerSpec } from "./_servers.ts";
 
 export { BENCH, DENO, fmtInt, OUT, ROOT, run, sleep } from "./_proc.ts";
 export { loadgenCmd, type LoadgenResult, runLoadgen } from "./_loadgen.ts";
@@ -135,6 +135,7 @@ export async function listenBacklog(port: number): Promise<number | null> {
 export function peerServers(env: Env): ServerSpec[] {
   return [
     serverNamed("asyncore epoll"),
+    ...(BASELINE !== undefined ? [serverNamed("asyncore epoll (baseline)")] : []),
     serverNamed("Deno native"),
     ...(env.cc ? [serverNamed("C epoll")] : []),
     ...(env.node ? [NODE_ECHO] : []),

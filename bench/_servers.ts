@@ -29,6 +29,15 @@ export const OURS = `${BENCH}/servers/asyncore_echo.ts`;
 export const DENO_OURS: string[] = [DENO, "run", "--no-prompt", "--allow-ffi", OURS];
 const PYTHON = ["python3", "-W", "ignore", `${BENCH}/servers/asyncore_echo.py`];
 
+/**
+ * `BENCH_BASELINE=DIR` (a checkout of an earlier commit, as made by
+ * `git worktree add DIR COMMIT`) adds that commit's echo server, classic and
+ * `recvInto`, as rows "… (baseline)": old and new code measured in one run,
+ * rounds interleaved, which is how a change is judged against noise that
+ * moves whole runs by ±25 % on this VM.
+ */
+export const BASELINE: string | undefined = Deno.env.get("BENCH_BASELINE") || undefined;
+
 /** The servers, in table order. Adding a row is adding one line here. */
 export const SERVERS: ServerSpec[] = [
   { name: "asyncore epoll", cmd: [...DENO_OURS, "--poller=epoll"] },
@@ -46,7 +55,23 @@ export const SERVERS: ServerSpec[] = [
   { name: "Python asyncore select", cmd: [...PYTHON, "--poller=select"], select: true },
   { name: "Python asyncore poll", cmd: [...PYTHON, "--poller=poll"] },
   { name: "C epoll", cmd: [`${OUT}/epoll_echo`], needsCc: true },
+  ...baselineServers(),
 ];
+
+function baselineServers(): ServerSpec[] {
+  if (BASELINE === undefined) return [];
+  const old = [
+    DENO,
+    "run",
+    "--no-prompt",
+    "--allow-ffi",
+    `${BASELINE}/bench/servers/asyncore_echo.ts`,
+  ];
+  return [
+    { name: "asyncore epoll (baseline)", cmd: [...old, "--poller=epoll"] },
+    { name: "asyncore epoll recvInto (baseline)", cmd: [...old, "--poller=epoll", "--recv-into"] },
+  ];
+}
 
 /** The servers this run measures: those it can run and `--only` names, and always the reference. */
 export function selectServers(env: Env, opts: Options): ServerSpec[] {

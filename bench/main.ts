@@ -39,6 +39,10 @@
  *   --no-modules         skip the scenario modules
  *   --record             also write the run into bench/RESULTS.md (between its markers)
  *
+ * BENCH_BASELINE=DIR (a checkout of an earlier commit: `git worktree add DIR COMMIT`) adds that
+ * commit's echo servers (classic and recvInto, epoll; and its TLS server) as "(baseline)" rows,
+ * measured in the same rounds as today's code.
+ *
  * Results go to stdout (markdown) and to bench/out/results.{md,json}.
  * The TLS rows are a module too (`bench/tls_bench.ts`; also alone: `deno run -A bench/tls_bench.ts`),
  * and so are the Web Streams rows (`bench/streams_bench.ts`: `listen()` against `Deno.listen`) and

@@ -198,6 +198,14 @@ const servers: Server[] = [
     ],
   },
 ];
+// BENCH_BASELINE=DIR: an earlier commit's TLS server beside ours (see bench/_servers.ts).
+const baseline = Deno.env.get("BENCH_BASELINE");
+if (baseline) {
+  servers.push({
+    name: "asyncore TLS (epoll) (baseline)",
+    cmd: [DENO, "run", "--allow-ffi", `${baseline}/bench/servers/asyncore_tls_echo.ts`, cert, key],
+  });
+}
 if (await has(["node", "--version"])) {
   servers.push({
     name: "Node tls",
@@ -336,7 +344,8 @@ function perRound(name: string, base: string | undefined, key: "churn" | "rt" | 
 }
 
 const by = (prefix: string) => rows.find((r) => r.name.startsWith(prefix));
-const deno = by("Deno native"), c = by("C epoll"), ours = by("asyncore");
+const deno = by("Deno native"), c = by("C epoll");
+const ours = rows.find((r) => r.name === "asyncore TLS (epoll)");
 const x = (r: Row, base: Row | undefined, key: "churn" | "rt" | "mb") =>
   base ? ` (${roundRatio(r.name, base.name, key).toFixed(2)}x)` : "";
 const xMem = (v: number, b: number | undefined) => b ? ` (${(v / b).toFixed(2)}x)` : "";
