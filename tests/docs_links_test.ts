@@ -5,6 +5,7 @@
 // the README links every docs page, so any topic is one click away, and its
 // commands for a newcomer are the ones the tests and CI run.
 import { assert, assertEquals } from "@std/assert";
+import { existsSync } from "@std/fs";
 import {
   anchors,
   libraryModules,
@@ -15,15 +16,6 @@ import {
   slugify,
 } from "./fixtures/docs.ts";
 import { spawn, stop } from "./fixtures/subprocess.ts";
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 Deno.test("docs links: GitHub's anchors, as the checker computes them", () => {
   assertEquals(slugify("Stopping on Ctrl-C and SIGTERM"), "stopping-on-ctrl-c-and-sigterm");
@@ -46,7 +38,7 @@ Deno.test("docs links: every relative link and anchor resolves", () => {
       const dir = page.includes("/") ? page.replace(/\/[^/]+$/, "/") : "";
       const file = path === "" ? page : new URL(path, `file:///${dir}`).pathname.slice(1);
       const at = `${link.file}:${link.line}: ${link.target}`;
-      if (!exists(root + file)) {
+      if (!existsSync(root + file)) {
         dead.push(`${at} (no ${file})`);
       } else if (anchor !== undefined) {
         if (!file.endsWith(".md")) dead.push(`${at} (an anchor into a file that is not Markdown)`);

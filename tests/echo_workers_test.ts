@@ -2,6 +2,7 @@
 // every worker must answer, as Deno Workers and as subprocesses, and the
 // subprocesses must go when their parent does.
 import { assert, assertEquals } from "@std/assert";
+import { existsSync } from "@std/fs";
 import { Dispatcher, OSError, type Socket, type SocketMap } from "../mod.ts";
 import { assertNoFdLeak, delay } from "./_util.ts";
 import { spawn, stop } from "./fixtures/subprocess.ts";
@@ -77,11 +78,11 @@ for (const mode of ["workers", "processes"] as const) {
         }
         if (mode === "processes") {
           // The children watch their stdin pipe: with the parent gone, they exit.
-          for (let i = 0; i < 500 && [...pids].some((p) => exists(`/proc/${p}`)); i++) {
+          for (let i = 0; i < 500 && [...pids].some((p) => existsSync(`/proc/${p}`)); i++) {
             await delay(20);
           }
           for (const p of pids) {
-            assert(!exists(`/proc/${p}`), `loop process ${p} outlived its parent`);
+            assert(!existsSync(`/proc/${p}`), `loop process ${p} outlived its parent`);
           }
         }
       }),
@@ -115,12 +116,3 @@ Deno.test("setReusePort: two listeners on one port; without it the second bind f
     for (const d of [...map.values()]) d.close();
   });
 });
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
